@@ -1,0 +1,50 @@
+# recgoat-jax: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON_SYS ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+DATASET ?= demo
+MODEL ?= recgoat
+ARGS ?=
+CONFIG ?= $(firstword $(wildcard experiments/configs/$(MODEL)_$(notdir $(DATASET)).yaml) experiments/configs/$(MODEL).yaml)
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help install train test bench reproduce-baselines ablation data features clean
+
+help:  ## list every target
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
+	@echo "Variables: DATASET=$(DATASET) MODEL=$(MODEL) ARGS='--set key=value ...'"
+
+$(VENV)/.installed: requirements.txt $(wildcard requirements-features.txt)
+	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@# torch first: its pinned CPU wheel, so nothing below resolves a CUDA build
+	@if [ -f requirements-features.txt ]; then $(PY) -m pip install -q torch==2.13.0; fi
+	$(PY) -m pip install -q -r requirements.txt $(if $(wildcard requirements-features.txt),-r requirements-features.txt)
+	@touch $@
+
+install: $(VENV)/.installed  ## create .venv and install pinned requirements
+
+train: install  ## train MODEL on DATASET (default: RecGOAT on the built-in demo data)
+	$(PY) -m recgoat_jax.train --config $(CONFIG) --dataset $(DATASET) $(ARGS)
+
+test: install  ## run the test suite
+	$(PY) -m pytest -q tests
+
+bench: install  ## speed / memory / FLOP benchmarks -> experiments/results/bench_<device>.json
+	$(PY) experiments/bench.py $(ARGS)
+
+reproduce-baselines: install  ## MF-BPR + LightGCN grids on the real Baby split -> experiments/results/baby_baselines.*
+	$(PY) experiments/reproduce_baselines.py $(ARGS)
+
+ablation: install  ## RecGOAT ablation on the demo data -> experiments/results/demo_ablation.*
+	$(PY) experiments/ablation.py $(ARGS)
+
+data: install  ## raw Amazon dumps -> MMRec files for DATASET
+	$(PY) -m recgoat_jax.features.cli data --dataset $(DATASET) $(ARGS)
+
+features: install  ## item text (and user profile) embeddings for DATASET
+	$(PY) -m recgoat_jax.features.cli features --dataset $(DATASET) $(ARGS)
+
+clean:  ## remove runs and caches (keeps .venv)
+	rm -rf runs .pytest_cache .cache

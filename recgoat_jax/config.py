@@ -1,0 +1,229 @@
+"""One config schema: frozen dataclasses, YAML files, `--set key=value` overrides.
+
+A YAML file mirrors the schema (sections data / model / train / eval); an unknown key,
+a wrong type or a bad value is a ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recgoat_jax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "demo"  # a registered name (data/<name>/ under root) or a directory
+    root: str = "data"  # where registered datasets live
+    modalities: tuple[str, ...] = ()  # item feature files to load; () = all found
+    user_features: bool = True  # load user_feat.npy when present
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    name: str = "lightgcn"  # mf | lightgcn | recgoat
+    dim: int = 64
+    n_layers: int = 3  # LightGCN propagation layers
+    init: str = "xavier"  # xavier (MMRec: Xavier-uniform) | normal (N(0, 0.1^2))
+    # --- RecGOAT (see shared spec recgoat.md) ---
+    knn_k: int = 20  # item-item kNN per modality
+    user_knn_k: int = 10  # user-user kNN
+    gat_layers: int = 1
+    gat_heads: int = 8
+    dropout: float = 0.1  # feature, attention and output dropout
+    ui_encoder: str = "lightgcn"  # lightgcn | gat (the paper's wording)
+    user_branch: str = "auto"  # auto (on when user features exist) | on | off
+    item_gat: bool = True  # False: projection only (ablation)
+    oat: str = "paper"  # paper | reference | none
+    cmcl: str = "paper"  # paper | reference | none
+    fusion: str = "oat"  # oat | sum | concat
+    init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))
+    ot_epsilon: float = 0.01
+    ot_iterations: int = 100
+    ot_cost_scale: float = 100.0
+    ot_tau: float = 1.0  # paper OT: 1.0 = balanced, < 1 unbalanced
+    ot_batch_items: int = 256  # paper OT: items per batch in the Sinkhorn term
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 1000
+    batch_size: int = 2048
+    lr: float = 1e-3
+    seed: int = 999
+    reg_weight: float = 1e-4
+    lambda_cl: float = 0.0
+    lambda_ot: float = 0.0
+    cl_tau: float = 0.2
+    cl_w: float = 0.5
+    exclude_train_negatives: bool = True  # MMRec: negatives avoid the user's train items
+    drop_last: bool = False  # False: the last batch is padded with masked examples
+    eval_every: int = 1
+    patience: int = 20  # evaluations without valid improvement before stopping
+    checkpoint: bool = True
+    mixed_precision: bool = False  # bf16 matmuls, fp32 params and losses
+    data_parallel: bool = False  # split the batch over all local devices
+    distributed: bool = False  # jax.distributed.initialize() (multi-host)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    ks: tuple[int, ...] = (5, 10, 20, 50)
+    metric: str = "recall@20"  # early stopping / model selection (valid only)
+    batch_users: int = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    run_dir: str = ""  # default: runs/<dataset>-<model>-<timestamp>
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Checks/converts a YAML value to the dataclass field type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        inner = args[0]
+        if typing.get_origin(inner) is tuple:  # pairs, e.g. init_weights
+            if isinstance(value, dict):
+                value = list(value.items())
+            return tuple(tuple(_coerce(v, a, key) for v, a in zip(p, typing.get_args(inner)))
+                         for p in value)
+        return tuple(_coerce(v, inner, key) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}") from None
+        if f != int(f):
+            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+        return int(f)
+    if tp is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"config key {key!r}: unsupported type {tp}")
+
+
+def _build(cls: type, values: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown config key {full!r}; known keys here: {known}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {full!r}: expected a mapping")
+            kwargs[key] = _build(tp, value, full + ".")
+        else:
+            kwargs[key] = _coerce(value, tp, full)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Config -> plain nested dict (tuples as lists), for YAML."""
+    def conv(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        return v
+    return conv(cfg)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """'model.dim=64' -> {'model': {'dim': 64}} (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. model.dim=64")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def make_config(path: str | Path | None = None, overrides: list[str] = (), **top: Any) -> Config:
+    """Defaults <- YAML file <- --set overrides <- keyword sections (dicts)."""
+    values: dict = {}
+    if path:
+        values = load_yaml(path)
+    for o in overrides:
+        values = _merge(values, parse_override(o))
+    for k, v in top.items():
+        values = _merge(values, {k: v})
+    return _build(Config, values, "")
+
+
+def replace(cfg: Config, **sections: dict) -> Config:
+    """Returns cfg with some fields of some sections replaced: replace(cfg, model={'dim': 8})."""
+    return _build(Config, _merge(to_dict(cfg), sections), "")
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,55 @@
+"""Loss pieces shared by all models: BPR, L2 on ego embeddings, InfoNCE.
+
+All take an optional `weight: [B]` (1 for real examples, 0 for padding) so that a
+padded last batch does not change the loss.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def _wmean(x: jax.Array, weight: jax.Array | None) -> jax.Array:
+    if weight is None:
+        return jnp.mean(x)
+    return jnp.sum(x * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def bpr(pos: jax.Array, neg: jax.Array, weight: jax.Array | None = None) -> jax.Array:
+    """mean -log sigmoid(pos - neg); pos, neg: [B]."""
+    return _wmean(-jax.nn.log_sigmoid(pos - neg), weight)
+
+
+def emb_l2(*embs: jax.Array, weight: jax.Array | None = None, mode: str = "mmrec") -> jax.Array:
+    """Regulariser on the batch's ego embeddings, each [B, d].
+
+    mode "mmrec" (MMRec's EmbLoss): sum_k ||E_k||_F / B  (Frobenius norm, not squared).
+    mode "squared" (the RecGOAT spec): mean_b sum_k ||E_k[b]||^2.
+    """
+    if weight is None:
+        weight = jnp.ones(embs[0].shape[0], embs[0].dtype)
+    n = jnp.maximum(jnp.sum(weight), 1.0)
+    if mode == "mmrec":
+        return sum(jnp.sqrt(jnp.sum(jnp.square(e) * weight[:, None]) + 1e-24) for e in embs) / n
+    if mode == "squared":
+        return sum(jnp.sum(jnp.square(e) * weight[:, None]) for e in embs) / n
+    raise ValueError(f"unknown reg mode {mode!r}; expected mmrec or squared")
+
+
+def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=axis, keepdims=True), eps * eps))
+
+
+def info_nce(a: jax.Array, b: jax.Array, tau: float, weight: jax.Array | None = None) -> jax.Array:
+    """mean_i -log softmax_j(<a_i, b_j>/tau)[i] on L2-normalised rows; a, b: [B, d].
+
+    In-batch negatives; padded rows (weight 0) are excluded as negatives too.
+    """
+    a = l2_normalize(a)
+    b = l2_normalize(b)
+    logits = (a @ b.T) / tau
+    if weight is not None:
+        logits = jnp.where(weight[None, :] > 0, logits, -1e9)
+    log_p = jnp.diagonal(logits) - jax.nn.logsumexp(logits, axis=1)
+    return _wmean(-log_p, weight)
