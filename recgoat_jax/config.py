@@ -47,6 +47,7 @@ class ModelConfig:
     ot_epsilon: float = 0.01
     ot_iterations: int = 100
     ot_cost_scale: float = 100.0
+    ot_paper_epsilon: float = 0.05  # paper OT on L2-normalised rows (costs in [0, 4])
     ot_tau: float = 1.0  # paper OT: 1.0 = balanced, < 1 unbalanced
     ot_batch_items: int = 256  # paper OT: items per batch in the Sinkhorn term
 
@@ -86,6 +87,17 @@ class Config:
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     run_dir: str = ""  # default: runs/<dataset>-<model>-<timestamp>
+
+
+CHOICES = {
+    "model.name": None,  # checked by the model registry
+    "model.init": ("xavier", "normal"),
+    "model.ui_encoder": ("lightgcn", "gat"),
+    "model.user_branch": ("auto", "on", "off"),
+    "model.oat": ("paper", "reference", "none"),
+    "model.cmcl": ("paper", "reference", "none"),
+    "model.fusion": ("oat", "sum", "concat"),
+}
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -131,6 +143,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"config key {key!r}: expected a number, got {value!r}") from None
     if tp is str:
+        if isinstance(value, bool) and key in CHOICES and "on" in (CHOICES[key] or ()):
+            return "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
         if isinstance(value, (dict, list)):
             raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
         return str(value)
@@ -153,6 +167,10 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
             kwargs[key] = _build(tp, value, full + ".")
         else:
             kwargs[key] = _coerce(value, tp, full)
+            allowed = CHOICES.get(full)
+            if allowed and kwargs[key] not in allowed:
+                raise ConfigError(f"config key {full!r}: expected one of {', '.join(allowed)}, "
+                                  f"got {kwargs[key]!r}")
     return cls(**kwargs)
 
 

@@ -1,0 +1,554 @@
+"""Readers for the two on-disk dataset layouts, with validation.
+
+Layouts (see the shared spec protocol.md, "Data formats"):
+
+* MMRec: ``<dir>/<name>.inter``, tab-separated, header line with at least the columns
+  ``userID``, ``itemID``, ``x_label`` (others, e.g. ``rating`` and ``timestamp``, are
+  ignored; RecBole-style ``userID:token`` names are accepted). Ids are 0-based;
+  n_users = max(userID) + 1 and n_items = max(itemID) + 1 over the whole file.
+  x_label 0 = train, 1 = valid, 2 = test.
+* LightGCN / RecGOAT code: ``train.txt``, ``valid.txt``, ``test.txt``, one line per
+  user, ``uid item item ...`` (whitespace separated; a line may list no items).
+  n_users / n_items = max id + 1 over all three files.
+
+Both layouts share the feature files: every ``<modality>_feat.npy`` except
+``user_feat.npy`` is an item modality ``[n_items, d]`` (``text_feat.npy`` -> "text");
+``user_feat.npy`` holds user features ``[n_users, d]``. Features are memory-mapped and
+kept as float32 (other dtypes, e.g. the public float64 files, are cast to float32).
+
+Detection: a ``*.inter`` file means MMRec (with several, ``<dirname>.inter`` wins, else
+it is an error); otherwise ``train.txt`` means LightGCN; otherwise a DataError.
+
+Validation: every problem is a one-line :class:`DataError` naming the file and the
+line (1-based; the ``.inter`` header is line 1) or field, and what was expected.
+Fully blank lines are skipped. Two things are repaired instead of refused, and both
+are counted in ``Dataset.report`` and announced once on stderr:
+
+* Duplicate interactions (the same user, item pair more than once, in one split or
+  across splits): ONE copy is kept, in the EARLIEST split (train before valid before
+  test; within a split the pair is simply present). Keeping the train copy means an
+  item the user trained on is never also a valid/test target (it would be masked at
+  evaluation anyway). ``report['duplicates']`` is the number of rows removed and
+  ``report['duplicates_by_split']`` says from which split they were removed.
+* Valid/test rows of a user who has no train row are dropped, as MMRec does
+  (``report['dropped_valid_rows_no_train']``, ``report['dropped_test_rows_no_train']``,
+  ``report['dropped_users_no_train']``).
+
+Nothing else is dropped. A split with no rows (before or after that drop) is an error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from recgoat_jax.data.dataset import CSR, Dataset
+from recgoat_jax.errors import DataError
+
+SPLITS = ("train", "valid", "test")
+LIGHTGCN_FILES = ("train.txt", "valid.txt", "test.txt")
+REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
+USER_FEAT_FILE = "user_feat.npy"
+FEAT_SUFFIX = "_feat.npy"
+_INT_RE = re.compile(r"[+-]?[0-9]+\Z")
+_BLOCK_ROWS = 8192  # feature rows checked / cast at a time
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def detect_layout(directory: str | Path) -> tuple[str, Path]:
+    """Returns ("mmrec", path of the .inter file) or ("lightgcn", directory)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"dataset directory '{directory}' not found")
+    inters = sorted(p for p in directory.glob("*.inter") if p.is_file())
+    if len(inters) == 1:
+        return "mmrec", inters[0]
+    if len(inters) > 1:
+        preferred = directory / f"{directory.resolve().name}.inter"
+        if preferred in inters:
+            return "mmrec", preferred
+        names = ", ".join(p.name for p in inters)
+        raise DataError(
+            f"{directory}: several .inter files ({names}) and none is named "
+            f"{directory.resolve().name}.inter; keep one or rename the one to use"
+        )
+    if (directory / "train.txt").is_file():
+        return "lightgcn", directory
+    raise DataError(
+        f"{directory}: no dataset files found: expected {directory.resolve().name}.inter "
+        "(MMRec layout) or train.txt/valid.txt/test.txt (LightGCN layout)"
+    )
+
+
+def read_dataset(
+    directory: str | Path,
+    name: str | None = None,
+    *,
+    modalities: Sequence[str] | None = None,
+    user_features: bool = True,
+) -> Dataset:
+    """Reads a dataset directory in either layout (auto-detected).
+
+    modalities: item modalities to load (None or empty = every *_feat.npy found; a
+    missing one is a DataError). user_features: False ignores user_feat.npy.
+    """
+    layout, path = detect_layout(directory)
+    if layout == "mmrec":
+        return read_mmrec(path, name, modalities=modalities, user_features=user_features)
+    return read_lightgcn(path, name, modalities=modalities, user_features=user_features)
+
+
+def read_mmrec(
+    path: str | Path,
+    name: str | None = None,
+    *,
+    modalities: Sequence[str] | None = None,
+    user_features: bool = True,
+) -> Dataset:
+    """Reads the MMRec layout; path is the .inter file or its directory."""
+    path = Path(path)
+    if path.is_dir():
+        layout, path = detect_layout(path)
+        if layout != "mmrec":
+            raise DataError(f"{path}: no .inter file found (MMRec layout)")
+    users, items, labels = read_inter(path)
+    sources = tuple(f"{path} (x_label {k} = {s})" for k, s in enumerate(SPLITS))
+    return _assemble(
+        name or path.parent.resolve().name,
+        path.parent,
+        [users[labels == k] for k in range(3)],
+        [items[labels == k] for k in range(3)],
+        n_users=int(users.max()) + 1,
+        n_items=int(items.max()) + 1,
+        sources=sources,
+        size_source=f"{path.name}",
+        layout="mmrec",
+        files=[str(path)],
+        modalities=modalities,
+        user_features=user_features,
+    )
+
+
+def read_lightgcn(
+    directory: str | Path,
+    name: str | None = None,
+    *,
+    modalities: Sequence[str] | None = None,
+    user_features: bool = True,
+) -> Dataset:
+    """Reads the LightGCN layout (train.txt / valid.txt / test.txt) from directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"dataset directory '{directory}' not found")
+    missing = [f for f in LIGHTGCN_FILES if not (directory / f).is_file()]
+    if missing:
+        raise DataError(
+            f"{directory}: missing {', '.join(missing)}; the LightGCN layout needs "
+            "train.txt, valid.txt and test.txt"
+        )
+    parts = [read_lightgcn_split(directory / f) for f in LIGHTGCN_FILES]
+    max_user = max(p[2] for p in parts)
+    max_item = max((int(p[1].max()) if len(p[1]) else -1) for p in parts)
+    if max_user < 0 or max_item < 0:
+        raise DataError(f"{directory}: train.txt, valid.txt and test.txt hold no interactions")
+    return _assemble(
+        name or directory.resolve().name,
+        directory,
+        [p[0] for p in parts],
+        [p[1] for p in parts],
+        n_users=max_user + 1,
+        n_items=max_item + 1,
+        sources=tuple(str(directory / f) for f in LIGHTGCN_FILES),
+        size_source="train.txt/valid.txt/test.txt",
+        layout="lightgcn",
+        files=[str(directory / f) for f in LIGHTGCN_FILES],
+        modalities=modalities,
+        user_features=user_features,
+    )
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); expected a text file") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text
+
+
+def _bad_int(token: str) -> bool:
+    return _INT_RE.match(token) is None or not (-(2**63) <= int(token) < 2**63)
+
+
+def _to_int(tokens: list[str], locate) -> np.ndarray:
+    """tokens -> int64 array; on failure, locate(index) names the culprit in a DataError."""
+    try:
+        return np.array(tokens, dtype=np.int64) if tokens else np.zeros(0, np.int64)
+    except (ValueError, OverflowError):
+        pass
+    for k, t in enumerate(tokens):
+        if _bad_int(t):
+            raise DataError(locate(k, t))
+    raise DataError(locate(0, tokens[0]))  # unreachable in practice
+
+
+def read_inter(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parses an MMRec .inter file -> (users, items, x_labels), int64, file order."""
+    path = Path(path)
+    text = _read_text(path)
+    first, _, rest = text.partition("\n")
+    if not first.strip():
+        raise DataError(
+            f"{path}: line 1: missing header; expected tab-separated columns "
+            "userID, itemID, x_label (rating, timestamp optional)"
+        )
+    header = [c.strip().split(":")[0] for c in first.rstrip("\r").split("\t")]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        hint = " (is the file tab-separated?)" if len(header) == 1 else ""
+        raise DataError(
+            f"{path}: line 1 (header): missing column(s) {', '.join(missing)}; expected "
+            f"tab-separated columns userID, itemID, x_label (rating, timestamp optional), "
+            f"found: {', '.join(header)}{hint}"
+        )
+    dups = sorted({c for c in header if header.count(c) > 1 and c in REQUIRED_COLUMNS})
+    if dups:
+        raise DataError(f"{path}: line 1 (header): column(s) {', '.join(dups)} appear twice")
+    ncol = len(header)
+    col = {c: header.index(c) for c in REQUIRED_COLUMNS}
+
+    fast = _parse_inter_fast(rest, ncol, [col[c] for c in REQUIRED_COLUMNS])
+    if fast is not None:
+        return fast
+    # slow path: line by line, precise messages
+    body = rest.split("\n")
+    linenos = np.arange(2, len(body) + 2)
+    blank = [not ln.strip() for ln in body]
+    if any(blank):
+        keep = ~np.array(blank)
+        body = [ln for ln, b in zip(body, blank) if not b]
+        linenos = linenos[keep]
+    if not body:
+        raise DataError(f"{path}: no interaction rows after the header; expected at least one")
+    fields = [ln.rstrip("\r").split("\t") for ln in body]
+    nf = np.fromiter(map(len, fields), dtype=np.int64, count=len(fields))
+    bad = np.nonzero(nf != ncol)[0]
+    if len(bad):
+        k = int(bad[0])
+        raise DataError(
+            f"{path}: line {linenos[k]}: {nf[k]} tab-separated fields, expected {ncol} "
+            f"(as in the header: {', '.join(header)})"
+        )
+    out = []
+    for c in REQUIRED_COLUMNS:
+        j = col[c]
+        what = "0, 1 or 2" if c == "x_label" else "a non-negative integer id"
+        tokens = [f[j].strip() for f in fields]
+        vals = _to_int(
+            tokens,
+            lambda k, t, c=c, what=what: f"{path}: line {linenos[k]}, column {c}: "
+            f"expected {what}, got {t!r}",
+        )
+        if c == "x_label":
+            wrong = np.nonzero((vals < 0) | (vals > 2))[0]
+        else:
+            wrong = np.nonzero(vals < 0)[0]
+        if len(wrong):
+            k = int(wrong[0])
+            raise DataError(
+                f"{path}: line {linenos[k]}, column {c}: expected {what}, got {tokens[k]!r}"
+            )
+        out.append(vals)
+    return out[0], out[1], out[2]
+
+
+def _int_field(arr: np.ndarray, fs: np.ndarray, fe: np.ndarray) -> np.ndarray | None:
+    """Plain decimal digits in arr[fs:fe] -> int64, or None if any field is anything else."""
+    w = fe - fs
+    if len(w) == 0 or w.min() <= 0 or w.max() > 18:
+        return None
+    val = np.zeros(len(w), dtype=np.int64)
+    for p in range(int(w.max())):
+        m = p < w
+        c = arr[np.where(m, fs + p, fs)].astype(np.int64) - 48
+        if ((c < 0) | (c > 9))[m].any():
+            return None
+        val = np.where(m, val * 10 + c, val)
+    return val
+
+
+def _parse_inter_fast(body: str, ncol: int, cols: list[int]) -> tuple | None:
+    """Vectorised parse of well-formed .inter rows (plain digits in the needed columns,
+    exactly ncol tab-separated fields per line, no blank lines, x_label in 0..2).
+    Returns None on anything else, so the slow path can name the line."""
+    raw = body.encode("utf-8").replace(b"\r\n", b"\n")
+    if not raw or b"\r" in raw:
+        return None
+    arr = np.frombuffer(raw, dtype=np.uint8)
+    if arr[-1] != 10:
+        arr = np.concatenate([arr, np.array([10], dtype=np.uint8)])
+    nl = np.flatnonzero(arr == 10)
+    starts = np.concatenate([[0], nl[:-1] + 1])
+    ends = nl
+    if (ends <= starts).any():
+        return None
+    tabs = np.flatnonzero(arr == 9)
+    if len(tabs) != len(nl) * (ncol - 1):
+        return None
+    if ncol > 1:
+        tabs = tabs.reshape(len(nl), ncol - 1)
+        if not ((tabs[:, 0] >= starts) & (tabs[:, -1] < ends)).all():
+            return None
+    out = []
+    for j in cols:
+        fs = starts if j == 0 else tabs[:, j - 1] + 1
+        fe = ends if j == ncol - 1 else tabs[:, j]
+        v = _int_field(arr, fs, fe)
+        if v is None:
+            return None
+        out.append(v)
+    if out[2].max() > 2:
+        return None
+    return out[0], out[1], out[2]
+
+
+def read_lightgcn_split(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """Parses one LightGCN file -> (users, items, max uid listed or -1), int64.
+
+    Each non-blank line is ``uid item item ...``; a uid with no items still counts
+    towards n_users.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    tok = [ln.split() for ln in text.splitlines()]
+    lens = np.fromiter(map(len, tok), dtype=np.int64, count=len(tok))
+    flat = list(itertools.chain.from_iterable(tok))
+    line_of = np.repeat(np.arange(1, len(tok) + 1), lens)
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+
+    def where(k: int) -> str:
+        field = k - starts[line_of[k] - 1] + 1
+        pos = "user id (first field)" if field == 1 else f"field {field} (item id)"
+        return f"{path}: line {line_of[k]}, {pos}"
+
+    vals = _to_int(flat, lambda k, t: f"{where(k)}: expected a non-negative integer, got {t!r}")
+    neg = np.nonzero(vals < 0)[0]
+    if len(neg):
+        k = int(neg[0])
+        raise DataError(f"{where(k)}: expected a non-negative integer, got {flat[k]!r}")
+    nonblank = lens > 0
+    uid = vals[starts[nonblank]]
+    n_items_line = lens[nonblank] - 1
+    users = np.repeat(uid, n_items_line)
+    is_item = np.ones(len(vals), dtype=bool)
+    is_item[starts[nonblank]] = False
+    items = vals[is_item]
+    return users, items, int(uid.max()) if len(uid) else -1
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def _read_feature(path: Path, n_rows: int, expected: str) -> np.ndarray:
+    """Loads [n_rows, d] float32 features (mmap kept when already float32)."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path}: not a readable .npy array ({msg})") from None
+    if not isinstance(arr, np.ndarray):
+        raise DataError(f"{path}: expected a single .npy array, found {type(arr).__name__}")
+    if arr.ndim != 2:
+        raise DataError(f"{path}: expected a 2-D array [{expected}, d], got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise DataError(f"{path}: expected a float array, got dtype {arr.dtype}")
+    if arr.shape[0] != n_rows:
+        raise DataError(
+            f"{path}: {arr.shape[0]} rows found, expected {n_rows} ({expected})"
+        )
+    out = arr if arr.dtype == np.float32 else np.empty(arr.shape, dtype=np.float32)
+    for s in range(0, n_rows, _BLOCK_ROWS):
+        with np.errstate(over="ignore", invalid="ignore"):
+            block = np.asarray(arr[s : s + _BLOCK_ROWS], dtype=np.float32)
+        ok = np.isfinite(block).all(axis=1)
+        if not ok.all():
+            row = s + int(np.argmin(ok))
+            raise DataError(
+                f"{path}: row {row} has a non-finite value (nan or inf"
+                f"{', or too large for float32' if arr.dtype != np.float32 else ''}); "
+                "features must be finite"
+            )
+        if out is not arr:
+            out[s : s + _BLOCK_ROWS] = block
+    return out
+
+
+def feature_files(directory: str | Path) -> dict[str, Path]:
+    """Item modality name -> file, for every *_feat.npy except user_feat.npy (sorted)."""
+    directory = Path(directory)
+    found = {}
+    for p in sorted(directory.glob("*" + FEAT_SUFFIX)):
+        if p.name == USER_FEAT_FILE or not p.is_file():
+            continue
+        found[p.name[: -len(FEAT_SUFFIX)]] = p
+    return found
+
+
+def read_item_features(
+    directory: str | Path, n_items: int, modalities: Sequence[str] | None = None,
+    size_source: str = "",
+) -> dict[str, np.ndarray]:
+    """Loads item modalities (all found, or exactly `modalities`) as [n_items, d] float32."""
+    directory = Path(directory)
+    found = feature_files(directory)
+    if modalities:
+        missing = [m for m in modalities if m not in found]
+        if missing:
+            m = missing[0]
+            have = ", ".join(found) or "none"
+            raise DataError(
+                f"modality '{m}' not found: expected {directory / (m + FEAT_SUFFIX)} "
+                f"(modalities found: {have})"
+            )
+        found = {m: found[m] for m in modalities}
+    src = f" from {size_source}" if size_source else ""
+    return {
+        m: _read_feature(p, n_items, f"n_items = max item id + 1 = {n_items}{src}")
+        for m, p in found.items()
+    }
+
+
+def read_user_features(
+    directory: str | Path, n_users: int, size_source: str = ""
+) -> np.ndarray | None:
+    """Loads user_feat.npy as [n_users, d] float32, or None when absent."""
+    p = Path(directory) / USER_FEAT_FILE
+    if not p.is_file():
+        return None
+    src = f" from {size_source}" if size_source else ""
+    return _read_feature(p, n_users, f"n_users = max user id + 1 = {n_users}{src}")
+
+
+# ----------------------------------------------------------------------------- assembly
+
+
+def clean_interactions(
+    users: Sequence[np.ndarray],
+    items: Sequence[np.ndarray],
+    n_users: int,
+    n_items: int,
+    sources: Sequence[str] = SPLITS,
+) -> tuple[list[CSR], dict]:
+    """Per-split (users, items) -> deduplicated CSRs (rule: module docstring) + report.
+
+    Raises DataError when a split is empty before or after dropping the valid/test rows
+    of users with no train rows.
+    """
+    for k in range(3):
+        if len(users[k]) == 0:
+            raise DataError(
+                f"{sources[k]}: no {SPLITS[k]} interactions; every split needs at least one"
+            )
+    u = np.concatenate([np.asarray(x, np.int64) for x in users])
+    i = np.concatenate([np.asarray(x, np.int64) for x in items])
+    s = np.concatenate([np.full(len(x), k, np.int8) for k, x in enumerate(users)])
+    report: dict = {}
+
+    # duplicates: keep one copy of each (user, item), in the earliest split
+    key = u * n_items + i
+    order = np.lexsort((s, key))
+    ks = key[order]
+    first = np.ones(len(ks), dtype=bool)
+    first[1:] = ks[1:] != ks[:-1]
+    n_dup = int(len(ks) - first.sum())
+    report["duplicates"] = n_dup
+    report["duplicates_by_split"] = {
+        SPLITS[k]: int(np.count_nonzero(s[order][~first] == k)) for k in range(3)
+    }
+    if n_dup:
+        keep = order[first]
+        keep.sort()  # back to input order
+        u, i, s = u[keep], i[keep], s[keep]
+
+    # valid/test rows of users with no train row are dropped (as MMRec does)
+    has_train = np.zeros(n_users, dtype=bool)
+    has_train[u[s == 0]] = True
+    drop = ~has_train[u]
+    report["dropped_valid_rows_no_train"] = int(np.count_nonzero(drop & (s == 1)))
+    report["dropped_test_rows_no_train"] = int(np.count_nonzero(drop & (s == 2)))
+    report["dropped_users_no_train"] = int(len(np.unique(u[drop])))
+    if drop.any():
+        u, i, s = u[~drop], i[~drop], s[~drop]
+
+    csrs = []
+    for k in range(3):
+        m = s == k
+        if not m.any():
+            raise DataError(
+                f"{sources[k]}: all {SPLITS[k]} rows belong to users with no train rows "
+                "(dropped, as MMRec does); nothing is left to evaluate"
+            )
+        csrs.append(CSR.from_pairs(u[m], i[m], n_users))
+    return csrs, report
+
+
+def _warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def _assemble(
+    name: str,
+    directory: Path,
+    users: list[np.ndarray],
+    items: list[np.ndarray],
+    *,
+    n_users: int,
+    n_items: int,
+    sources: Sequence[str],
+    size_source: str,
+    layout: str,
+    files: Iterable[str],
+    modalities: Sequence[str] | None,
+    user_features: bool,
+) -> Dataset:
+    (train, valid, test), report = clean_interactions(users, items, n_users, n_items, sources)
+    where = str(directory)
+    if report["duplicates"]:
+        by = ", ".join(f"{v} {k}" for k, v in report["duplicates_by_split"].items() if v)
+        _warn(
+            f"{where}: {report['duplicates']} duplicate (user, item) rows removed ({by}); "
+            "one copy kept in the earliest split"
+        )
+    dv, dt = report["dropped_valid_rows_no_train"], report["dropped_test_rows_no_train"]
+    if dv or dt:
+        _warn(
+            f"{where}: dropped {dv} valid and {dt} test rows of "
+            f"{report['dropped_users_no_train']} users with no train rows (as MMRec does)"
+        )
+    item_feats = read_item_features(directory, n_items, modalities, size_source)
+    user_feats = read_user_features(directory, n_users, size_source) if user_features else None
+    report = {"layout": layout, "files": list(files), **report}
+    return Dataset(
+        name=name,
+        n_users=n_users,
+        n_items=n_items,
+        train=train,
+        valid=valid,
+        test=test,
+        item_features=item_feats,
+        user_features=user_feats,
+        report=report,
+    )

@@ -1,0 +1,152 @@
+"""DataConfig -> Dataset: resolve a name or a path, build the demo once, read the files.
+
+* ``dataset: demo`` generates the built-in synthetic dataset once into ``<root>/demo/``
+  (atomically: a temporary directory renamed into place) and then reads it back through
+  the ordinary MMRec reader, so the demo exercises the real file path.
+* A name (no path separator) is ``<root>/<name>/``; anything else is a directory path.
+* Reading (layout detection, validation, features) is ``formats.read_dataset``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from recgoat_jax.config import DataConfig
+from recgoat_jax.data import synthetic
+from recgoat_jax.data.dataset import Dataset
+from recgoat_jax.data.formats import read_dataset
+from recgoat_jax.errors import DataError
+
+DEMO = "demo"
+DEMO_META = "demo.json"
+
+
+def _looks_like_path(dataset: str) -> bool:
+    return (
+        "/" in dataset
+        or os.sep in dataset
+        or dataset.startswith((".", "~"))
+        or Path(dataset).is_absolute()
+    )
+
+
+def resolve_dataset_dir(dataset: str, root: str | Path = "data") -> Path:
+    """A registered name -> ``<root>/<name>/``; a path -> that directory.
+
+    A bare name that is not under root but is an existing directory of the current
+    directory is used as a path. Raises DataError when the directory does not exist
+    (except for the demo, which load_dataset creates).
+    """
+    if not dataset:
+        raise DataError("data.dataset is empty: expected a dataset name (e.g. demo) or a directory")
+    if _looks_like_path(dataset):
+        path = Path(dataset).expanduser()
+        if not path.is_dir():
+            raise DataError(
+                f"dataset directory '{dataset}' not found: expected a directory with "
+                "<name>.inter (MMRec layout) or train.txt/valid.txt/test.txt"
+            )
+        return path
+    path = Path(root) / dataset
+    if path.is_dir() or dataset == DEMO:
+        return path
+    if Path(dataset).is_dir():
+        return Path(dataset)
+    raise DataError(
+        f"dataset '{dataset}' not found: expected {path / (dataset + '.inter')} (MMRec layout) "
+        "or train.txt/valid.txt/test.txt; see README 'Datasets' for how to get the files"
+    )
+
+
+def _demo_meta() -> dict:
+    params = dict(synthetic.DEMO_PARAMS)
+    params["feature_dims"] = dict(params["feature_dims"])
+    return {"generator_version": synthetic.GENERATOR_VERSION, "params": params}
+
+
+def _demo_files() -> list[str]:
+    p = synthetic.DEMO_PARAMS
+    files = [f"{p['name']}.inter"] + [f"{m}_feat.npy" for m in p["feature_dims"]]
+    if p.get("user_feature_dim"):
+        files.append("user_feat.npy")
+    return files + [DEMO_META]
+
+
+def _demo_state(directory: Path) -> str:
+    """'missing', 'ok' (ours, complete, current), 'stale' (ours, outdated) or 'foreign'."""
+    if not directory.exists():
+        return "missing"
+    meta = directory / DEMO_META
+    if not meta.is_file():
+        return "foreign" if any(directory.iterdir()) else "missing"
+    try:
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return "stale"
+    if data != _demo_meta():
+        return "stale"
+    if not all((directory / f).is_file() for f in _demo_files()):
+        return "stale"
+    return "ok"
+
+
+def ensure_demo(root: str | Path = "data") -> Path:
+    """Generates the demo into ``<root>/demo/`` unless it is already there and current.
+
+    A ``<root>/demo/`` without ``demo.json`` (not written by us) is left alone.
+    """
+    root = Path(root)
+    target = root / DEMO
+    state = _demo_state(target)
+    if state in ("ok", "foreign"):
+        return target
+    print(f"generating the built-in demo dataset into {target}/ (once) ...", file=sys.stderr,
+          flush=True)
+    tmp = None
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".demo-tmp-", dir=root))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private
+        synthetic.write_mmrec(synthetic.demo(), tmp)
+        (tmp / DEMO_META).write_text(json.dumps(_demo_meta(), indent=1) + "\n")
+        if target.exists():  # stale copy of ours: move it away, then replace
+            old = Path(tempfile.mkdtemp(prefix=".demo-old-", dir=root))
+            os.replace(target, old / DEMO)
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.rename(tmp, target)
+            tmp = None
+        except OSError:
+            if _demo_state(target) != "ok":  # not a concurrent writer that won the race
+                raise
+    except OSError as e:
+        raise DataError(f"cannot write the demo dataset to {target}: {e}") from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """Reads the dataset named by cfg (building the demo first when needed).
+
+    cfg.modalities non-empty: load exactly those item modalities (a missing one is a
+    DataError naming the expected file); cfg.user_features False: ignore user_feat.npy.
+    """
+    if cfg.dataset == DEMO:
+        directory, name = ensure_demo(cfg.root), DEMO
+    else:
+        directory = resolve_dataset_dir(cfg.dataset, cfg.root)
+        name = directory.resolve().name if _looks_like_path(cfg.dataset) else cfg.dataset
+    return read_dataset(
+        directory,
+        name,
+        modalities=tuple(cfg.modalities) or None,
+        user_features=cfg.user_features,
+    )
+

@@ -1,0 +1,44 @@
+"""What the trainer and evaluator expect of a model (pure functions over pytrees).
+
+inputs: a dict of device arrays built once by train/inputs.py from the model's `needs`
+  ("adjacency": (rows, cols, vals) of the normalised user-item graph; "item_features":
+  {modality: [n_items, d_m]}; "item_knn": {modality: (senders, receivers)};
+  "user_features": [n_users, d_u]; "user_knn": (senders, receivers)).
+batch: {"users", "pos", "neg": [B] int32, "weight": [B] float32 (0 = padding)}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+
+Params = Any
+Inputs = dict
+Batch = dict
+
+
+class Model(Protocol):
+    needs: tuple[str, ...]
+
+    def init(self, key: jax.Array, inputs: Inputs) -> Params: ...
+
+    def loss(self, params: Params, inputs: Inputs, batch: Batch, key: jax.Array
+             ) -> tuple[jax.Array, dict]: ...
+
+    def embed(self, params: Params, inputs: Inputs) -> tuple[jax.Array, jax.Array]:
+        """Deterministic (eval-mode) user_emb [n_users, d] and item_emb [n_items, d];
+        score(u, i) = user_emb[u] . item_emb[i]."""
+        ...
+
+
+def init_embedding(key: jax.Array, n: int, dim: int, init: str) -> jax.Array:
+    """[n, dim] table. xavier: U(-b, b), b = sqrt(6 / (n + dim)) as torch's
+    xavier_uniform_ (MMRec); normal: N(0, 0.1^2) (the RecGOAT spec)."""
+    if init == "xavier":
+        bound = (6.0 / (n + dim)) ** 0.5
+        return jax.random.uniform(key, (n, dim), jnp.float32, -bound, bound)
+    if init == "normal":
+        return 0.1 * jax.random.normal(key, (n, dim), jnp.float32)
+    raise ValueError(f"unknown init {init!r}; expected xavier or normal")

@@ -1,0 +1,154 @@
+"""Graph attention (DGL GATConv semantics) on jraph, and the per-modality item encoder.
+
+GATLayer follows the attention of `jraph.GAT` (sender "query" features, per-edge
+logits, `jraph.segment_softmax` over each receiver's incoming edges, `jraph.segment_sum`
+of weighted sender features) but runs those steps itself instead of calling the
+`jraph.GAT` closure, because that closure (a) has no hook between the softmax and the
+aggregation, where DGL applies attention dropout, (b) does not return the weights, and
+(c) gathers receiver features [n_edges, d] to form logits, while DGL's form only needs
+two per-node scalars per head. In eval mode the two are numerically identical
+(tests/test_gat.py checks it against `jraph.GAT`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from recgoat_jax import compat  # noqa: F401  (must precede jraph: restores jax.tree_map)
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import jraph
+
+
+def _attn_init(heads: int, head_dim: int):
+    """DGL's xavier_normal(gain=sqrt 2) on a (1, H, F) tensor: fan_in H*F, fan_out F."""
+    std = math.sqrt(2.0) * math.sqrt(2.0 / (heads * head_dim + head_dim))
+
+    def init(key, shape, dtype=jnp.float32):
+        return std * jax.random.normal(key, shape, dtype)
+
+    return init
+
+
+def _torch_linear(features: int, fan_in: int, name: str | None = None) -> nn.Dense:
+    """nn.Dense with torch.nn.Linear's default init U(+-1/sqrt(fan_in)) for kernel and bias."""
+    bound = 1.0 / math.sqrt(max(fan_in, 1))
+
+    def bias_init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return nn.Dense(
+        features,
+        kernel_init=nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+        bias_init=bias_init,
+        name=name,
+    )
+
+
+def graph_from_edges(nodes: jax.Array, senders: jax.Array, receivers: jax.Array) -> jraph.GraphsTuple:
+    """One-graph GraphsTuple. nodes: [n, d]; senders, receivers: int32 [n_edges]."""
+    return jraph.GraphsTuple(
+        nodes=nodes,
+        edges=None,
+        senders=senders,
+        receivers=receivers,
+        n_node=jnp.array([nodes.shape[0]], jnp.int32),
+        n_edge=jnp.array([senders.shape[0]], jnp.int32),
+        globals=None,
+    )
+
+
+class GATLayer(nn.Module):
+    """One GAT layer, DGL GATConv form, heads concatenated.
+
+    h' = W dropout_feat(h)                        W: [d_in, heads*head_dim], no bias
+    e_ij = LeakyReLU_0.2(a_l . h'_j + a_r . h'_i)  for edge j -> i, per head
+    alpha = dropout_attn(softmax of e over the incoming edges of i)
+    out_i = concat_heads(sum_j alpha_ij h'_j) + bias
+
+    The graph must contain self loops (a node without incoming edges outputs only the
+    bias). No activation: ModalityEncoder applies it.
+    Attributes: out_dim = heads * head_dim; sorted_receivers: promise that receivers are
+    sorted (as produced by recgoat_jax.graphs.knn) so segment ops may use the hint.
+    """
+
+    out_dim: int
+    heads: int = 8
+    feat_drop: float = 0.1
+    attn_drop: float = 0.1
+    negative_slope: float = 0.2
+    sorted_receivers: bool = False
+
+    @nn.compact
+    def __call__(self, graph: jraph.GraphsTuple, deterministic: bool = True, return_attention: bool = False):
+        """graph.nodes: [n, d_in] -> nodes [n, out_dim] (and attention [n_edges, heads])."""
+        if self.out_dim % self.heads:
+            raise ValueError(f"out_dim {self.out_dim} not divisible by heads {self.heads}")
+        head_dim = self.out_dim // self.heads
+        x = graph.nodes
+        n = x.shape[0]
+        senders, receivers = graph.senders, graph.receivers
+
+        x = nn.Dropout(self.feat_drop)(x, deterministic=deterministic)
+        fc = nn.Dense(
+            self.out_dim,
+            use_bias=False,
+            kernel_init=nn.initializers.variance_scaling(2.0, "fan_avg", "normal"),
+            name="fc",
+        )
+        h = fc(x).reshape(n, self.heads, head_dim)  # [n, H, F]
+        a_l = self.param("attn_l", _attn_init(self.heads, head_dim), (self.heads, head_dim))
+        a_r = self.param("attn_r", _attn_init(self.heads, head_dim), (self.heads, head_dim))
+        bias = self.param("bias", nn.initializers.zeros, (self.out_dim,))
+
+        # a . W h splits into a sender half and a receiver half: per-node [n, H], gathered per edge.
+        el = jnp.einsum("nhf,hf->nh", h, a_l)
+        er = jnp.einsum("nhf,hf->nh", h, a_r)
+        logits = jax.nn.leaky_relu(el[senders] + er[receivers], self.negative_slope)  # [E, H]
+        alpha = jraph.segment_softmax(
+            logits, receivers, num_segments=n, indices_are_sorted=self.sorted_receivers
+        )
+        alpha_used = nn.Dropout(self.attn_drop)(alpha, deterministic=deterministic)
+        messages = h[senders] * alpha_used[..., None]  # [E, H, F]
+        out = jraph.segment_sum(messages, receivers, num_segments=n, indices_are_sorted=self.sorted_receivers)
+        out = out.reshape(n, self.out_dim) + bias
+        if return_attention:
+            return out, alpha
+        return out
+
+
+class ModalityEncoder(nn.Module):
+    """Item encoder for one modality: Linear projection, then L x (GAT, LeakyReLU 0.2, dropout).
+
+    features: [n, d_m] (any d_m), senders/receivers: int32 [n_edges] with self loops
+    -> z: [n, dim]. use_gat False or gat_layers 0: projection only. heads * (dim // heads)
+    must equal dim. One instance per modality.
+    """
+
+    dim: int
+    gat_layers: int = 1
+    heads: int = 8
+    dropout: float = 0.1
+    use_gat: bool = True
+    sorted_receivers: bool = False
+
+    @nn.compact
+    def __call__(self, features: jax.Array, senders: jax.Array, receivers: jax.Array, deterministic: bool = True):
+        h = _torch_linear(self.dim, features.shape[-1], name="proj")(features)
+        if not self.use_gat:
+            return h
+        for layer in range(self.gat_layers):
+            g = graph_from_edges(h, senders, receivers)
+            h = GATLayer(
+                self.dim,
+                heads=self.heads,
+                feat_drop=self.dropout,
+                attn_drop=self.dropout,
+                sorted_receivers=self.sorted_receivers,
+                name=f"gat_{layer}",
+            )(g, deterministic=deterministic)
+            h = jax.nn.leaky_relu(h, 0.2)
+            h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        return h

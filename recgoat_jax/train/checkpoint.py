@@ -1,0 +1,52 @@
+"""orbax checkpoints of a run: `latest` (resume) and `best` (params at best valid)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpoints:
+    def __init__(self, run_dir: str | Path):
+        root = Path(run_dir).resolve() / "checkpoints"  # orbax wants absolute paths
+        opts = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+        self.latest = ocp.CheckpointManager(root / "latest", options=opts)
+        self.best = ocp.CheckpointManager(root / "best", options=opts)
+
+    def save_latest(self, epoch: int, state, meta: dict) -> None:
+        self.latest.save(epoch, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+
+    def save_best(self, epoch: int, params) -> None:
+        self.best.save(epoch, args=ocp.args.Composite(
+            params=ocp.args.StandardSave(params)), force=True)
+
+    def latest_epoch(self) -> int | None:
+        return self.latest.latest_step()
+
+    def restore_latest(self, like_state):
+        """-> (state, meta) of the newest checkpoint; like_state gives the structure."""
+        step = self.latest.latest_step()
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like_state)
+        out = self.latest.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+        return out["state"], out["meta"]
+
+    def restore_best(self, like_params):
+        step = self.best.latest_step()
+        if step is None:
+            return None, None
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like_params)
+        out = self.best.restore(step, args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(abstract)))
+        return out["params"], step
+
+    def wait(self) -> None:
+        self.latest.wait_until_finished()
+        self.best.wait_until_finished()
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()

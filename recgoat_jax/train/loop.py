@@ -1,0 +1,232 @@
+"""The epoch loop: sample, step, evaluate, early-stop, checkpoint, write the run dir.
+
+Run directory:
+  config.yaml     the fully resolved config
+  metrics.jsonl   one line per evaluation (epoch, loss parts, valid/test metrics, times)
+  results.json    dataset, model, best_epoch, valid/test at the best valid epoch, times
+  checkpoints/    orbax: latest (for --resume) and best (params at the best valid epoch)
+
+Epochs are numbered from 0. Sampling for epoch e is a pure function of (seed, e) and the
+dropout key of epoch e is fold_in(key, e), so a resumed run repeats an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from recgoat_jax import config as config_lib
+from recgoat_jax.config import Config
+from recgoat_jax.data.dataset import Dataset
+from recgoat_jax.data.load import load_dataset
+from recgoat_jax.data.sampler import BPRSampler
+from recgoat_jax.evaluate import Evaluator, format_table
+from recgoat_jax.model.registry import build_model
+from recgoat_jax.train.checkpoint import Checkpoints
+from recgoat_jax.train.inputs import build_inputs, shapes_of
+from recgoat_jax.train.step import init_state, make_train_step, zeros_acc
+
+
+def versions() -> dict:
+    import flax
+    import jaxlib
+
+    dev = jax.devices()[0]
+    return {"python": platform.python_version(), "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__, "flax": flax.__version__,
+            "optax": optax.__version__, "numpy": np.__version__,
+            "platform": platform.platform(), "machine": platform.machine(),
+            "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
+            "n_devices": jax.device_count()}
+
+
+def default_run_dir(cfg: Config, dataset_name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{dataset_name}-{cfg.model.name}-{stamp}"
+
+
+class Trainer:
+    """Owns one run: dataset, model, inputs, optimizer, sampler, evaluator."""
+
+    def __init__(self, cfg: Config, dataset: Dataset | None = None, log=print):
+        self.cfg = cfg
+        self.log = log
+        self.dataset = dataset if dataset is not None else load_dataset(cfg.data)
+        self.shapes = shapes_of(self.dataset)
+        self.model = build_model(cfg, self.shapes)
+        cache = str(Path(cfg.data.root) / ".cache")
+        self.inputs = build_inputs(self.model.needs, self.dataset, cfg, cache_dir=cache)
+        self.tx = optax.adam(cfg.train.lr)
+        t = cfg.train
+        self.sampler = BPRSampler(self.dataset.train, self.dataset.n_items, t.batch_size,
+                                  exclude_train=t.exclude_train_negatives,
+                                  drop_last=t.drop_last, seed=t.seed)
+        self.evaluator = Evaluator(self.dataset, ks=cfg.eval.ks, batch_users=cfg.eval.batch_users)
+        self.step_fn = make_train_step(self.model, self.tx)
+        self.embed_fn = jax.jit(self.model.embed)
+        root = jax.random.PRNGKey(t.seed)
+        self.init_key, self.dropout_key = jax.random.split(root)
+
+    def init_state(self):
+        params = self.model.init(self.init_key, self.inputs)
+        return init_state(params, self.tx)
+
+    def aux_names(self, state) -> tuple[str, ...]:
+        b = self.sampler.epoch(0)
+        batch = {"users": b.users[0], "pos": b.pos[0], "neg": b.neg[0], "weight": b.weight[0]}
+        _, aux = jax.eval_shape(self.model.loss, state.params, self.inputs, batch, self.dropout_key)
+        return tuple(sorted(aux))
+
+    def evaluate(self, params) -> dict:
+        """{'valid': {...}, 'test': {...}} with the eval-mode embeddings."""
+        user_emb, item_emb = self.embed_fn(params, self.inputs)
+        return {s: self.evaluator.evaluate(user_emb, item_emb, s) for s in ("valid", "test")}
+
+
+def _device_batches(b) -> dict:
+    return {"users": jnp.asarray(b.users), "pos": jnp.asarray(b.pos),
+            "neg": jnp.asarray(b.neg), "weight": jnp.asarray(b.weight)}
+
+
+def _read_metrics(path: Path, last_epoch: int) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["epoch"] <= last_epoch]
+
+
+def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
+          dataset: Dataset | None = None, progress: bool = True, log=print) -> dict:
+    """Trains cfg's model; returns the results dict (also written to results.json)."""
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, dataset, log=log)
+    ds = trainer.dataset
+    run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg, ds.name))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config_lib.dump_yaml(cfg))
+    log(ds.summary())
+    for k, v in ds.report.items():
+        log(f"  data note: {k} = {v}")
+
+    ckpt = Checkpoints(run_dir) if cfg.train.checkpoint else None
+    state = trainer.init_state()
+    start_epoch, best, best_epoch, bad, history = 0, -math.inf, -1, 0, []
+    best_row: dict = {}
+    prior_wall = 0.0
+    metrics_path = run_dir / "metrics.jsonl"
+    if resume and ckpt is not None and ckpt.latest_epoch() is not None:
+        state, meta = ckpt.restore_latest(state)
+        start_epoch = meta["epoch"] + 1
+        best, best_epoch, bad = meta["best"], meta["best_epoch"], meta["bad"]
+        best_row, prior_wall = meta["best_row"], meta["wall_time_s"]
+        history = _read_metrics(metrics_path, meta["epoch"])
+        log(f"resumed from {run_dir} at epoch {start_epoch} (best {best:.4f} @ {best_epoch})")
+    elif resume:
+        log(f"--resume: no checkpoint in {run_dir}; starting from scratch")
+    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+
+    aux_names = trainer.aux_names(state)
+    acc = zeros_acc(aux_names)
+    # Compile ahead of the loop so compile time is reported on its own.
+    b0 = _device_batches(trainer.sampler.epoch(start_epoch))
+    tc = time.perf_counter()
+    step = trainer.step_fn.lower(state, acc, trainer.inputs, b0, jnp.int32(0),
+                                 trainer.dropout_key).compile()
+    compile_s = time.perf_counter() - tc
+    tc = time.perf_counter()
+    jax.block_until_ready(trainer.evaluate(state.params))
+    eval_compile_s = time.perf_counter() - tc
+    log(f"compiled train step in {compile_s:.1f}s, evaluation in {eval_compile_s:.1f}s "
+        f"(includes one evaluation); {trainer.sampler.n_steps} steps/epoch of "
+        f"{cfg.train.batch_size}")
+
+    t = cfg.train
+    metric = cfg.eval.metric
+    epoch_times, eval_times = [], []
+    pool = concurrent.futures.ThreadPoolExecutor(1)  # samples epoch e+1 during epoch e
+    future = pool.submit(trainer.sampler.epoch, start_epoch)
+    stopped_early = False
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, t.epochs):
+        te = time.perf_counter()
+        batches = _device_batches(future.result())
+        if epoch + 1 < t.epochs:
+            future = pool.submit(trainer.sampler.epoch, epoch + 1)
+        key = jax.random.fold_in(trainer.dropout_key, epoch)
+        acc = zeros_acc(aux_names)
+        for i in tqdm(range(trainer.sampler.n_steps), desc=f"epoch {epoch}", leave=False,
+                      disable=not progress, file=sys.stderr):
+            state, acc = step(state, acc, trainer.inputs, batches, jnp.int32(i), key)
+        n_real = float(batches["weight"].sum())
+        acc = {k: float(v) / n_real for k, v in acc.items()}  # one host sync per epoch
+        epoch_times.append(time.perf_counter() - te)
+        if not all(math.isfinite(v) for v in acc.values()):
+            raise FloatingPointError(f"epoch {epoch}: non-finite loss {acc}; lower train.lr?")
+        if (epoch + 1) % t.eval_every and epoch + 1 != t.epochs:
+            continue
+        tv = time.perf_counter()
+        res = trainer.evaluate(state.params)
+        eval_times.append(time.perf_counter() - tv)
+        row = {"epoch": epoch, **{f"train/{k}": v for k, v in acc.items()},
+               "valid": res["valid"], "test": res["test"],
+               "epoch_time_s": epoch_times[-1], "eval_time_s": eval_times[-1]}
+        if hasattr(trainer.model, "diagnostics"):
+            row["diagnostics"] = {k: float(v) for k, v in
+                                  trainer.model.diagnostics(state.params, trainer.inputs).items()}
+        improved = res["valid"][metric] > best
+        if improved:
+            best, best_epoch, bad, best_row = res["valid"][metric], epoch, 0, row
+        else:
+            bad += 1
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        log(f"epoch {epoch:4d} | loss {acc['loss']:.4f} | train {epoch_times[-1]:.2f}s "
+            f"eval {eval_times[-1]:.2f}s | valid {metric} {res['valid'][metric]:.4f} "
+            f"ndcg@20 {res['valid'].get('ndcg@20', float('nan')):.4f} | "
+            f"best {best:.4f} @ {best_epoch}{' *' if improved else ''}")
+        if ckpt is not None:
+            if improved:
+                ckpt.save_best(epoch, state.params)
+            meta = {"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,
+                    "best_row": best_row,
+                    "wall_time_s": prior_wall + time.perf_counter() - t0}
+            ckpt.save_latest(epoch, state, meta)
+        if bad >= t.patience:
+            log(f"early stop: no valid {metric} improvement in {t.patience} evaluations")
+            stopped_early = True
+            break
+    pool.shutdown(wait=False, cancel_futures=True)
+    if ckpt is not None:
+        ckpt.wait()
+        ckpt.close()
+
+    results = {
+        "dataset": ds.name, "model": cfg.model.name, "best_epoch": best_epoch,
+        "valid": best_row.get("valid", {}), "test": best_row.get("test", {}),
+        "epochs_run": epoch + 1, "stopped_early": stopped_early,
+        "wall_time_s": prior_wall + time.perf_counter() - t0,
+        "compile_time_s": compile_s, "eval_compile_time_s": eval_compile_s,
+        "epoch_time_s_median": float(np.median(epoch_times)) if epoch_times else None,
+        "eval_time_s_median": float(np.median(eval_times)) if eval_times else None,
+        "n_params": int(sum(x.size for x in jax.tree_util.tree_leaves(state.params))),
+        "data_report": {k: v for k, v in ds.report.items()},
+        "versions": versions(), "run_dir": str(run_dir),
+    }
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    if results["test"]:
+        log(f"\n{ds.name} / {cfg.model.name}: test at best valid epoch {best_epoch} "
+            f"(valid {metric} {best:.4f})")
+        log(format_table(results["test"], cfg.eval.ks))
+    log(f"run directory: {run_dir}")
+    return results

@@ -1,0 +1,53 @@
+"""The one jitted train step: loss, grad, optax update, device-side metric sums.
+
+The epoch's triples live on device as [n_steps, B] arrays; the step slices row `i`
+itself, so the host only dispatches (no transfer, no sync per step). State and the
+metric accumulator are donated so XLA updates them in place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class TrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+    step: jax.Array  # int32 scalar, counts optimizer updates
+
+
+def init_state(params, tx: optax.GradientTransformation) -> TrainState:
+    return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
+
+
+def zeros_acc(aux_names) -> dict:
+    return {k: jnp.zeros((), jnp.float32) for k in ("loss", *aux_names)}
+
+
+def make_train_step(model, tx: optax.GradientTransformation, donate: bool = True):
+    """Returns step(state, acc, inputs, batches, i, key) -> (state, acc).
+
+    batches: {"users", "pos", "neg", "weight": [n_steps, B]}; i: int32 scalar step index
+    within the epoch; key: the epoch's PRNG key (folded with the global step for dropout).
+    acc: running sums of the loss and its parts over the epoch (weighted by real examples).
+    """
+
+    def step(state: TrainState, acc: dict, inputs, batches, i, key):
+        batch = {k: v[i] for k, v in batches.items()}
+        k = jax.random.fold_in(key, state.step)
+        (loss, aux), grads = jax.value_and_grad(model.loss, has_aux=True)(
+            state.params, inputs, batch, k)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        n = jnp.sum(batch["weight"])
+        new_acc = {"loss": acc["loss"] + loss * n}
+        for name in acc:
+            if name != "loss":
+                new_acc[name] = acc[name] + aux[name] * n
+        return TrainState(params, opt_state, state.step + 1), new_acc
+
+    return jax.jit(step, donate_argnums=(0, 1) if donate else ())
