@@ -15,12 +15,14 @@ help:  ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
 	@echo "Variables: DATASET=$(DATASET) MODEL=$(MODEL) ARGS='--set key=value ...'"
 
-$(VENV)/.installed: requirements.txt $(wildcard requirements-features.txt)
+REQS := requirements.txt $(wildcard requirements-features.txt requirements-notebook.txt)
+
+$(VENV)/.installed: $(REQS)
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@# torch first: its pinned CPU wheel, so nothing below resolves a CUDA build
 	@if [ -f requirements-features.txt ]; then $(PY) -m pip install -q torch==2.13.0; fi
-	$(PY) -m pip install -q -r requirements.txt $(if $(wildcard requirements-features.txt),-r requirements-features.txt)
+	$(PY) -m pip install -q $(addprefix -r ,$(REQS))
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv and install pinned requirements

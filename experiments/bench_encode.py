@@ -2,10 +2,12 @@
 
 Encodes N synthetic item texts (title + brand + category path + description, the
 MMRec template; 20-80 words each, like Amazon metadata) with recgoat_jax's TextEncoder
-for a few batch sizes and torch thread counts, after one warm-up batch, and writes a
-JSON with machine info, versions, the command and the numbers.
+for a few (torch threads, batch size) settings, after one warm-up batch, and writes a
+JSON with machine info, versions, the command and the numbers. Each setting stops after
+--max-seconds; texts come in a seeded random order, length-sorted within groups of
+4 batches (as chunks are in build_text_features), so a capped run sees a fair sample.
 
-    python experiments/bench_encode.py [--n 1500] [--batch-sizes 16 64 256] [--threads 1 2]
+    python experiments/bench_encode.py [--n 1000] [--settings 1x16 1x64 1x256 2x64]
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ def synthetic_texts(n: int, seed: int = 0) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1500, help="synthetic item texts (1500)")
-    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 256])
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--n", type=int, default=1000, help="synthetic item texts (1000)")
+    ap.add_argument("--settings", nargs="+", default=["1x16", "1x64", "1x256", "2x64"],
+                    help="THREADSxBATCH settings (1x16 1x64 1x256 2x64)")
+    ap.add_argument("--max-seconds", type=float, default=60.0,
+                    help="stop each setting after this long (60)")
     ap.add_argument("--model", default=None, help="encoder (default: bundled all-MiniLM-L6-v2)")
     ap.add_argument("--out", default="experiments/results/encode_throughput.json")
     args = ap.parse_args()
@@ -61,19 +65,31 @@ def main() -> None:
     load_s = time.perf_counter() - t0
     n_tokens = [len(x) for x in enc.tokenizer(texts, truncation=True, max_length=enc.max_length)["input_ids"]]
     results = []
-    for th in args.threads:
+    perm = list(range(len(texts)))
+    random.Random(1).shuffle(perm)
+    for setting in args.settings:
+        th, bs = (int(x) for x in setting.split("x"))
         torch.set_num_threads(th)
-        for bs in args.batch_sizes:
-            # sorted by length within chunks, like build_text_features; one chunk = all texts
-            order = sorted(range(len(texts)), key=lambda j: len(texts[j]), reverse=True)
-            enc([texts[j] for j in order[:bs]])  # warm-up
-            t = time.perf_counter()
-            for s in range(0, len(order), bs):
-                enc([texts[j] for j in order[s : s + bs]])
-            dt = time.perf_counter() - t
-            results.append({"torch_threads": th, "batch_size": bs, "items": len(texts),
-                            "seconds": round(dt, 3), "items_per_s": round(len(texts) / dt, 1)})
-            print(json.dumps(results[-1]), flush=True)
+        group = 4 * bs
+        order = []
+        for g in range(0, len(perm), group):
+            order += sorted(perm[g : g + group], key=lambda j: len(texts[j]), reverse=True)
+        enc([texts[j] for j in order[:bs]])  # warm-up
+        t = time.perf_counter()
+        done = 0
+        toks = 0
+        for s in range(0, len(order), bs):
+            idx = order[s : s + bs]
+            enc([texts[j] for j in idx])
+            done += len(idx)
+            toks += sum(n_tokens[j] for j in idx)
+            if time.perf_counter() - t > args.max_seconds:
+                break
+        dt = time.perf_counter() - t
+        results.append({"torch_threads": th, "batch_size": bs, "items": done,
+                        "mean_tokens": round(toks / done, 1), "seconds": round(dt, 2),
+                        "items_per_s": round(done / dt, 1), "tokens_per_s": round(toks / dt)})
+        print(json.dumps(results[-1]), flush=True)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     report = {
         "what": "all-MiniLM-L6-v2 text encoding throughput (HF AutoModel + mean pooling + L2, "

@@ -50,6 +50,7 @@ class ModelConfig:
     ot_paper_epsilon: float = 0.05  # paper OT on L2-normalised rows (costs in [0, 4])
     ot_tau: float = 1.0  # paper OT: 1.0 = balanced, < 1 unbalanced
     ot_batch_items: int = 256  # paper OT: items per batch in the Sinkhorn term
+    ot_paper_iterations: int = 200  # paper OT: Sinkhorn iteration cap (stops at 1e-4 error)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -172,8 +172,10 @@ def _eval_rank_block(acc, user_emb, item_emb, p_user, p_item, p_row, n_truth, m_
     ahead = jnp.where(col < p_item[:, None], scores >= t_score, scores > t_score)
     rank0 = jnp.sum(ahead, axis=1, dtype=jnp.int32)                 # 0-based rank
     ok = (t_score[:, 0] > -jnp.inf) & (rank0 < big_k)
-    hits = jnp.zeros((n_pairs, big_k), jnp.bool_).at[
-        jnp.where(ok, p_row, n_pairs), jnp.minimum(rank0, big_k - 1)].set(True, mode="drop")
+    # add, not set: a user's truth items have distinct ranks, but their score rows are
+    # computed separately; should rounding ever make two collide, no hit is lost.
+    hits = jnp.zeros((n_pairs, big_k), jnp.float32).at[
+        jnp.where(ok, p_row, n_pairs), jnp.minimum(rank0, big_k - 1)].add(1.0, mode="drop")
     return acc + _block_sums(hits, n_truth, ks)
 
 
@@ -182,7 +184,6 @@ def _eval_topk_block(acc, user_emb, item_emb, users, n_truth, tr_rows, tr_cols, 
                      t_cols, *, ks: tuple[int, ...]):
     """One block of users [B] (pads: n_truth 0); train / truth (row, item) pairs (pads:
     row B)."""
-    block = users.shape[0]
     scores = _canonical(_scores(user_emb, item_emb, users))
     scores = scores.at[tr_rows, tr_cols].set(-jnp.inf, mode="drop")
     vals, idx = jax.lax.top_k(scores, max(ks))

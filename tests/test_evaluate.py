@@ -138,7 +138,8 @@ def test_metrics_from_hits_matches_loop():
     hits = rng.random((40, 12)) < 0.3
     n_truth = hits.sum(1) + rng.integers(0, 4, 40)     # >= hits, some users 0
     ks = (1, 4, 12)
-    got = {key: np.asarray(v) for key, v in jax.jit(metrics_from_hits, static_argnums=2)(hits, n_truth, ks).items()}
+    fn = jax.jit(metrics_from_hits, static_argnums=2)             # jitted: fast, one compile
+    got = {key: np.asarray(v) for key, v in fn(hits, n_truth, ks).items()}
     for b in range(40):
         for k in ks:
             h = hits[b, :k]
@@ -265,6 +266,15 @@ def test_topk_matches_slow_reference(mask_train):
             s, order = _slow_rank(ds, u_emb, i_emb, user, mask_train)
             np.testing.assert_array_equal(items[row], order[:k])
             np.testing.assert_array_equal(scores[row], s[order[:k]].astype(np.float32))
+
+
+def test_empty_split_gives_zeros():
+    ds, u_emb, i_emb = _hand_dataset()
+    ds = Dataset("hand", ds.n_users, ds.n_items, ds.train, _csr({}, ds.n_users), ds.test)
+    ev = Evaluator(ds, ks=(1, 3))
+    assert ev.n_evaluated("valid") == 0
+    got = ev.evaluate(u_emb, i_emb, "valid")
+    assert len(got) == 10 and set(got.values()) == {0.0}
 
 
 # ----------------------------------------------------------------------------- misc

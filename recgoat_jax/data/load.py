@@ -59,7 +59,9 @@ def resolve_dataset_dir(dataset: str, root: str | Path = "data") -> Path:
         return Path(dataset)
     raise DataError(
         f"dataset '{dataset}' not found: expected {path / (dataset + '.inter')} (MMRec layout) "
-        "or train.txt/valid.txt/test.txt; see README 'Datasets' for how to get the files"
+        f"or train.txt/valid.txt/test.txt there (+ text_feat.npy, image_feat.npy): copy MMRec's "
+        f"preprocessed '{dataset}' folder into {path}/, or build it from raw Amazon dumps with "
+        f"`make data DATASET={dataset}` then `make features DATASET={dataset}` (README 'Datasets')"
     )
 
 

@@ -12,6 +12,7 @@ two per-node scalars per head. In eval mode the two are numerically identical
 
 from __future__ import annotations
 
+import functools
 import math
 
 from recgoat_jax import compat  # noqa: F401  (must precede jraph: restores jax.tree_map)
@@ -32,8 +33,13 @@ def _attn_init(heads: int, head_dim: int):
     return init
 
 
-def _torch_linear(features: int, fan_in: int, name: str | None = None) -> nn.Dense:
-    """nn.Dense with torch.nn.Linear's default init U(+-1/sqrt(fan_in)) for kernel and bias."""
+def _torch_linear(features: int, fan_in: int, name: str | None = None,
+                  compute_dtype=None) -> nn.Dense:
+    """nn.Dense with torch.nn.Linear's default init U(+-1/sqrt(fan_in)) for kernel and bias.
+
+    compute_dtype bfloat16 (mixed precision): inputs, kernel and bias are cast to bf16 for
+    the matmul, which accumulates and returns float32; params stay float32.
+    """
     bound = 1.0 / math.sqrt(max(fan_in, 1))
 
     def bias_init(key, shape, dtype=jnp.float32):
@@ -44,6 +50,9 @@ def _torch_linear(features: int, fan_in: int, name: str | None = None) -> nn.Den
         kernel_init=nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
         bias_init=bias_init,
         name=name,
+        dtype=compute_dtype,
+        dot_general=None if compute_dtype is None else functools.partial(
+            jax.lax.dot_general, preferred_element_type=jnp.float32),
     )
 
 
@@ -136,7 +145,10 @@ class ModalityEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, features: jax.Array, senders: jax.Array, receivers: jax.Array, deterministic: bool = True):
-        h = _torch_linear(self.dim, features.shape[-1], name="proj")(features)
+        # bf16 features (train.mixed_precision) -> bf16 matmul with float32 output.
+        bf16 = features.dtype == jnp.bfloat16
+        h = _torch_linear(self.dim, features.shape[-1], name="proj",
+                          compute_dtype=jnp.bfloat16 if bf16 else None)(features)
         if not self.use_gat:
             return h
         for layer in range(self.gat_layers):

@@ -11,7 +11,9 @@ import orbax.checkpoint as ocp
 class Checkpoints:
     def __init__(self, run_dir: str | Path):
         root = Path(run_dir).resolve() / "checkpoints"  # orbax wants absolute paths
-        opts = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+        # Synchronous saves: when a run dies, every checkpoint it announced is complete.
+        opts = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                            enable_async_checkpointing=False)
         self.latest = ocp.CheckpointManager(root / "latest", options=opts)
         self.best = ocp.CheckpointManager(root / "best", options=opts)
 

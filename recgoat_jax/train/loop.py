@@ -29,12 +29,14 @@ from tqdm.auto import tqdm
 from recgoat_jax import config as config_lib
 from recgoat_jax.config import Config
 from recgoat_jax.data.dataset import Dataset
+from recgoat_jax.errors import ConfigError
 from recgoat_jax.data.load import load_dataset
 from recgoat_jax.data.sampler import BPRSampler
 from recgoat_jax.evaluate import Evaluator, format_table
 from recgoat_jax.model.registry import build_model
 from recgoat_jax.train.checkpoint import Checkpoints
 from recgoat_jax.train.inputs import build_inputs, shapes_of
+from recgoat_jax.train.parallel import DataParallel, maybe_initialize_distributed
 from recgoat_jax.train.step import init_state, make_train_step, zeros_acc
 
 
@@ -62,25 +64,56 @@ class Trainer:
     def __init__(self, cfg: Config, dataset: Dataset | None = None, log=print):
         self.cfg = cfg
         self.log = log
+        # train.data_parallel: batch split over all devices, the rest replicated (parallel.py).
+        self.dp = DataParallel(cfg.train.batch_size) if cfg.train.data_parallel else None
         self.dataset = dataset if dataset is not None else load_dataset(cfg.data)
         self.shapes = shapes_of(self.dataset)
         self.model = build_model(cfg, self.shapes)
         cache = str(Path(cfg.data.root) / ".cache")
         self.inputs = build_inputs(self.model.needs, self.dataset, cfg, cache_dir=cache)
+        if cfg.train.mixed_precision:  # stored once in bf16 for the bf16 projections
+            self.inputs = _features_bf16(self.inputs)
+        self.inputs = self.place(self.inputs)
         self.tx = optax.adam(cfg.train.lr)
         t = cfg.train
         self.sampler = BPRSampler(self.dataset.train, self.dataset.n_items, t.batch_size,
                                   exclude_train=t.exclude_train_negatives,
                                   drop_last=t.drop_last, seed=t.seed)
+        if max(cfg.eval.ks) > self.dataset.n_items:
+            raise ConfigError(f"config key 'eval.ks': largest K {max(cfg.eval.ks)} exceeds the "
+                              f"{self.dataset.n_items} items of {self.dataset.name}; e.g. "
+                              f"--set eval.ks=[5,10,20]")
+        name, _, k = cfg.eval.metric.partition("@")
+        if name not in ("recall", "ndcg", "precision", "map", "hitrate") or not k.isdigit() \
+                or int(k) not in cfg.eval.ks:
+            raise ConfigError(f"config key 'eval.metric': expected <recall|ndcg|precision|map|"
+                              f"hitrate>@K with K in eval.ks {list(cfg.eval.ks)}, got "
+                              f"{cfg.eval.metric!r}")
         self.evaluator = Evaluator(self.dataset, ks=cfg.eval.ks, batch_users=cfg.eval.batch_users)
-        self.step_fn = make_train_step(self.model, self.tx)
+        self.step_fn = make_train_step(self.model, self.tx,
+                                       mesh=self.dp.mesh if self.dp else None)
         self.embed_fn = jax.jit(self.model.embed)
         root = jax.random.PRNGKey(t.seed)
         self.init_key, self.dropout_key = jax.random.split(root)
 
+    def place(self, tree):
+        """Replicated over the mesh under data parallelism, else as is."""
+        return self.dp.replicate(tree) if self.dp else tree
+
+    def device_batches(self, b) -> dict:
+        """An epoch's EpochBatches -> device arrays [n_steps, B] (split on B when parallel)."""
+        if self.dp is None:
+            return _device_batches(b)
+        return self.dp.shard_batches({"users": b.users, "pos": b.pos, "neg": b.neg,
+                                      "weight": b.weight})
+
+    def sample_epoch(self, epoch: int) -> dict:
+        return self.device_batches(self.sampler.epoch(epoch))
+
     def init_state(self):
-        params = self.model.init(self.init_key, self.inputs)
-        return init_state(params, self.tx)
+        # jitted (much faster than flax's eager init), created replicated when parallel
+        init = jax.jit(self.model.init, out_shardings=self.dp.replicated if self.dp else None)
+        return self.place(init_state(init(self.init_key, self.inputs), self.tx))
 
     def aux_names(self, state) -> tuple[str, ...]:
         b = self.sampler.epoch(0)
@@ -90,8 +123,20 @@ class Trainer:
 
     def evaluate(self, params) -> dict:
         """{'valid': {...}, 'test': {...}} with the eval-mode embeddings."""
-        user_emb, item_emb = self.embed_fn(params, self.inputs)
+        if self.dp is None:
+            user_emb, item_emb = self.embed_fn(params, self.inputs)
+        else:  # once, on this process's first device (zero-copy views of the replicas)
+            user_emb, item_emb = self.embed_fn(self.dp.local(params), self.dp.local(self.inputs))
         return {s: self.evaluator.evaluate(user_emb, item_emb, s) for s in ("valid", "test")}
+
+
+def _features_bf16(inputs: dict) -> dict:
+    out = dict(inputs)
+    if "item_features" in out:
+        out["item_features"] = {m: v.astype(jnp.bfloat16) for m, v in out["item_features"].items()}
+    if "user_features" in out:
+        out["user_features"] = out["user_features"].astype(jnp.bfloat16)
+    return out
 
 
 def _device_batches(b) -> dict:
@@ -110,6 +155,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
           dataset: Dataset | None = None, progress: bool = True, log=print) -> dict:
     """Trains cfg's model; returns the results dict (also written to results.json)."""
     t0 = time.perf_counter()
+    maybe_initialize_distributed(cfg)  # train.distributed: before any other JAX call
     trainer = Trainer(cfg, dataset, log=log)
     ds = trainer.dataset
     run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg, ds.name))
@@ -127,6 +173,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     metrics_path = run_dir / "metrics.jsonl"
     if resume and ckpt is not None and ckpt.latest_epoch() is not None:
         state, meta = ckpt.restore_latest(state)
+        state = trainer.place(state)
         start_epoch = meta["epoch"] + 1
         best, best_epoch, bad = meta["best"], meta["best_epoch"], meta["bad"]
         best_row, prior_wall = meta["best_row"], meta["wall_time_s"]
@@ -137,9 +184,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
 
     aux_names = trainer.aux_names(state)
-    acc = zeros_acc(aux_names)
+    acc = trainer.place(zeros_acc(aux_names))
     # Compile ahead of the loop so compile time is reported on its own.
-    b0 = _device_batches(trainer.sampler.epoch(start_epoch))
+    b0 = trainer.sample_epoch(start_epoch)
     tc = time.perf_counter()
     step = trainer.step_fn.lower(state, acc, trainer.inputs, b0, jnp.int32(0),
                                  trainer.dropout_key).compile()
@@ -155,16 +202,16 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     metric = cfg.eval.metric
     epoch_times, eval_times = [], []
     pool = concurrent.futures.ThreadPoolExecutor(1)  # samples epoch e+1 during epoch e
-    future = pool.submit(trainer.sampler.epoch, start_epoch)
+    future = pool.submit(trainer.sample_epoch, start_epoch)  # sampled + placed on device
     stopped_early = False
     epoch = start_epoch - 1
     for epoch in range(start_epoch, t.epochs):
         te = time.perf_counter()
-        batches = _device_batches(future.result())
+        batches = future.result()
         if epoch + 1 < t.epochs:
-            future = pool.submit(trainer.sampler.epoch, epoch + 1)
+            future = pool.submit(trainer.sample_epoch, epoch + 1)
         key = jax.random.fold_in(trainer.dropout_key, epoch)
-        acc = zeros_acc(aux_names)
+        acc = trainer.place(zeros_acc(aux_names))
         for i in tqdm(range(trainer.sampler.n_steps), desc=f"epoch {epoch}", leave=False,
                       disable=not progress, file=sys.stderr):
             state, acc = step(state, acc, trainer.inputs, batches, jnp.int32(i), key)
@@ -219,6 +266,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         "compile_time_s": compile_s, "eval_compile_time_s": eval_compile_s,
         "epoch_time_s_median": float(np.median(epoch_times)) if epoch_times else None,
         "eval_time_s_median": float(np.median(eval_times)) if eval_times else None,
+        "data_parallel_devices": trainer.dp.n_devices if trainer.dp else 1,
         "n_params": int(sum(x.size for x in jax.tree_util.tree_leaves(state.params))),
         "data_report": {k: v for k, v in ds.report.items()},
         "versions": versions(), "run_dir": str(run_dir),

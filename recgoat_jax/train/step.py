@@ -3,6 +3,10 @@
 The epoch's triples live on device as [n_steps, B] arrays; the step slices row `i`
 itself, so the host only dispatches (no transfer, no sync per step). State and the
 metric accumulator are donated so XLA updates them in place.
+
+With a mesh (train.data_parallel, see train/parallel.py) the same function is jitted
+with shardings: batches split on B over 'data', everything else replicated; XLA SPMD
+all-reduces the gradients, so the update equals the single-device one.
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ def zeros_acc(aux_names) -> dict:
     return {k: jnp.zeros((), jnp.float32) for k in ("loss", *aux_names)}
 
 
-def make_train_step(model, tx: optax.GradientTransformation, donate: bool = True):
+def make_train_step(model, tx: optax.GradientTransformation, donate: bool = True, mesh=None):
     """Returns step(state, acc, inputs, batches, i, key) -> (state, acc).
+
+    mesh: a jax.sharding.Mesh with axis 'data' (train/parallel.py) for data parallelism;
+    None: plain single-device jit.
 
     batches: {"users", "pos", "neg", "weight": [n_steps, B]}; i: int32 scalar step index
     within the epoch; key: the epoch's PRNG key (folded with the global step for dropout).
@@ -50,4 +57,12 @@ def make_train_step(model, tx: optax.GradientTransformation, donate: bool = True
                 new_acc[name] = acc[name] + aux[name] * n
         return TrainState(params, opt_state, state.step + 1), new_acc
 
-    return jax.jit(step, donate_argnums=(0, 1) if donate else ())
+    donate_argnums = (0, 1) if donate else ()
+    if mesh is None:
+        return jax.jit(step, donate_argnums=donate_argnums)
+    from recgoat_jax.train.parallel import batch_sharding, replicated
+
+    rep = replicated(mesh)
+    return jax.jit(step, donate_argnums=donate_argnums,
+                   in_shardings=(rep, rep, rep, batch_sharding(mesh), rep, rep),
+                   out_shardings=(rep, rep))

@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import pytest
+
+from recgoat_jax.config import ConfigError, dump_yaml, make_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def test_defaults_yaml_and_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  dim: 32\n  user_branch: off\ntrain:\n  lr: 5e-4\n")
+    cfg = make_config(f, ["model.dim=48", "eval.ks=[5,20]", "model.init_weights=[[text,0.5]]"])
+    assert cfg.model.dim == 48 and cfg.train.lr == 5e-4 and cfg.eval.ks == (5, 20)
+    assert cfg.model.user_branch == "off"  # YAML 1.1 reads a bare `off` as False
+    assert cfg.model.init_weights == (("text", 0.5),)
+    assert cfg.train.batch_size == 2048  # untouched default
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = make_config(overrides=["model.name=recgoat", "data.modalities=[text]"])
+    (tmp_path / "r.yaml").write_text(dump_yaml(cfg))
+    assert make_config(tmp_path / "r.yaml") == cfg
+
+
+@pytest.mark.parametrize("override,msg", [
+    ("model.nope=1", "unknown config key 'model.nope'"),
+    ("nope.x=1", "unknown config key 'nope'"),
+    ("train.epochs=1.5", "config key 'train.epochs': expected an integer"),
+    ("train.checkpoint=maybe", "config key 'train.checkpoint': expected true/false"),
+    ("model.fusion=mean", "config key 'model.fusion': expected one of oat, sum, concat"),
+    ("model.dim", "expected key=value"),
+])
+def test_bad_values_name_the_key(override, msg):
+    with pytest.raises(ConfigError, match=msg.replace("(", r"\(")):
+        make_config(overrides=[override])
+
+
+def test_every_shipped_config_parses():
+    names = sorted(p.name for p in CONFIGS.glob("*.yaml"))
+    assert {"lightgcn.yaml", "mf.yaml", "recgoat_demo.yaml", "recgoat_baby.yaml",
+            "recgoat_sports.yaml", "recgoat_clothing.yaml", "recgoat_electronics.yaml"} <= set(names)
+    for n in names:
+        make_config(CONFIGS / n)
+    baby = make_config(CONFIGS / "recgoat_baby.yaml")
+    assert (baby.model.dim, baby.model.knn_k, baby.train.lambda_cl, baby.train.lr,
+            baby.train.batch_size, baby.train.seed) == (800, 20, 0.032, 8e-4, 4096, 2025)
+    sports = make_config(CONFIGS / "recgoat_sports.yaml")
+    assert (sports.model.dim, sports.model.knn_k, sports.train.lambda_cl) == (600, 30, 0.005)
+    elec = make_config(CONFIGS / "recgoat_electronics.yaml")
+    assert (elec.model.dim, elec.train.lambda_cl, elec.train.epochs) == (200, 0.05, 2000)
