@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import jax  # noqa: E402
+
 from recgoat_jax.config import make_config  # noqa: E402
 from recgoat_jax.data.load import load_dataset  # noqa: E402
 from recgoat_jax.train.loop import train, versions  # noqa: E402
@@ -109,6 +111,9 @@ def main(argv=None) -> int:
         if v not in VARIANTS:
             p.error(f"unknown variant {v!r}; expected some of {', '.join(VARIANTS)}")
     seeds = [int(x) for x in args.seeds.split(",")]
+    # The seeds of a variant share one program: compile it once (persistent XLA cache).
+    jax.config.update("jax_compilation_cache_dir", str(ROOT / ".cache" / "jax-ablation"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.exists() else {}
     report.update({"command": " ".join([Path(sys.executable).name] + sys.argv),

@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -307,8 +308,8 @@ def main(argv=None) -> int:
             file=sys.stderr, flush=True)
 
     result = {
-        "command": "python experiments/bench.py " + " ".join(sys.argv[1:] if argv is None
-                                                              else argv),
+        "command": shlex.join(["python", "experiments/bench.py",
+                               *(sys.argv[1:] if argv is None else argv)]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "cpu_count": os.cpu_count(), "device_platform": plat,

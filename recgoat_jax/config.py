@@ -43,6 +43,7 @@ class ModelConfig:
     oat: str = "paper"  # paper | reference | none
     cmcl: str = "paper"  # paper | reference | none
     fusion: str = "oat"  # oat | sum | concat
+    fusion_normalize: bool = True  # L2-normalise fused item rows (spec); False: keep the norm
     init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))
     ot_epsilon: float = 0.01
     ot_iterations: int = 100
@@ -64,6 +65,7 @@ class TrainConfig:
     lambda_ot: float = 0.0
     cl_tau: float = 0.2
     cl_w: float = 0.5
+    cl_rows: int = 0  # CMCL on the first cl_rows rows of each batch (0 = all; InfoNCE costs B^2)
     exclude_train_negatives: bool = True  # MMRec: negatives avoid the user's train items
     drop_last: bool = False  # False: the last batch is padded with masked examples
     eval_every: int = 1

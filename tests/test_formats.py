@@ -191,10 +191,11 @@ def test_missing_directory_and_no_files(tmp_path):
 def test_unknown_dataset_name_message(tmp_path):
     with pytest.raises(DataError) as e:
         load_dataset(DataConfig(dataset="sports", root=str(tmp_path)))
-    assert str(e.value) == (
-        f"dataset 'sports' not found: expected {tmp_path}/sports/sports.inter (MMRec layout) "
-        "or train.txt/valid.txt/test.txt; see README 'Datasets' for how to get the files"
-    )
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"dataset 'sports' not found: expected {tmp_path}/sports/sports.inter "
+                          "(MMRec layout) or train.txt/valid.txt/test.txt there")
+    assert f"into {tmp_path}/sports/" in msg and "make data DATASET=sports" in msg
 
 
 def test_several_inter_files(tmp_path, mmrec_dir):

@@ -13,6 +13,8 @@ from recgoat_jax.features import cli
 from recgoat_jax.features import profiles as pf
 from recgoat_jax.features import text as tf
 
+from feature_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
+
 # itemID -> (title, brand, category path); 10 and 11 occur ONLY in valid / test rows
 ITEMS = {
     0: ("Organic cotton swaddle blanket", "Nestling", ["Baby", "Nursery", "Bedding"]),
@@ -37,20 +39,6 @@ ROWS = [
     (4, 10, 10, 1), (4, 11, 20, 2),  # user 4 has no train row at all
 ]
 SECRET = ("ZZ", "Secretbrand", "Hiddenco", "Lamps", "Helmets")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The test machine has 2 shared cores: one intra-op thread is faster there."""
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture()

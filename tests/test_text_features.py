@@ -14,25 +14,11 @@ from recgoat_jax.errors import DataError, UserError
 from recgoat_jax.features import cli, images
 from recgoat_jax.features import text as tf
 
+from feature_helpers import one_torch_thread, torch  # noqa: F401 (autouse fixture)
+
 RAW = Path(__file__).parent / "fixtures" / "raw"
-try:
-    import torch
-except ImportError:  # the feature extras are optional; only the encoder tests need them
-    torch = None
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed "
                                  "(requirements-features.txt)")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The test machine has 2 shared cores: one intra-op thread is faster there."""
-    if torch is None:
-        yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

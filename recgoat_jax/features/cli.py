@@ -193,7 +193,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_features(args) -> int:
-    from recgoat_jax.features import images, profiles, text
+    from recgoat_jax.features import hf, images, profiles, text
 
     d = resolve_dataset(args.dataset, args.root)
     if args.template is not None:
@@ -208,7 +208,7 @@ def cmd_features(args) -> int:
         except ImportError:
             pass
     if args.threads:
-        text._require_torch().set_num_threads(args.threads)
+        hf.require_torch().set_num_threads(args.threads)
     encoder = model_id = None
     need_encoder = not args.no_text or args.profiles != "none"
     if need_encoder:

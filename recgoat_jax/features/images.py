@@ -27,7 +27,8 @@ import numpy as np
 
 from recgoat_jax.data.raw_amazon import read_id_mapping
 from recgoat_jax.errors import DataError, UserError
-from recgoat_jax.features import text as textfeat
+from recgoat_jax.features import hf
+from recgoat_jax.features.chunks import encode_rows, resolve_encoder, save_npy_atomic
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 
@@ -53,7 +54,7 @@ def import_image_features(src: str | os.PathLike, dataset_dir: str | os.PathLike
         bad = int(np.nonzero(~np.isfinite(out).all(axis=1))[0][0])
         raise DataError(f"{src}: row {bad} has a NaN or infinite value")
     if Path(src).resolve() != (d / "image_feat.npy").resolve():
-        textfeat.save_npy_atomic(d / "image_feat.npy", out)
+        save_npy_atomic(d / "image_feat.npy", out)
     return {"n_items": int(out.shape[0]), "dim": int(out.shape[1]), "source": str(src),
             "source_dtype": str(arr.dtype), "out": str(d / "image_feat.npy")}
 
@@ -70,41 +71,26 @@ def find_item_images(image_dir: str | os.PathLike, asins: Sequence[str]) -> list
     return [by_stem.get(a) or by_stem.get(str(i)) for i, a in enumerate(asins)]
 
 
-class ImageEncoder:
+class ImageEncoder(hf.HFModel):
     """image files -> [n, d] float32 with a Hugging Face vision model (CLIP, ViT, ...)."""
 
     def __init__(self, model: str, *, device: str | None = None, dtype: str = "auto"):
-        textfeat._require_torch()
-        import torch
-
+        hf.require_torch()
         try:
             import PIL.Image  # noqa: F401
         except ImportError:
             raise UserError("computing image features needs Pillow and torchvision: "
                             "pip install pillow torchvision (matching torch)") from None
-        self._torch = torch
-        self.model_name = model
-        self.device, self.dtype = textfeat.pick_device_dtype(device, dtype)
-        self.calls = 0
-        with textfeat._offline_if_local(model):
-            try:
-                from transformers import AutoImageProcessor, AutoModel
-
-                self.processor = AutoImageProcessor.from_pretrained(model)
-                self.model = AutoModel.from_pretrained(model, dtype=self.dtype)
-            except Exception as e:
-                raise textfeat._load_error(model, e) from None
-        self.model.to(self.device).eval()
+        super().__init__(model, device, dtype)
+        self.processor, self.model = self._load_pair("AutoImageProcessor", "AutoModel")
 
     @property
     def fingerprint(self) -> str:
         return f"image:{self.model_name}"
 
-    def __call__(self, paths: Sequence[Path]) -> np.ndarray:
+    def _forward(self, paths: Sequence[Path]) -> np.ndarray:
         import PIL.Image
 
-        self.calls += 1
-        torch = self._torch
         images = []
         for p in paths:
             try:
@@ -114,7 +100,7 @@ class ImageEncoder:
                 raise DataError(f"{p}: cannot read image ({e})") from None
         batch = self.processor(images=images, return_tensors="pt").to(self.device)
         pixels = batch["pixel_values"].to(self.dtype)
-        with torch.inference_mode():
+        with self._torch.inference_mode():
             if hasattr(self.model, "get_image_features"):
                 out = self.model.get_image_features(pixel_values=pixels)
                 out = getattr(out, "pooler_output", out)
@@ -150,22 +136,21 @@ def build_image_features(
     for a, i in asin_to_id.items():
         asins[i] = a
     files = find_item_images(image_dir, asins)
-    present = np.array([f is not None for f in files], dtype=bool)
-    if encoder is None:
+
+    def make_encoder():
         if not model:
             raise UserError("--image-model PATH_OR_NAME is needed to compute image features "
                             "(or give precomputed ones with --image-feat FILE)")
-        enc = ImageEncoder(model, device=device, dtype=dtype)
-        encoder, model_id = enc, enc.fingerprint
-    model_id = model_id or getattr(encoder, "fingerprint", None) or repr(encoder)
+        return ImageEncoder(model, device=device, dtype=dtype)
+
+    encoder, model_id = resolve_encoder(encoder, model_id, make_encoder)
     work = Path(work_dir) if work_dir else d / ".work" / "image"
-    emb, stats = textfeat.encode_chunked(
-        [f for f in files if f is not None], encoder, work, model_id=model_id,
+    feat, present, stats = encode_rows(
+        files, encoder, work, model_id=model_id, normalise=False,
         chunk_size=chunk_size, batch_size=batch_size,
         key=lambda p: f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}",
         sort_key=None, progress=progress, desc="item images")
-    feat = textfeat.fill_missing_with_mean(emb, present, len(files), normalise=False)
-    textfeat.save_npy_atomic(d / "image_feat.npy", feat)
+    save_npy_atomic(d / "image_feat.npy", feat)
     return {"n_items": len(files), "dim": int(feat.shape[1]),
             "items_without_image": int((~present).sum()),
             "fallback": "mean of the other items' rows", "model": model_id,

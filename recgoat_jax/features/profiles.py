@@ -37,7 +37,9 @@ import numpy as np
 
 from recgoat_jax.data.raw_amazon import read_inter
 from recgoat_jax.errors import DataError, UserError
+from recgoat_jax.features import hf
 from recgoat_jax.features import text as textfeat
+from recgoat_jax.features.chunks import encode_rows, resolve_encoder, save_npy_atomic
 
 TEMPLATE_LABEL = "template profile (not LLM-written)"
 
@@ -147,7 +149,7 @@ def template_profile(items: Sequence[dict], max_titles: int = 10) -> str:
 # --------------------------------------------------------------------------- LLM
 
 
-class HFGenerator:
+class HFGenerator(hf.HFModel):
     """prompts -> completions with a Hugging Face causal LM (greedy, left padding).
 
     Uses the tokenizer's chat template when it has one. `calls` counts generate() calls.
@@ -155,24 +157,10 @@ class HFGenerator:
 
     def __init__(self, model: str, *, device: str | None = None, dtype: str = "auto",
                  max_new_tokens: int = 256, max_prompt_tokens: int = 2048):
-        textfeat._require_torch()
-        import torch
-
-        self._torch = torch
-        self.model_name = model
-        self.device, self.dtype = textfeat.pick_device_dtype(device, dtype)
+        super().__init__(model, device, dtype)
         self.max_new_tokens = max_new_tokens
         self.max_prompt_tokens = max_prompt_tokens
-        self.calls = 0
-        with textfeat._offline_if_local(model):
-            try:
-                from transformers import AutoModelForCausalLM, AutoTokenizer
-
-                self.tokenizer = AutoTokenizer.from_pretrained(model)
-                self.model = AutoModelForCausalLM.from_pretrained(model, dtype=self.dtype)
-            except Exception as e:
-                raise textfeat._load_error(model, e) from None
-        self.model.to(self.device).eval()
+        self.tokenizer, self.model = self._load_pair("AutoTokenizer", "AutoModelForCausalLM")
         tok = self.tokenizer
         tok.padding_side = "left"
         if tok.pad_token is None:
@@ -194,14 +182,12 @@ class HFGenerator:
                                            add_generation_prompt=True, tokenize=False)
         return prompt + "\n"
 
-    def __call__(self, prompts: Sequence[str]) -> list[str]:
-        self.calls += 1
-        torch = self._torch
+    def _forward(self, prompts: Sequence[str]) -> list[str]:
         batch = self.tokenizer([self._format(p) for p in prompts], return_tensors="pt",
                                padding=True, truncation=True, max_length=self.max_prompt_tokens,
                                add_special_tokens=not getattr(self.tokenizer, "chat_template", None))
         batch = batch.to(self.device)
-        with torch.inference_mode():
+        with self._torch.inference_mode():
             out = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=False)
         new = out[:, batch["input_ids"].shape[1]:]
         return [s.strip() for s in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
@@ -336,23 +322,18 @@ def build_user_features(
                                                 model_id=gen_id, batch_size=llm_batch_size,
                                                 progress=progress)
         report.update(stats)
-    present = np.array([bool(p) for p in profiles], dtype=bool)
-    if encoder is None:
-        enc = textfeat.load_encoder(model, device, dtype)
-        encoder, model_id = enc, enc.fingerprint
-    model_id = model_id or getattr(encoder, "fingerprint", None) or repr(encoder)
-    emb, stats = textfeat.encode_chunked([p for p in profiles if p], encoder, work / "embed",
-                                         model_id=model_id, chunk_size=chunk_size,
-                                         batch_size=batch_size, progress=progress,
-                                         desc="user profiles")
-    feat = textfeat.fill_missing_with_mean(emb, present, n_users)
+    encoder, model_id = resolve_encoder(encoder, model_id,
+                                        lambda: textfeat.load_encoder(model, device, dtype))
+    feat, present, stats = encode_rows(profiles, encoder, work / "embed", model_id=model_id,
+                                       chunk_size=chunk_size, batch_size=batch_size,
+                                       progress=progress, desc="user profiles")
     tmp = d / "user_profiles.jsonl.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         for u, p in enumerate(profiles):
             f.write(json.dumps({"userID": u, "kind": kind, "generator": gen_id, "profile": p},
                                ensure_ascii=False) + "\n")
     os.replace(tmp, d / "user_profiles.jsonl")
-    textfeat.save_npy_atomic(d / "user_feat.npy", feat)
+    save_npy_atomic(d / "user_feat.npy", feat)
     report.update({"dim": int(feat.shape[1]), "users_without_profile": int((~present).sum()),
                    "fallback": "mean of the other users' rows, L2-normalised",
                    "encoder": model_id, "out": str(d / "user_feat.npy"),

@@ -21,17 +21,15 @@ Items with no text at all (no metadata record, or empty fields): their row is th
 the other items' rows, re-normalised (the MMRec convention for items without an image);
 they are counted in the report.
 
-Resumable: texts are encoded in chunks of `chunk_size` items, each saved as
-`<work_dir>/chunk_00000.npy` and recorded with a hash of its inputs in
-`<work_dir>/manifest.json`. A restarted run reuses every chunk whose inputs and model
-are unchanged and encodes only the rest; then `text_feat.npy` is assembled.
+Resumable: texts are encoded in chunks (`features.chunks`); a restarted run reuses every
+chunk whose inputs and model are unchanged and encodes only the rest; then
+`text_feat.npy` is assembled.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import re
@@ -43,11 +41,18 @@ import numpy as np
 
 from recgoat_jax.data.raw_amazon import read_id_mapping, read_item_meta, read_metadata
 from recgoat_jax.errors import DataError, UserError
+from recgoat_jax.features import hf
+from recgoat_jax.features.chunks import (encode_rows, resolve_encoder, save_npy_atomic,
+                                         write_json_atomic)
+
+# names this module has always offered, now defined in chunks.py and hf.py
+from recgoat_jax.features.chunks import MANIFEST_VERSION, encode_chunked  # noqa: F401
+from recgoat_jax.features.chunks import fill_missing_with_mean  # noqa: F401
+from recgoat_jax.features.hf import pick_device_dtype  # noqa: F401
 
 DEFAULT_TEMPLATE = "{title} {brand} {category} {description}"
 TEMPLATE_FIELDS = ("title", "brand", "category", "categories", "description", "price", "asin")
 _WS = re.compile(r"\s+")
-MANIFEST_VERSION = 1
 
 
 # --------------------------------------------------------------------------- item text
@@ -155,67 +160,7 @@ def default_model_path() -> str:
     return str(pkg.get_model_path())
 
 
-def _require_torch():
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as e:
-        raise UserError(f"feature extraction needs torch and transformers ({e.name} is missing): "
-                        "pip install torch==2.13.0 && pip install -r requirements-features.txt"
-                        ) from None
-    return torch
-
-
-def pick_device_dtype(device: str | None = None, dtype: str = "auto"):
-    """(torch device, torch dtype): CUDA when available; bf16 / fp16 there, fp32 on CPU."""
-    torch = _require_torch()
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
-             "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-    if dtype == "auto":
-        if dev.type == "cuda":
-            dt = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        else:
-            dt = torch.float32
-    elif dtype in names:
-        dt = names[dtype]
-    else:
-        raise UserError(f"--dtype {dtype!r}: expected auto, fp32, fp16 or bf16")
-    return dev, dt
-
-
-def _looks_like_path(model: str) -> bool:
-    return (model.startswith((".", "~", os.sep)) or model.count("/") > 1
-            or (os.altsep is not None and os.altsep in model))
-
-
-@contextlib.contextmanager
-def _offline_if_local(model: str):
-    """Local directories never touch the hub (HF_HUB_OFFLINE=1 while loading); a path
-    that does not exist is an error before any hub look-up."""
-    if not Path(model).expanduser().is_dir():
-        if _looks_like_path(model):
-            raise UserError(f"model {model!r}: no such directory")
-        yield
-        return
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old
-
-
-def _load_error(model: str, e: Exception) -> UserError:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return UserError(f"cannot load model {model!r}: {first} (give a local directory, or a hub "
-                     "name when online)")
-
-
-class TextEncoder:
+class TextEncoder(hf.HFModel):
     """texts -> [n, dim] float32 unit vectors (mean pooling + L2), one batch per call.
 
     backend "transformers" (AutoModel; default) or "sentence-transformers".
@@ -225,41 +170,33 @@ class TextEncoder:
     def __init__(self, model: str | None = None, *, device: str | None = None,
                  dtype: str = "auto", max_length: int | None = None,
                  backend: str = "transformers"):
-        torch = _require_torch()
-        self.model_name = model or default_model_path()
-        self.device, self.dtype = pick_device_dtype(device, dtype)
+        hf.require_torch()  # its message comes before the default model's
+        super().__init__(model or default_model_path(), device, dtype)
         self.backend = backend
-        self.calls = 0
-        self._torch = torch
-        with _offline_if_local(self.model_name):
-            try:
-                if backend == "sentence-transformers":
-                    from sentence_transformers import SentenceTransformer
-
-                    self._st = SentenceTransformer(self.model_name, device=str(self.device))
-                    if self.dtype != torch.float32:
-                        self._st = self._st.to(self.dtype)
-                    if max_length:
-                        self._st.max_seq_length = max_length
-                    self.max_length = self._st.max_seq_length
-                    self.dim = int(self._st.get_embedding_dimension()
-                                   if hasattr(self._st, "get_embedding_dimension")
-                                   else self._st.get_sentence_embedding_dimension())
-                    return
-                if backend != "transformers":
-                    raise UserError(f"unknown encoder backend {backend!r}; expected transformers "
-                                    "or sentence-transformers")
-                from transformers import AutoModel, AutoTokenizer
-
-                self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
-                self.model = AutoModel.from_pretrained(self.model_name, dtype=self.dtype)
-            except UserError:
-                raise
-            except Exception as e:  # OSError, ValueError, hub errors: all one line
-                raise _load_error(self.model_name, e) from None
-        self.model.to(self.device).eval()
+        if backend == "sentence-transformers":
+            self._st = hf.load_pretrained(self.model_name,
+                                          lambda name: self._load_st(name, max_length))
+            self.max_length = self._st.max_seq_length
+            self.dim = int(self._st.get_embedding_dimension()
+                           if hasattr(self._st, "get_embedding_dimension")
+                           else self._st.get_sentence_embedding_dimension())
+            return
+        if backend != "transformers":
+            raise UserError(f"unknown encoder backend {backend!r}; expected transformers "
+                            "or sentence-transformers")
+        self.tokenizer, self.model = self._load_pair("AutoTokenizer", "AutoModel")
         self.max_length = max_length or self._configured_max_length()
         self.dim = int(self.model.config.hidden_size)
+
+    def _load_st(self, name: str, max_length: int | None):
+        from sentence_transformers import SentenceTransformer
+
+        st = SentenceTransformer(name, device=str(self.device))
+        if self.dtype != self._torch.float32:
+            st = st.to(self.dtype)
+        if max_length:
+            st.max_seq_length = max_length
+        return st
 
     def _configured_max_length(self) -> int:
         cfg = Path(self.model_name) / "sentence_bert_config.json"
@@ -273,8 +210,7 @@ class TextEncoder:
     def fingerprint(self) -> str:
         return f"{self.backend}:{self.model_name}:max_length={self.max_length}"
 
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls += 1
+    def _forward(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch
         if self.backend == "sentence-transformers":
             out = self._st.encode(list(texts), batch_size=len(texts), convert_to_numpy=True,
@@ -301,146 +237,6 @@ def _cached_encoder(model, device, dtype, max_length, backend) -> TextEncoder:
     return TextEncoder(model, device=device, dtype=dtype, max_length=max_length, backend=backend)
 
 
-# --------------------------------------------------------------------------- chunked, resumable
-
-
-def _hash_inputs(items: Sequence, key: Callable[[object], str]) -> str:
-    h = hashlib.sha256()
-    for x in items:
-        b = key(x).encode("utf-8", "surrogatepass")
-        h.update(len(b).to_bytes(8, "little"))
-        h.update(b)
-    return h.hexdigest()
-
-
-def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
-
-
-def _atomic_write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def encode_chunked(
-    inputs: Sequence,
-    encode_batch: Callable[[list], np.ndarray],
-    work_dir: str | os.PathLike,
-    *,
-    model_id: str,
-    chunk_size: int = 1024,
-    batch_size: int = 64,
-    key: Callable[[object], str] = str,
-    sort_key: Callable[[object], int] | None = len,
-    progress: bool = True,
-    desc: str = "encode",
-) -> tuple[np.ndarray, dict]:
-    """Encodes inputs in resumable chunks; returns ([n, dim] float32, stats).
-
-    Chunk c covers inputs[c*chunk_size : (c+1)*chunk_size] and is saved as
-    `chunk_{c:05d}.npy`; the manifest records each chunk's input hash. A chunk whose
-    hash, model_id and chunk_size match the manifest (and whose file is readable with
-    the right number of rows) is reused, not encoded again. Within a chunk, inputs are
-    batched in order of sort_key (less padding) and put back in order.
-    """
-    if chunk_size < 1 or batch_size < 1:
-        raise UserError(f"chunk size and batch size must be >= 1 (got {chunk_size}, {batch_size})")
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    man_path = work / "manifest.json"
-    manifest = {}
-    if man_path.exists():
-        with contextlib.suppress(ValueError, OSError):
-            manifest = json.loads(man_path.read_text(encoding="utf-8"))
-    if (manifest.get("version") != MANIFEST_VERSION or manifest.get("model") != model_id
-            or manifest.get("chunk_size") != chunk_size):
-        manifest = {"version": MANIFEST_VERSION, "model": model_id, "chunk_size": chunk_size,
-                    "dim": None, "chunks": {}}
-    n = len(inputs)
-    manifest["n"] = n
-    n_chunks = (n + chunk_size - 1) // chunk_size
-    stats = {"chunks": n_chunks, "reused_chunks": 0, "encoded_chunks": 0, "batches": 0}
-    todo = []
-    for c in range(n_chunks):
-        part = inputs[c * chunk_size : (c + 1) * chunk_size]
-        digest = _hash_inputs(part, key)
-        entry = manifest["chunks"].get(f"{c:05d}")
-        f = work / f"chunk_{c:05d}.npy"
-        ok = False
-        if entry and entry.get("sha256") == digest and f.exists():
-            with contextlib.suppress(ValueError, OSError):
-                arr = np.load(f, mmap_mode="r")
-                ok = arr.shape[0] == len(part) and (manifest.get("dim") in (None, arr.shape[1]))
-        if ok:
-            stats["reused_chunks"] += 1
-        else:
-            manifest["chunks"].pop(f"{c:05d}", None)
-            todo.append((c, part, digest))
-    for k in list(manifest["chunks"]):
-        if int(k) >= n_chunks:
-            del manifest["chunks"][k]
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, initial=n - sum(len(p) for _, p, _ in todo), unit="it", desc=desc)
-    try:
-        for c, part, digest in todo:
-            order = (sorted(range(len(part)), key=lambda j: sort_key(part[j]), reverse=True)
-                     if sort_key else list(range(len(part))))
-            rows: list[np.ndarray] = []
-            for s in range(0, len(order), batch_size):
-                idx = order[s : s + batch_size]
-                emb = np.asarray(encode_batch([part[j] for j in idx]), dtype=np.float32)
-                if emb.ndim != 2 or emb.shape[0] != len(idx):
-                    raise RuntimeError(f"encoder returned shape {emb.shape} for {len(idx)} inputs")
-                rows.append(emb)
-                stats["batches"] += 1
-                if bar is not None:
-                    bar.update(len(idx))
-            out = np.empty((len(part), rows[0].shape[1]), dtype=np.float32)
-            out[np.asarray(order)] = np.concatenate(rows)
-            if manifest.get("dim") not in (None, out.shape[1]):
-                raise RuntimeError(f"chunk {c} has width {out.shape[1]}, earlier chunks "
-                                   f"{manifest['dim']}")
-            _atomic_save_npy(work / f"chunk_{c:05d}.npy", out)
-            manifest["dim"] = int(out.shape[1])
-            manifest["chunks"][f"{c:05d}"] = {"sha256": digest, "rows": len(part)}
-            _atomic_write_json(man_path, manifest)
-            stats["encoded_chunks"] += 1
-    finally:
-        if bar is not None:
-            bar.close()
-    _atomic_write_json(man_path, manifest)
-    if n == 0:
-        return np.zeros((0, manifest.get("dim") or 0), dtype=np.float32), stats
-    arr = np.concatenate([np.load(work / f"chunk_{c:05d}.npy") for c in range(n_chunks)])
-    return arr.astype(np.float32, copy=False), stats
-
-
-def fill_missing_with_mean(emb: np.ndarray, present: np.ndarray, n: int,
-                           normalise: bool = True) -> np.ndarray:
-    """[n, d]: rows where present is True take emb in order; the others the mean of those
-    (L2-re-normalised when normalise)."""
-    present = np.asarray(present, dtype=bool)
-    if not present.any():
-        raise DataError("nothing to encode: no item or user has any text (or image)")
-    out = np.empty((n, emb.shape[1]), dtype=np.float32)
-    out[present] = emb
-    if (~present).any():
-        mean = emb.mean(axis=0)
-        norm = float(np.linalg.norm(mean))
-        out[~present] = mean / norm if (normalise and norm > 0) else mean
-    return out
-
-
-def save_npy_atomic(path: str | os.PathLike, arr: np.ndarray) -> None:
-    _atomic_save_npy(Path(path), arr)
-
-
 def build_text_features(
     dataset_dir: str | os.PathLike,
     *,
@@ -465,20 +261,15 @@ def build_text_features(
     d = Path(dataset_dir)
     texts = item_texts(d, template, meta_path)
     n = len(texts)
-    present = np.array([bool(t) for t in texts], dtype=bool)
-    if encoder is None:
-        enc = load_encoder(model, device, dtype)
-        encoder, model_id = enc, enc.fingerprint
-    model_id = model_id or getattr(encoder, "fingerprint", None) or repr(encoder)
+    encoder, model_id = resolve_encoder(encoder, model_id, lambda: load_encoder(model, device, dtype))
     work = Path(work_dir) if work_dir else d / ".work" / "text"
-    emb, stats = encode_chunked([t for t in texts if t], encoder, work,
-                                model_id=f"{model_id}|template={template}",
-                                chunk_size=chunk_size, batch_size=batch_size,
-                                progress=progress, desc="item text")
-    feat = fill_missing_with_mean(emb, present, n)
+    feat, present, stats = encode_rows(texts, encoder, work,
+                                       model_id=f"{model_id}|template={template}",
+                                       chunk_size=chunk_size, batch_size=batch_size,
+                                       progress=progress, desc="item text")
     save_npy_atomic(d / out_name, feat)
     report = {"n_items": n, "dim": int(feat.shape[1]), "items_without_text": int((~present).sum()),
               "fallback": "mean of the other items' rows, L2-normalised",
               "model": model_id, "template": template, "out": str(d / out_name), **stats}
-    _atomic_write_json(work / "report.json", report)
+    write_json_atomic(work / "report.json", report)
     return report

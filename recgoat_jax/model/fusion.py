@@ -35,10 +35,10 @@ def _order(modalities: Sequence[str] | None, zhats: Mapping[str, jax.Array]) -> 
     return names
 
 
-def _finish(x: jax.Array, dropout: float, deterministic: bool) -> jax.Array:
+def _finish(x: jax.Array, dropout: float, deterministic: bool, normalize: bool = True) -> jax.Array:
     x = nn.LayerNorm(epsilon=_LN_EPS, name="ln")(x)
     x = nn.Dropout(dropout)(x, deterministic=deterministic)
-    return l2_normalize(x)
+    return l2_normalize(x) if normalize else x
 
 
 class OATFusion(nn.Module):
@@ -47,6 +47,7 @@ class OATFusion(nn.Module):
     modalities: Sequence[str] | None = None
     init_weights: Mapping[str, float] | None = None
     dropout: float = 0.1
+    normalize: bool = True  # unit item rows (the spec); False keeps LayerNorm's scale
 
     @nn.compact
     def __call__(self, e_items: jax.Array, zhats: Mapping[str, jax.Array], deterministic: bool = True):
@@ -60,7 +61,7 @@ class OATFusion(nn.Module):
         x = (1.0 - sum(ws)) * e_items
         for m, w in zip(names, ws):
             x = x + w * zhats[m]
-        return _finish(x, self.dropout, deterministic)
+        return _finish(x, self.dropout, deterministic, self.normalize)
 
 
 class SumFusion(nn.Module):
@@ -69,6 +70,7 @@ class SumFusion(nn.Module):
     dim: int
     modalities: Sequence[str] | None = None
     dropout: float = 0.1
+    normalize: bool = True  # unit item rows (the spec); False keeps LayerNorm's scale
 
     @nn.compact
     def __call__(self, e_items: jax.Array, zhats: Mapping[str, jax.Array], deterministic: bool = True):
@@ -77,7 +79,7 @@ class SumFusion(nn.Module):
         x = e_items
         for m in names:
             x = x + zhats[m]
-        return _finish(nn.Dense(self.dim, name="proj")(x), self.dropout, deterministic)
+        return _finish(nn.Dense(self.dim, name="proj")(x), self.dropout, deterministic, self.normalize)
 
 
 class ConcatFusion(nn.Module):
@@ -86,13 +88,14 @@ class ConcatFusion(nn.Module):
     dim: int
     modalities: Sequence[str] | None = None
     dropout: float = 0.1
+    normalize: bool = True  # unit item rows (the spec); False keeps LayerNorm's scale
 
     @nn.compact
     def __call__(self, e_items: jax.Array, zhats: Mapping[str, jax.Array], deterministic: bool = True):
         """e_items: [n, d], zhats: name -> [n, d] -> [n, d] unit rows."""
         names = _order(self.modalities, zhats)
         x = jnp.concatenate([e_items] + [zhats[m] for m in names], axis=-1)
-        return _finish(nn.Dense(self.dim, name="proj")(x), self.dropout, deterministic)
+        return _finish(nn.Dense(self.dim, name="proj")(x), self.dropout, deterministic, self.normalize)
 
 
 def make_fusion(
@@ -102,13 +105,14 @@ def make_fusion(
     init_weights: Mapping[str, float] | None = None,
     dropout: float = 0.1,
     name: str | None = None,
+    normalize: bool = True,
 ) -> nn.Module:
     """Fusion module by name: "oat" | "sum" | "concat"."""
     mods = tuple(modalities) if modalities is not None else None
     if kind == "oat":
-        return OATFusion(mods, dict(init_weights or {}), dropout, name=name)
+        return OATFusion(mods, dict(init_weights or {}), dropout, normalize, name=name)
     if kind == "sum":
-        return SumFusion(dim, mods, dropout, name=name)
+        return SumFusion(dim, mods, dropout, normalize, name=name)
     if kind == "concat":
-        return ConcatFusion(dim, mods, dropout, name=name)
+        return ConcatFusion(dim, mods, dropout, normalize, name=name)
     raise ValueError(f"unknown fusion {kind!r}; expected oat, sum or concat")

@@ -50,6 +50,7 @@ class RecGOATNet(nn.Module):
     ui_encoder: str = "lightgcn"
     oat: str = "paper"
     fusion: str = "oat"
+    fusion_normalize: bool = True
     init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))
     ot_scale: float = 100.0
     ot_epsilon: float = 0.01
@@ -108,7 +109,8 @@ class RecGOATNet(nn.Module):
                 raise ValueError(f"unknown oat {self.oat!r}; expected paper, reference or none")
 
         z_items = fusion_lib.make_fusion(self.fusion, self.dim, self.modalities,
-                                         dict(self.init_weights), self.dropout, name="fusion")(
+                                         dict(self.init_weights), self.dropout, name="fusion",
+                                         normalize=self.fusion_normalize)(
             e_i, zhat, deterministic=deterministic)
         return {"user_ego": user_ego, "item_ego": item_ego, "e_u": e_u, "e_i": e_i,
                 "z": z, "zhat": zhat, "z_items": z_items, "diag": diag}
@@ -124,6 +126,7 @@ class RecGOAT:
     lambda_ot: float = 0.0
     cl_tau: float = 0.2
     cl_w: float = 0.5
+    cl_rows: int = 0
     cmcl: str = "paper"
     ot_tau: float = 1.0
     ot_paper_epsilon: float = 0.05
@@ -167,13 +170,17 @@ class RecGOAT:
         aux = {"bpr": bpr, "reg": reg, **out["diag"]}
         mods = self.net.modalities
         if self.cmcl != "none" and self.lambda_cl > 0:
+            # In-batch InfoNCE on the first cl_rows rows (rows are shuffled, so any prefix is
+            # a uniform sample); the full batch when cl_rows is 0.
+            c = p.shape[0] if self.cl_rows <= 0 else min(self.cl_rows, p.shape[0])
+            pc, nc, wc, euc, zpc = p[:c], n[:c], w[:c], eu[:c], zp[:c]
             if self.cmcl == "paper":
-                cl = alignment.cmcl_paper([out["z"][m][p] for m in mods], zp, eu, zp,
-                                          self.cl_tau, self.cl_w, w)
+                cl = alignment.cmcl_paper([out["z"][m][pc] for m in mods], zpc, euc, zpc,
+                                          self.cl_tau, self.cl_w, wc)
             elif self.cmcl == "reference":
-                pos = {"id": out["e_i"][p], **{m: out["z"][m][p] for m in mods}}
-                neg = {"id": out["e_i"][n], **{m: out["z"][m][n] for m in mods}}
-                cl = alignment.cmcl_reference(pos, neg, self.cl_tau, w, e_u=eu, z_pos=zp,
+                pos = {"id": out["e_i"][pc], **{m: out["z"][m][pc] for m in mods}}
+                neg = {"id": out["e_i"][nc], **{m: out["z"][m][nc] for m in mods}}
+                cl = alignment.cmcl_reference(pos, neg, self.cl_tau, wc, e_u=euc, z_pos=zpc,
                                               w=self.cl_w)
             else:
                 raise ValueError(f"unknown cmcl {self.cmcl!r}; expected paper, reference or none")
@@ -218,11 +225,12 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
         n_users=shapes["n_users"], n_items=shapes["n_items"], dim=m.dim, modalities=mods,
         n_layers=m.n_layers, init_name=m.init, gat_layers=m.gat_layers, heads=m.gat_heads,
         dropout=m.dropout, item_gat=m.item_gat, user_branch=_user_branch_on(cfg, shapes),
-        ui_encoder=m.ui_encoder, oat=m.oat, fusion=m.fusion, init_weights=m.init_weights,
+        ui_encoder=m.ui_encoder, oat=m.oat, fusion=m.fusion,
+        fusion_normalize=m.fusion_normalize, init_weights=m.init_weights,
         ot_scale=m.ot_cost_scale, ot_epsilon=m.ot_epsilon, ot_iterations=m.ot_iterations,
         compute_dtype=jnp.bfloat16 if t.mixed_precision else jnp.float32)
     return RecGOAT(net, reg_weight=t.reg_weight, lambda_cl=t.lambda_cl, lambda_ot=t.lambda_ot,
-                   cl_tau=t.cl_tau, cl_w=t.cl_w, cmcl=m.cmcl, ot_tau=m.ot_tau,
+                   cl_tau=t.cl_tau, cl_w=t.cl_w, cl_rows=t.cl_rows, cmcl=m.cmcl, ot_tau=m.ot_tau,
                    ot_paper_epsilon=m.ot_paper_epsilon, ot_batch_items=m.ot_batch_items,
                    ot_paper_iterations=m.ot_paper_iterations,
                    user_features=shapes.get("user_feature_dim") is not None)
