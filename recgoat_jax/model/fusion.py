@@ -64,38 +64,30 @@ class OATFusion(nn.Module):
         return _finish(x, self.dropout, deterministic, self.normalize)
 
 
-class SumFusion(nn.Module):
-    """Linear d -> d over e + sum_m zhat_m."""
+class _LinearFusion(nn.Module):
+    """sum: Linear d -> d over e + sum_m zhat_m; concat: Linear (M+1)d -> d over
+    [e, zhat_1, ..., zhat_M]. Then LayerNorm, dropout and (by default) unit rows."""
 
     dim: int
     modalities: Sequence[str] | None = None
     dropout: float = 0.1
     normalize: bool = True  # unit item rows (the spec); False keeps LayerNorm's scale
+    mode: str = "sum"
 
     @nn.compact
     def __call__(self, e_items: jax.Array, zhats: Mapping[str, jax.Array], deterministic: bool = True):
         """e_items: [n, d], zhats: name -> [n, d] -> [n, d] unit rows."""
-        names = _order(self.modalities, zhats)
-        x = e_items
-        for m in names:
-            x = x + zhats[m]
+        views = [e_items] + [zhats[m] for m in _order(self.modalities, zhats)]
+        x = sum(views) if self.mode == "sum" else jnp.concatenate(views, axis=-1)
         return _finish(nn.Dense(self.dim, name="proj")(x), self.dropout, deterministic, self.normalize)
 
 
-class ConcatFusion(nn.Module):
-    """Linear (M+1)d -> d over [e, zhat_1, ..., zhat_M]."""
+class SumFusion(_LinearFusion):
+    mode: str = "sum"
 
-    dim: int
-    modalities: Sequence[str] | None = None
-    dropout: float = 0.1
-    normalize: bool = True  # unit item rows (the spec); False keeps LayerNorm's scale
 
-    @nn.compact
-    def __call__(self, e_items: jax.Array, zhats: Mapping[str, jax.Array], deterministic: bool = True):
-        """e_items: [n, d], zhats: name -> [n, d] -> [n, d] unit rows."""
-        names = _order(self.modalities, zhats)
-        x = jnp.concatenate([e_items] + [zhats[m] for m in names], axis=-1)
-        return _finish(nn.Dense(self.dim, name="proj")(x), self.dropout, deterministic, self.normalize)
+class ConcatFusion(_LinearFusion):
+    mode: str = "concat"
 
 
 def make_fusion(
