@@ -116,8 +116,9 @@ class Trainer:
         return self.place(init_state(init(self.init_key, self.inputs), self.tx))
 
     def aux_names(self, state) -> tuple[str, ...]:
-        b = self.sampler.epoch(0)
-        batch = {"users": b.users[0], "pos": b.pos[0], "neg": b.neg[0], "weight": b.weight[0]}
+        bs = self.sampler.batch_size  # shapes only: no need to sample an epoch
+        batch = {k: jax.ShapeDtypeStruct((bs,), jnp.int32) for k in ("users", "pos", "neg")}
+        batch["weight"] = jax.ShapeDtypeStruct((bs,), jnp.float32)
         _, aux = jax.eval_shape(self.model.loss, state.params, self.inputs, batch, self.dropout_key)
         return tuple(sorted(aux))
 
