@@ -38,7 +38,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         from recgoat_jax import config as config_lib
-        from recgoat_jax.train.loop import train
 
         overrides = list(args.overrides)
         if args.dataset:
@@ -56,6 +55,9 @@ def main(argv=None) -> int:
             run_dir = args.resume
         else:
             cfg = config_lib.make_config(args.config, overrides)
+        # jax is imported only now, so config errors answer at once.
+        from recgoat_jax.train.loop import train
+
         train(cfg, run_dir=run_dir, resume=bool(args.resume), progress=not args.no_progress)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
