@@ -41,7 +41,7 @@ GRIDS = {
     "default": {
         "lightgcn": [{"model.n_layers": n, "train.reg_weight": r}
                      for n, r in ((3, 1e-4), (2, 1e-4), (4, 1e-4), (3, 1e-3))],
-        "mf": [{"train.reg_weight": r} for r in (1e-3, 1e-1, 1.0, 1e-5)],
+        "mf": [{"train.reg_weight": r} for r in (1e-3, 1e-1, 1.0, 1e-5, 1e-2)],
     },
 }
 
