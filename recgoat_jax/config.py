@@ -31,6 +31,7 @@ class ModelConfig:
     dim: int = 64
     n_layers: int = 3  # LightGCN propagation layers
     init: str = "xavier"  # xavier (MMRec: Xavier-uniform) | normal (N(0, 0.1^2))
+    unit_items: bool = False  # LightGCN: score against unit item rows, as RecGOAT does
     # --- RecGOAT (see shared spec recgoat.md) ---
     knn_k: int = 20  # item-item kNN per modality
     user_knn_k: int = 10  # user-user kNN
@@ -39,6 +40,10 @@ class ModelConfig:
     dropout: float = 0.1  # feature, attention and output dropout
     ui_encoder: str = "lightgcn"  # lightgcn | gat (the paper's wording)
     user_branch: str = "auto"  # auto (on when user features exist) | on | off
+    # how the user branch's output z_u enriches the user (the paper allows both readings):
+    # add (e_u + z_u after LightGCN) or ego (z_u added to the user ego rows before
+    # LightGCN: "users initialised via LLM-inferred behavioural preferences")
+    user_merge: str = "add"
     item_gat: bool = True  # False: projection only (ablation)
     oat: str = "paper"  # paper | reference | none
     cmcl: str = "paper"  # paper | reference | none
@@ -97,6 +102,7 @@ CHOICES = {
     "model.init": ("xavier", "normal"),
     "model.ui_encoder": ("lightgcn", "gat"),
     "model.user_branch": ("auto", "on", "off"),
+    "model.user_merge": ("add", "ego"),
     "model.oat": ("paper", "reference", "none"),
     "model.cmcl": ("paper", "reference", "none"),
     "model.fusion": ("oat", "sum", "concat"),

@@ -82,3 +82,16 @@ def test_xavier_init_bound():
     assert float(jnp.max(jnp.abs(p["user"]))) <= (6 / 1064) ** 0.5
     assert float(jnp.max(jnp.abs(p["user"]))) > 0.95 * (6 / 1064) ** 0.5
     np.testing.assert_allclose(float(jnp.std(p["item"])), (6 / 264) ** 0.5 / np.sqrt(3), rtol=0.05)
+
+
+
+def test_unit_items_scores_against_unit_rows():
+    train, adj = _graph()
+    plain = LightGCN(12, 9, dim=4, n_layers=2, init_name="normal")
+    unit = LightGCN(12, 9, dim=4, n_layers=2, init_name="normal", unit_items=True)
+    params = plain.init(jax.random.PRNGKey(3), {"adjacency": adj})
+    eu, ei = plain.embed(params, {"adjacency": adj})
+    eu2, ei2 = unit.embed(params, {"adjacency": adj})
+    np.testing.assert_allclose(eu2, eu, rtol=1e-6)
+    ei = np.asarray(ei, np.float64)
+    np.testing.assert_allclose(ei2, ei / np.linalg.norm(ei, axis=1, keepdims=True), rtol=1e-5)

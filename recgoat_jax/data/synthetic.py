@@ -128,12 +128,10 @@ class _InverseCdf:
         return np.minimum(out, len(self.cum) - 1)
 
 
-def _sample(
-    seed: int, n_users: int, n_items: int, n_interactions: int, min_count: int,
-    progress: Progress = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Raw interactions before filtering -> (users, items, item_factors)."""
-    rng = np.random.default_rng([seed, 0])
+def _latent(rng: np.random.Generator, n_users: int, n_items: int) -> dict:
+    """The hidden state behind the interactions (draws in a fixed order from rng):
+    item factors item_f [I, 16] (cluster centre + spread), cluster [I], popularity prior
+    pop [I], favourite clusters favs [U, 6] with weights w [U, 6], user factors user_f [U, 16]."""
     d = _LATENT_DIM
     n_clusters = max(2, round(n_items / _ITEMS_PER_CLUSTER))
     centers = rng.standard_normal((n_clusters, d)) / math.sqrt(d)
@@ -142,6 +140,31 @@ def _sample(
     rng.shuffle(cluster)
     item_f = centers[cluster] + _ITEM_SPREAD * rng.standard_normal((n_items, d)) / math.sqrt(d)
     pop = np.exp(_POP_SIGMA * rng.standard_normal(n_items))
+    # users: 1.._MAX_FAV favourite clusters with Dirichlet(1) weights
+    sizes = np.bincount(cluster, minlength=n_clusters)
+    cluster_w = np.exp(0.5 * rng.standard_normal(n_clusters)) * (sizes > 0)
+    nf = _MAX_FAV
+    n_fav = 1 + rng.binomial(nf - 1, _FAV_P, n_users)
+    favs = rng.choice(n_clusters, size=(n_users, nf), p=cluster_w / cluster_w.sum())
+    w = rng.gamma(1.0, 1.0, (n_users, nf)) * (np.arange(nf)[None, :] < n_fav[:, None])
+    w /= w.sum(axis=1, keepdims=True)
+    user_f = _USER_NOISE * rng.standard_normal((n_users, d)) / math.sqrt(d)
+    for k in range(nf):
+        user_f += w[:, k : k + 1] * centers[favs[:, k]]
+    return {"n_clusters": n_clusters, "item_f": item_f, "cluster": cluster, "pop": pop,
+            "favs": favs, "w": w, "user_f": user_f}
+
+
+def _sample(
+    seed: int, n_users: int, n_items: int, n_interactions: int, min_count: int,
+    progress: Progress = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw interactions before filtering -> (users, items, latent state: _latent())."""
+    rng = np.random.default_rng([seed, 0])
+    lat = _latent(rng, n_users, n_items)
+    d, n_clusters, nf = _LATENT_DIM, lat["n_clusters"], _MAX_FAV
+    item_f, cluster, pop = lat["item_f"], lat["cluster"], lat["pop"]
+    favs, w, user_f = lat["favs"], lat["w"], lat["user_f"]
 
     # items grouped by cluster, with cumulative popularity for inverse-CDF draws
     by_cluster = np.argsort(cluster, kind="stable")
@@ -154,16 +177,6 @@ def _sample(
     in_cluster = _InverseCdf(cum_pop)
     global_draw = _InverseCdf(np.cumsum(pop))
 
-    # users: 1.._MAX_FAV favourite clusters with Dirichlet(1) weights
-    cluster_w = np.exp(0.5 * rng.standard_normal(n_clusters)) * (sizes > 0)
-    nf = _MAX_FAV
-    n_fav = 1 + rng.binomial(nf - 1, _FAV_P, n_users)
-    favs = rng.choice(n_clusters, size=(n_users, nf), p=cluster_w / cluster_w.sum())
-    w = rng.gamma(1.0, 1.0, (n_users, nf)) * (np.arange(nf)[None, :] < n_fav[:, None])
-    w /= w.sum(axis=1, keepdims=True)
-    user_f = _USER_NOISE * rng.standard_normal((n_users, d)) / math.sqrt(d)
-    for k in range(nf):
-        user_f += w[:, k : k + 1] * centers[favs[:, k]]
     # favourite cluster per slot: drawing a uniform slot = drawing a cluster ~ w (1/64 steps);
     # slot s goes to favourite #{k : s >= t_k}, t_k = slots below the k-th cumulative weight
     ns = _FAV_SLOTS
@@ -232,7 +245,7 @@ def _sample(
     items = np.concatenate(out_i)
     _say(progress, f"  sampled {len(users):,} interactions for {n_users:,} users, "
          f"{n_items:,} items")
-    return users, items, item_f
+    return users, items, lat
 
 
 def k_core(users: np.ndarray, items: np.ndarray, min_count: int = 5) -> np.ndarray:
@@ -248,14 +261,19 @@ def k_core(users: np.ndarray, items: np.ndarray, min_count: int = 5) -> np.ndarr
 
 
 def _core(seed, n_users, n_items, n_interactions, min_count, progress):
-    users, items, item_f = _sample(seed, n_users, n_items, n_interactions, min_count, progress)
+    users, items, lat = _sample(seed, n_users, n_items, n_interactions, min_count, progress)
     keep = k_core(users, items, min_count)
     users, items = users[keep], items[keep]
     # contiguous ids, in the order of the old ones
-    users = (np.cumsum(np.bincount(users) > 0) - 1)[users]
-    present = np.bincount(items, minlength=len(item_f)) > 0
+    u_present = np.bincount(users, minlength=n_users) > 0
+    users = (np.cumsum(u_present) - 1)[users]
+    present = np.bincount(items, minlength=n_items) > 0
     items = (np.cumsum(present) - 1)[items]
-    return users.astype(np.int64), items.astype(np.int64), item_f[present]
+    truth = {"pop_cluster": np.bincount(lat["cluster"], weights=lat["pop"],
+                                        minlength=lat["n_clusters"]),
+             **{k: lat[k][present] for k in ("item_f", "cluster", "pop")},
+             **{k: lat[k][u_present] for k in ("favs", "w", "user_f")}}
+    return users.astype(np.int64), items.astype(np.int64), truth
 
 
 def split_per_user(
@@ -432,13 +450,19 @@ def generate(
     inputs until users, items and interactions are within 2% of the targets (else they
     come out smaller, since the k-core drops some).
     """
-    return generate_with_factors(
+    return generate_with_truth(
         n_users, n_items, n_interactions, feature_dims, seed, name=name, min_count=min_count,
         user_feature_dim=user_feature_dim, calibrate=calibrate, progress=progress,
     )[0]
 
 
-def generate_with_factors(
+def generate_with_factors(*args, **kwargs) -> tuple[Dataset, np.ndarray]:
+    """generate(), plus the latent item factors [n_items, 16] behind it (for tests)."""
+    ds, truth = generate_with_truth(*args, **kwargs)
+    return ds, truth["item_f"]
+
+
+def generate_with_truth(
     n_users: int,
     n_items: int,
     n_interactions: int,
@@ -451,14 +475,18 @@ def generate_with_factors(
     calibrate: bool = True,
     progress: Progress = None,
 ) -> tuple[Dataset, np.ndarray]:
-    """generate(), plus the latent item factors [n_items, 16] behind it (for tests)."""
+    """generate(), plus the hidden state behind it, rows in the dataset's ids: item_f
+    [I, 16], cluster [I], pop [I], favs / w [U, 6], user_f [U, 16], pop_cluster [clusters]
+    (popularity mass per cluster before filtering; the generator draws within a cluster
+    by it). For tests and for estimating the data's ceiling (experiments/demo_ceiling.py)."""
     if feature_dims is None:
         feature_dims = DEFAULT_FEATURE_DIMS
     if min(n_users, n_items, n_interactions) <= 0 or min_count < 3:
         raise ValueError("n_users, n_items, n_interactions must be > 0 and min_count >= 3")
     t0 = time.perf_counter()
     targets = (n_users, n_items, n_interactions)
-    users, items, item_f = _calibrated_core(seed, targets, min_count, calibrate, progress)
+    users, items, truth = _calibrated_core(seed, targets, min_count, calibrate, progress)
+    item_f = truth["item_f"]
     if len(users) == 0:
         raise ValueError(
             f"nothing survives the {min_count}-core filter; use more interactions per user "
@@ -492,7 +520,7 @@ def generate_with_factors(
         name=name, n_users=nu, n_items=ni, train=csrs[0], valid=csrs[1], test=csrs[2],
         item_features=feats, user_features=user_feats, report=report,
     )
-    return ds, item_f
+    return ds, truth
 
 
 def demo() -> Dataset:

@@ -70,6 +70,7 @@ class LightGCN:
     init_name: str = "xavier"
     reg_weight: float = 1e-4
     reg_mode: str = "mmrec"
+    unit_items: bool = False  # score against L2-normalised item rows (RecGOAT's scoring)
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -81,10 +82,13 @@ class LightGCN:
                 "item": init_embedding(ki, self.n_items, self.dim, self.init_name)}
 
     def embed(self, params, inputs):
-        """user_emb [U, d], item_emb [I, d]."""
+        """user_emb [U, d], item_emb [I, d] (unit rows when unit_items)."""
         if self.n_layers == 0:
-            return params["user"], params["item"]
-        return propagate(inputs["adjacency"], params["user"], params["item"], self.n_layers)
+            users, items = params["user"], params["item"]
+        else:
+            users, items = propagate(inputs["adjacency"], params["user"], params["item"],
+                                     self.n_layers)
+        return users, losses.l2_normalize(items) if self.unit_items else items
 
     def loss(self, params, inputs, batch, key):
         del key  # deterministic model

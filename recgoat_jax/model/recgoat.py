@@ -1,7 +1,8 @@
 """RecGOAT assembled from its parts (shared spec recgoat.md):
 
   ID branch       LightGCN over the user-item graph (or a GAT on it)  -> e_u [U, d], e_i [I, d]
-  user branch     GAT over the user-user kNN graph, added to e_u      (paper; optional)
+  user branch     GAT over the user-user kNN graph -> z_u, added to e_u (user_merge=add)
+                  or to the user ego rows before LightGCN (user_merge=ego) (paper; optional)
   modality m      Linear + GAT over the item-item kNN graph of m      -> z_m [I, d]
   OAT             reference: zhat_m = z_m (T + Delta_m), T a stop-gradient Sinkhorn plan
                   paper:     zhat_m = z_m (I + Delta_m) + lambda_ot * Sinkhorn divergence
@@ -47,6 +48,7 @@ class RecGOATNet(nn.Module):
     dropout: float = 0.1
     item_gat: bool = True
     user_branch: bool = False
+    user_merge: str = "add"  # add | ego (config.py)
     ui_encoder: str = "lightgcn"
     oat: str = "paper"
     fusion: str = "oat"
@@ -63,12 +65,25 @@ class RecGOATNet(nn.Module):
                               (self.n_users, self.dim))
         item_ego = self.param("item_emb", lambda k, s: init_embedding(k, *s, self.init_name),
                               (self.n_items, self.dim))
+        # User-user branch: LLM-profile features if given, else the ego embeddings.
+        z_user = None
+        if self.user_branch:
+            feats = inputs.get("user_features", user_ego)
+            s, r = inputs["user_knn"]
+            z_user = ModalityEncoder(self.dim, self.gat_layers, self.heads, self.dropout,
+                                     name="user_encoder")(feats.astype(self.compute_dtype), s, r,
+                                                          deterministic=deterministic)
+            z_user = z_user.astype(jnp.float32)
+            if self.user_merge not in ("add", "ego"):
+                raise ValueError(f"unknown user_merge {self.user_merge!r}; expected add or ego")
+        u0 = user_ego + z_user if self.user_merge == "ego" and z_user is not None else user_ego
+
         # ID branch on the user-item graph.
         if self.ui_encoder == "lightgcn":
-            e_u, e_i = propagate(inputs["adjacency"], user_ego, item_ego, self.n_layers)
+            e_u, e_i = propagate(inputs["adjacency"], u0, item_ego, self.n_layers)
         elif self.ui_encoder == "gat":
             s, r = inputs["ui_edges"]
-            h = jnp.concatenate([user_ego, item_ego])
+            h = jnp.concatenate([u0, item_ego])
             out = h
             for layer in range(self.n_layers):
                 h = GATLayer(self.dim, heads=self.heads, feat_drop=self.dropout,
@@ -79,15 +94,8 @@ class RecGOATNet(nn.Module):
             e_u, e_i = out[: self.n_users], out[self.n_users:]
         else:
             raise ValueError(f"unknown ui_encoder {self.ui_encoder!r}; expected lightgcn or gat")
-
-        # User-user branch: LLM-profile features if given, else the ego embeddings.
-        if self.user_branch:
-            feats = inputs.get("user_features", user_ego)
-            s, r = inputs["user_knn"]
-            z_user = ModalityEncoder(self.dim, self.gat_layers, self.heads, self.dropout,
-                                     name="user_encoder")(feats.astype(self.compute_dtype), s, r,
-                                                          deterministic=deterministic)
-            e_u = e_u + z_user.astype(jnp.float32)
+        if z_user is not None and self.user_merge != "ego":
+            e_u = e_u + z_user
 
         # Modality encoders and OAT.
         z, zhat, diag = {}, {}, {}
@@ -113,7 +121,7 @@ class RecGOATNet(nn.Module):
                                          normalize=self.fusion_normalize)(
             e_i, zhat, deterministic=deterministic)
         return {"user_ego": user_ego, "item_ego": item_ego, "e_u": e_u, "e_i": e_i,
-                "z": z, "zhat": zhat, "z_items": z_items, "diag": diag}
+                "z_user": z_user, "z": z, "zhat": zhat, "z_items": z_items, "diag": diag}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +233,7 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
         n_users=shapes["n_users"], n_items=shapes["n_items"], dim=m.dim, modalities=mods,
         n_layers=m.n_layers, init_name=m.init, gat_layers=m.gat_layers, heads=m.gat_heads,
         dropout=m.dropout, item_gat=m.item_gat, user_branch=_user_branch_on(cfg, shapes),
+        user_merge=m.user_merge,
         ui_encoder=m.ui_encoder, oat=m.oat, fusion=m.fusion,
         fusion_normalize=m.fusion_normalize, init_weights=m.init_weights,
         ot_scale=m.ot_cost_scale, ot_epsilon=m.ot_epsilon, ot_iterations=m.ot_iterations,

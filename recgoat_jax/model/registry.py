@@ -27,7 +27,7 @@ def _mf(cfg: Config, shapes: dict):
 @register("lightgcn")
 def _lightgcn(cfg: Config, shapes: dict):
     return LightGCN(shapes["n_users"], shapes["n_items"], cfg.model.dim, cfg.model.n_layers,
-                    cfg.model.init, cfg.train.reg_weight)
+                    cfg.model.init, cfg.train.reg_weight, unit_items=cfg.model.unit_items)
 
 
 def names() -> list[str]:
