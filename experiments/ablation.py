@@ -56,6 +56,10 @@ VARIANTS = {
                        ["model.user_branch=off"]),
     "text_only": ("text only", "recgoat_demo", [UB, "data.modalities=[text]"]),
     "image_only": ("image only", "recgoat_demo", [UB, "data.modalities=[image]"]),
+    # at 5e-3 the image-only model stayed at train BPR = log 2 (it never started to learn;
+    # cause not established); the same variant at the lower rate
+    "image_only_lr2e-3": ("image only, lr 2e-3", "recgoat_demo",
+                          [UB, "data.modalities=[image]", "train.lr=0.002"]),
 }
 
 
