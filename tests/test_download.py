@@ -33,21 +33,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if m and self.honour_range:
             start = int(m.group(1))
             if start >= len(body):
+                # log before answering: the client may return (and the test assert) as
+                # soon as the response is out, before this thread runs on
+                self.log.append({"range": rng, "sent": 0})
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{len(body)}")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
-                self.log.append({"range": rng, "sent": 0})
                 return
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         else:
             self.send_response(200)
         payload = body[start:]
+        self.log.append({"range": rng, "sent": len(payload)})  # before the client can return
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
-        self.log.append({"range": rng, "sent": len(payload)})
 
     def log_message(self, *args):  # keep pytest output clean
         pass
