@@ -158,11 +158,11 @@ def _latent(rng: np.random.Generator, n_users: int, n_items: int) -> dict:
 def _sample(
     seed: int, n_users: int, n_items: int, n_interactions: int, min_count: int,
     progress: Progress = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Raw interactions before filtering -> (users, items, latent state: _latent())."""
     rng = np.random.default_rng([seed, 0])
     lat = _latent(rng, n_users, n_items)
-    d, n_clusters, nf = _LATENT_DIM, lat["n_clusters"], _MAX_FAV
+    n_clusters, nf = lat["n_clusters"], _MAX_FAV
     item_f, cluster, pop = lat["item_f"], lat["cluster"], lat["pop"]
     favs, w, user_f = lat["favs"], lat["w"], lat["user_f"]
 
@@ -474,7 +474,7 @@ def generate_with_truth(
     user_feature_dim: int = 0,
     calibrate: bool = True,
     progress: Progress = None,
-) -> tuple[Dataset, np.ndarray]:
+) -> tuple[Dataset, dict]:
     """generate(), plus the hidden state behind it, rows in the dataset's ids: item_f
     [I, 16], cluster [I], pop [I], favs / w [U, 6], user_f [U, 16], pop_cluster [clusters]
     (popularity mass per cluster before filtering; the generator draws within a cluster
