@@ -120,6 +120,13 @@ def main(argv=None) -> int:
         nb = np.argsort(-sim, axis=1, kind="stable")[:, :NEIGHBOURS]
         report["image_mean_rows"] = {"items": int(len(mean_rows)),
                                      "share_of_neighbour_slots": float(np.isin(nb, mean_rows).mean())}
+    report["feature_stats"] = {}
+    for m, x in ds.item_features.items():  # scale and shared direction of each modality
+        xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        n = len(x)
+        report["feature_stats"][m] = {
+            "mean_row_norm": float(np.linalg.norm(x, axis=1).mean()),
+            "mean_pairwise_cosine": float(((xn.sum(0) @ xn.sum(0)) - n) / (n * n - n))}
     for name, v in report["purity"].items():
         print(f"purity {name:28s} {v:.3f}")
     out = Path(args.out)
