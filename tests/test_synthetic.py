@@ -144,6 +144,59 @@ def test_features_carry_signal(small):
     assert t[np.arange(n), nearest].mean() > im[np.arange(n), nearest].mean()
 
 
+def test_content_factors_hand_computed():
+    # cluster 0: items 0, 2 (centre (1, 2)); cluster 2: item 1 (its own centre); no cluster 1
+    f = np.array([[0.0, 2.0], [5.0, 5.0], [2.0, 2.0]])
+    got = synthetic.content_factors(f, np.array([0, 2, 0]), spread=0.5)
+    np.testing.assert_allclose(got, [[0.5, 2.0], [5.0, 5.0], [1.5, 2.0]])
+
+
+def _purity(x, cluster, k=10):
+    x = x - x.mean(0)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = x @ x.T
+    np.fill_diagonal(sim, -np.inf)
+    nn = np.argsort(-sim, axis=1)[:, :k]
+    return (cluster[nn] == cluster[:, None]).mean()
+
+
+def test_content_reveals_the_cluster():
+    # the features say which cluster an item is in (what drives the interactions) better
+    # than the item factors do; text better than image (96-d here, noisier). Measured
+    # (seed 1): factors 0.80, text 1.00, image 0.46, chance 0.17.
+    ds, t = synthetic.generate_with_truth(**SMALL)
+    cl = t["cluster"]
+    chance = np.mean([(cl == c).mean() for c in cl])
+    pf, pt, pi = (_purity(np.asarray(x, np.float64), cl)
+                  for x in (t["item_f"], ds.item_features["text"], ds.item_features["image"]))
+    assert pt > pf + 0.1 and pt > pi and pi > chance + 0.15, (pf, pt, pi, chance)
+
+
+@pytest.mark.parametrize("profile", ["taste", "history"])
+def test_user_profiles_against_a_slow_loop(profile):
+    # what each user profile is a view of, recomputed user by user from the hidden state
+    ds, t = synthetic.generate_with_truth(**SMALL, user_feature_dim=24, user_profile=profile)
+    f, cl = t["item_f"], t["cluster"]
+    centre = {c: f[cl == c].mean(0) for c in np.unique(cl)}
+    prof = np.zeros((ds.n_users, f.shape[1]))
+    for u in range(ds.n_users):
+        if profile == "taste":  # favourite clusters' centres, weighted (no items: 0)
+            for c, w in zip(t["favs"][u], t["w"][u]):
+                prof[u] += w * centre.get(c, 0.0)
+        else:  # mean content factor of the user's train items
+            items = ds.train.row(u)
+            prof[u] = np.mean([centre[cl[i]] + 0.3 * (f[i] - centre[cl[i]]) for i in items], 0)
+    want = synthetic.nonlinear_view(prof, 24, np.random.default_rng([SMALL["seed"], 2]), 0.3,
+                                    "text")
+    np.testing.assert_allclose(ds.user_features, want, atol=1e-5)
+    assert ds.report["user_profile"] == profile
+
+
+def test_unknown_user_profile_is_an_error():
+    with pytest.raises(ValueError, match="user_profile: expected one of taste, history"):
+        synthetic.generate(**SMALL, user_feature_dim=4, user_profile="reviews")
+
+
 def test_write_mmrec_round_trip_and_cli(tmp_path, capsys):
     out = tmp_path / "synth"
     rc = synthetic.main(["--out", str(out), "--name", "s", "--users", "300", "--items", "200",
@@ -165,7 +218,7 @@ def test_cli_help(capsys):
         synthetic.main(["--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--out", "--shape", "--feature-dims", "--seed", "electronics"):
+    for flag in ("--out", "--shape", "--feature-dims", "--seed", "--user-profile", "electronics"):
         assert flag in text
 
 

@@ -27,14 +27,28 @@ Generative model
   targets. Shapes above 400K interactions calibrate on a pilot of that size (densities
   barely depend on scale) and then generate once at full size. Results land within
   ~1-3% (demo 3,006 / 1,472 / 45,269; Baby shape 19,400 / 7,038 / 160,472).
-* Item features are noisy NON-LINEAR views of the item factors, a different random
-  two-layer map per modality (tanh hidden layer, then uniform noise): "text" =
-  L2-normalised tanh(...) (like sentence embeddings), "image" = relu(...) with much more
-  noise (like CNN features; weaker than text, as in the real data), and 3% of the
-  items get the mean image row (as MMRec does for items without an image). Content
-  therefore predicts preferences, most usefully for the sparse items of the tail.
-* Optional user features ("LLM profile" embeddings): a noisy non-linear view of the
-  mean factor of the user's TRAIN items only (no leakage from valid/test).
+* Item features are noisy NON-LINEAR views of the item's CONTENT factor
+  centre_c + 0.3 (v_i - centre_c) (centre_c: the mean factor of cluster c's items), a
+  different random two-layer map per modality (tanh hidden layer, then uniform noise):
+  "text" = L2-normalised tanh(...) (like sentence embeddings), "image" = relu(...) with
+  much more noise (like CNN features; weaker than text, as in the real data). Content
+  thus says which cluster an item is in (what a description or a photo tells: the kind
+  of product), which is what drives the interactions, most usefully for the sparse items
+  of the tail. Version 1 used v_i itself, whose within-cluster spread equals the spread
+  between centres, and gave 3% of the items the mean image row (MMRec's fill for
+  missing images); its content revealed the clusters less well than the co-interactions
+  did (10-NN cluster purity text 0.52, image 0.03 = chance: the mean rows were every
+  item's nearest image neighbours), so the demo could not show what content adds
+  (experiments/demo_ceiling.py, experiments/results/demo_ablation_note.md).
+* Optional user features ("LLM profile" embeddings), user_profile=
+  - "taste" (default): a noisy non-linear view of the user's tastes, the weighted mix of
+    its favourite clusters' centres, as if the LLM had read more than this split's
+    interactions (the user's reviews, other categories). It tells what a user likes
+    independently of which items the user happened to interact with.
+  - "history": a noisy non-linear view of the mean content factor of the user's TRAIN
+    items only (no leakage from valid/test). This carries nothing the train
+    interactions do not; on it the paper's user-user branch only added capacity and cost
+    ~11% test Recall@20 (generator version 1, experiments/results/demo_ablation_note.md).
 
 Speed (2 busy CPU cores): demo ~1 s; Electronics shape with 384 + 4096-d features
 ~25 s and ~1.5 GB peak memory (features are made in row blocks).
@@ -56,7 +70,7 @@ import numpy as np
 
 from recgoat_jax.data.dataset import CSR, Dataset
 
-GENERATOR_VERSION = 1  # bump when the output of generate() changes for a given seed
+GENERATOR_VERSION = 2  # bump when the output of generate() changes for a given seed
 
 DEFAULT_FEATURE_DIMS = {"text": 384, "image": 4096}
 
@@ -96,7 +110,8 @@ _CAND_BLOCK = 1 << 20  # candidates processed at a time
 _FEAT_BLOCK = 4096  # feature rows generated at a time
 _NOISE = {"text": 0.3, "image": 2.0}  # per-modality noise; others get _DEFAULT_NOISE
 _DEFAULT_NOISE = 0.9
-_MISSING_IMAGE_FRAC = 0.03
+USER_PROFILES = ("taste", "history")
+_CONTENT_SPREAD = 0.3  # within-cluster spread kept in the content factors (item features)
 
 Progress = Callable[[str], None] | None
 
@@ -339,26 +354,34 @@ def nonlinear_view(
     return out
 
 
+def cluster_centres(item_f: np.ndarray, cluster: np.ndarray, n_clusters: int) -> np.ndarray:
+    """[n_clusters, 16]: the mean factor of each cluster's items (0 for an empty cluster)."""
+    sums = np.zeros((n_clusters, item_f.shape[1]))
+    np.add.at(sums, cluster, item_f)
+    return sums / np.maximum(np.bincount(cluster, minlength=n_clusters), 1)[:, None]
+
+
+def content_factors(item_f: np.ndarray, cluster: np.ndarray,
+                    spread: float = _CONTENT_SPREAD) -> np.ndarray:
+    """What an item's content shows, [n_items, 16]: its cluster's centre (the mean factor
+    of the cluster's items) plus `spread` times its own offset from that centre."""
+    centre = cluster_centres(item_f, cluster, int(cluster.max()) + 1)[cluster]
+    return centre + spread * (item_f - centre)
+
+
 def item_features(
-    item_factors: np.ndarray, feature_dims: Mapping[str, int], seed: int,
+    content: np.ndarray, feature_dims: Mapping[str, int], seed: int,
     progress: Progress = None,
 ) -> dict[str, np.ndarray]:
-    """Modality name -> [n_items, dim] float32 noisy non-linear views of item_factors."""
+    """Modality name -> [n_items, dim] float32 noisy non-linear views of the content
+    factors [n_items, 16]."""
     feats = {}
     for name, dim in feature_dims.items():
         rng = np.random.default_rng([seed, 1, _name_seed(name)])
         kind = "image" if name == "image" else "text"
-        x = nonlinear_view(item_factors, int(dim), rng, _NOISE.get(name, _DEFAULT_NOISE), kind)
-        if name == "image" and len(x) > 1:
-            missing = np.flatnonzero(rng.random(len(x)) < _MISSING_IMAGE_FRAC)
-            if 0 < len(missing) < len(x):
-                total = np.zeros(x.shape[1], dtype=np.float64)
-                for s in range(0, len(x), _FEAT_BLOCK):
-                    total += x[s : s + _FEAT_BLOCK].sum(axis=0, dtype=np.float64)
-                total -= x[missing].sum(axis=0, dtype=np.float64)
-                x[missing] = (total / (len(x) - len(missing))).astype(np.float32)
-        feats[name] = x
-        _say(progress, f"  {name} features {x.shape[0]:,} x {x.shape[1]:,}")
+        feats[name] = nonlinear_view(content, int(dim), rng, _NOISE.get(name, _DEFAULT_NOISE),
+                                     kind)
+        _say(progress, f"  {name} features {feats[name].shape[0]:,} x {feats[name].shape[1]:,}")
     return feats
 
 
@@ -439,20 +462,23 @@ def generate(
     name: str = "synthetic",
     min_count: int = 5,
     user_feature_dim: int = 0,
+    user_profile: str = "taste",
     calibrate: bool = True,
     progress: Progress = None,
 ) -> Dataset:
     """A synthetic Dataset of roughly the given size AFTER min_count-core filtering.
 
     feature_dims: item modality -> dim (None = {"text": 384, "image": 4096}; {} = none).
-    user_feature_dim: > 0 adds user features built from train items only.
+    user_feature_dim: > 0 adds user features ("LLM profiles"), by user_profile: "taste"
+    (a view of the user's favourite clusters) or "history" (of its train items only).
     calibrate: re-run (up to 4 passes in all, big shapes on a pilot) with corrected
     inputs until users, items and interactions are within 2% of the targets (else they
     come out smaller, since the k-core drops some).
     """
     return generate_with_truth(
         n_users, n_items, n_interactions, feature_dims, seed, name=name, min_count=min_count,
-        user_feature_dim=user_feature_dim, calibrate=calibrate, progress=progress,
+        user_feature_dim=user_feature_dim, user_profile=user_profile, calibrate=calibrate,
+        progress=progress,
     )[0]
 
 
@@ -472,15 +498,20 @@ def generate_with_truth(
     name: str = "synthetic",
     min_count: int = 5,
     user_feature_dim: int = 0,
+    user_profile: str = "taste",
     calibrate: bool = True,
     progress: Progress = None,
 ) -> tuple[Dataset, dict]:
     """generate(), plus the hidden state behind it, rows in the dataset's ids: item_f
-    [I, 16], cluster [I], pop [I], favs / w [U, 6], user_f [U, 16], pop_cluster [clusters]
+    [I, 16], content [I, 16] (what the item features show), cluster [I], pop [I],
+    favs / w [U, 6], user_f [U, 16], pop_cluster [clusters]
     (popularity mass per cluster before filtering; the generator draws within a cluster
     by it). For tests and for estimating the data's ceiling (experiments/demo_ceiling.py)."""
     if feature_dims is None:
         feature_dims = DEFAULT_FEATURE_DIMS
+    if user_profile not in USER_PROFILES:
+        raise ValueError(f"user_profile: expected one of {', '.join(USER_PROFILES)}, "
+                         f"got {user_profile!r}")
     if min(n_users, n_items, n_interactions) <= 0 or min_count < 3:
         raise ValueError("n_users, n_items, n_interactions must be > 0 and min_count >= 3")
     t0 = time.perf_counter()
@@ -497,15 +528,22 @@ def generate_with_truth(
     csrs = [CSR.from_pairs(users[split == k], items[split == k], nu) for k in range(3)]
     _say(progress, f"  after {min_count}-core: {nu:,} users, {ni:,} items, {len(users):,} "
          f"interactions ({time.perf_counter() - t0:.1f} s)")
-    feats = item_features(item_f, feature_dims, seed, progress)
+    content = content_factors(item_f, truth["cluster"])
+    truth = {**truth, "content": content}
+    feats = item_features(content, feature_dims, seed, progress)
     user_feats = None
-    if user_feature_dim > 0:
+    if user_feature_dim > 0 and user_profile == "taste":
+        centre = cluster_centres(item_f, truth["cluster"], len(truth["pop_cluster"]))
+        prof = np.einsum("uk,ukd->ud", truth["w"], centre[truth["favs"]])
+    elif user_feature_dim > 0:
         tu, ti = csrs[0].to_pairs()
         prof = np.stack(
-            [np.bincount(tu, weights=item_f[ti, k], minlength=nu) for k in range(item_f.shape[1])],
+            [np.bincount(tu, weights=content[ti, k], minlength=nu)
+             for k in range(content.shape[1])],
             axis=1,
         )
         prof /= np.maximum(csrs[0].row_lengths(), 1)[:, None]
+    if user_feature_dim > 0:
         user_feats = nonlinear_view(
             prof, user_feature_dim, np.random.default_rng([seed, 2]), _NOISE["text"], "text"
         )
@@ -515,6 +553,7 @@ def generate_with_truth(
         "seed": seed,
         "targets": {"users": n_users, "items": n_items, "interactions": n_interactions},
         "min_count": min_count,
+        **({"user_profile": user_profile} if user_feature_dim > 0 else {}),
     }
     ds = Dataset(
         name=name, n_users=nu, n_items=ni, train=csrs[0], valid=csrs[1], test=csrs[2],
@@ -601,6 +640,9 @@ def main(argv: list[str] | None = None) -> int:
                    "'' for none)")
     p.add_argument("--user-feature-dim", type=int, default=0,
                    help="also write user_feat.npy of this dim (default 0 = none)")
+    p.add_argument("--user-profile", choices=USER_PROFILES, default="taste",
+                   help="what the user features show: taste (the user's favourite "
+                   "clusters; default) or history (its train items only)")
     p.add_argument("--min-count", type=int, default=5, help="k of the k-core filter (default 5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = p.parse_args(argv)
@@ -620,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ds = generate(n_users, n_items, n_inter, args.feature_dims, args.seed, name=name,
                       min_count=args.min_count, user_feature_dim=args.user_feature_dim,
-                      progress=say)
+                      user_profile=args.user_profile, progress=say)
     except ValueError as e:
         say(f"error: {e}")
         return 2
