@@ -44,8 +44,9 @@ VARIANTS = {
                             "no content)", "lightgcn",
                             ["model.unit_items=true", "train.epochs=300", "train.patience=20"]),
     "full_paper": ("RecGOAT full, paper OAT + paper CMCL", "recgoat_demo", [UB]),
-    # lr 2e-3: at the demo's 5e-3 the loss went NaN within the first epoch (probably the
-    # released code's (1 - InfoNCE) term, which rewards pushing the views apart)
+    # lr 2e-3: at the demo's 5e-3 the loss went NaN within the first epoch (generator
+    # version 1). At 2e-3 one seed in three still diverges on version 2: the image
+    # Sinkhorn plan stops converging as the image vectors grow (demo_ablation.md).
     "full_reference": ("RecGOAT full, released-code OAT + CMCL (lr 2e-3)", "recgoat_demo",
                        [UB, "model.oat=reference", "model.cmcl=reference", "train.lambda_ot=0",
                         "train.lr=0.002"]),
@@ -57,8 +58,9 @@ VARIANTS = {
     "no_user_branch": ("without user-user branch", "recgoat_demo", ["model.user_branch=off"]),
     "text_only": ("text only", "recgoat_demo", [UB, "data.modalities=[text]"]),
     "image_only": ("image only", "recgoat_demo", [UB, "data.modalities=[image]"]),
-    # at 5e-3 the image-only model stayed at train BPR = log 2 (it never started to learn;
-    # cause not established); the same variant at the lower rate
+    # on generator version 1 the image-only model stayed at train BPR = log 2 at 5e-3 (its
+    # image kNN graph was all hubs then; cause not established); on version 2 it learns at
+    # both rates
     "image_only_lr2e-3": ("image only, lr 2e-3", "recgoat_demo",
                           [UB, "data.modalities=[image]", "train.lr=0.002"]),
     # the same model where the user profiles show only the user's train items (what the

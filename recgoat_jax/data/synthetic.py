@@ -47,8 +47,8 @@ Generative model
     independently of which items the user happened to interact with.
   - "history": a noisy non-linear view of the mean content factor of the user's TRAIN
     items only (no leakage from valid/test). This carries nothing the train
-    interactions do not; on it the paper's user-user branch only added capacity and cost
-    ~11% test Recall@20 (generator version 1, experiments/results/demo_ablation_note.md).
+    interactions do not: with it the paper's user-user branch costs accuracy instead of
+    adding it (experiments/results/demo_ablation.md, variant full_paper_history).
 
 Speed (2 busy CPU cores): demo ~1 s; Electronics shape with 384 + 4096-d features
 ~25 s and ~1.5 GB peak memory (features are made in row blocks).
