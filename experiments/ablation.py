@@ -181,8 +181,9 @@ def main(argv=None) -> int:
         collect(report, queue, runs_dir)
         finish(out, report, runs_dir)
         return 0
-    if any(f"data.dataset={HISTORY_DEMO}" in VARIANTS[v][2] for v in variants):
-        # written here, before any worker starts; deterministic, so rewriting is harmless
+    shard, n_shards = (int(x) for x in args.shard.split("/"))
+    if n_shards == 1 and any(f"data.dataset={HISTORY_DEMO}" in VARIANTS[v][2] for v in variants):
+        # written here, before any worker starts (workers only read it); deterministic
         synthetic.write_mmrec(synthetic.generate(**{**synthetic.DEMO_PARAMS, "name": "demo_history",
                                                     "user_profile": "history"}),
                               ROOT / HISTORY_DEMO)
@@ -196,7 +197,6 @@ def main(argv=None) -> int:
         collect(report, queue, runs_dir)
         finish(out, report, runs_dir)
         return max(codes)
-    shard, n_shards = (int(x) for x in args.shard.split("/"))
     ds, ds_cfg = None, None
     for index, (v, seed) in enumerate(queue):
         key = f"{v}|seed={seed}"
