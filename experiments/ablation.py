@@ -36,7 +36,7 @@ from recgoat_jax.data.load import load_dataset  # noqa: E402
 from recgoat_jax.train.loop import train, versions  # noqa: E402
 
 # name -> (description, base config, overrides)
-HISTORY_DEMO = "data/demo_history"  # the demo with synthetic user_profile="history"
+HISTORY_DEMO = "demo_history"  # the demo with synthetic user_profile="history", beside it
 UB = "model.user_branch=on"  # the paper's full model has the user-user branch
 VARIANTS = {
     "lightgcn": ("LightGCN (ID only)", "lightgcn", ["train.epochs=300", "train.patience=20"]),
@@ -73,8 +73,7 @@ VARIANTS = {
 
 def config_for(variant: str, seed: int, epochs: int | None):
     _, base, overrides = VARIANTS[variant]
-    sets = [f"data.dataset={ROOT / HISTORY_DEMO}" if o == f"data.dataset={HISTORY_DEMO}" else o
-            for o in overrides] + [f"train.seed={seed}", "train.checkpoint=false"]
+    sets = list(overrides) + [f"train.seed={seed}", "train.checkpoint=false"]
     if base == "lightgcn":  # same optimisation settings as the RecGOAT runs
         demo = make_config(ROOT / "experiments" / "configs" / "recgoat_demo.yaml")
         sets += [f"train.batch_size={demo.train.batch_size}", f"train.lr={demo.train.lr}"]
@@ -184,9 +183,9 @@ def main(argv=None) -> int:
     shard, n_shards = (int(x) for x in args.shard.split("/"))
     if n_shards == 1 and any(f"data.dataset={HISTORY_DEMO}" in VARIANTS[v][2] for v in variants):
         # written here, before any worker starts (workers only read it); deterministic
-        synthetic.write_mmrec(synthetic.generate(**{**synthetic.DEMO_PARAMS, "name": "demo_history",
+        synthetic.write_mmrec(synthetic.generate(**{**synthetic.DEMO_PARAMS, "name": HISTORY_DEMO,
                                                     "user_profile": "history"}),
-                              ROOT / HISTORY_DEMO)
+                              Path(make_config(None).data.root) / HISTORY_DEMO)
     if args.jobs > 1:
         base = [sys.executable, str(Path(__file__).resolve()), "--variants", args.variants,
                 "--seeds", args.seeds, "--runs-dir", args.runs_dir, "--out", args.out]
