@@ -47,7 +47,8 @@ class ModelConfig:
     item_gat: bool = True  # False: projection only (ablation)
     oat: str = "paper"  # paper | reference | none
     cmcl: str = "paper"  # paper | reference | none
-    fusion: str = "oat"  # oat | sum | concat
+    fusion: str = "oat"  # oat | sum | concat (paper) | residual (e_i + sum_m w_m zhat_m; ours)
+    residual_init: float = 0.0  # fusion=residual: initial content weights w_m
     fusion_normalize: bool = True  # L2-normalise fused item rows (spec); False: keep the norm
     init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))
     ot_epsilon: float = 0.01
@@ -57,6 +58,12 @@ class ModelConfig:
     ot_tau: float = 1.0  # paper OT: 1.0 = balanced, < 1 unbalanced
     ot_batch_items: int = 256  # paper OT: items per batch in the Sinkhorn term
     ot_paper_iterations: int = 200  # paper OT: Sinkhorn iteration cap (stops at 1e-4 error)
+    # --- FREEDOM (Zhou & Shen, MM 2023; MMRec freedom.py) ---
+    # also uses model.n_layers (= n_ui_layers), model.knn_k (item-item kNN, self included),
+    # model.dim (embedding and feat_embed dims) and train.reg_weight (modality BPR weight)
+    freedom_dropout: float = 0.8  # degree-sensitive edge pruning ratio, 0 <= p < 1 (0: none)
+    mm_image_weight: float = 0.1  # item-item graph = w * image kNN + (1 - w) * text kNN
+    mm_layers: int = 1  # propagation layers over the frozen item-item graph (n_mm_layers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +112,15 @@ CHOICES = {
     "model.user_merge": ("add", "ego"),
     "model.oat": ("paper", "reference", "none"),
     "model.cmcl": ("paper", "reference", "none"),
-    "model.fusion": ("oat", "sum", "concat"),
+    "model.fusion": ("oat", "sum", "concat", "residual"),
+}
+
+
+# --- FREEDOM value ranges: key -> (test, what is expected), checked like CHOICES ---
+RANGES = {
+    "model.freedom_dropout": (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
+    "model.mm_image_weight": (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
+    "model.mm_layers": (lambda v: v >= 0, "an integer >= 0"),
 }
 
 
@@ -180,6 +195,9 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
             if allowed and kwargs[key] not in allowed:
                 raise ConfigError(f"config key {full!r}: expected one of {', '.join(allowed)}, "
                                   f"got {kwargs[key]!r}")
+            test, expected = RANGES.get(full, (None, ""))
+            if test is not None and not test(kwargs[key]):
+                raise ConfigError(f"config key {full!r}: expected {expected}, got {kwargs[key]!r}")
     return cls(**kwargs)
 
 

@@ -81,3 +81,23 @@ def test_unknown_fusion_and_missing_modality():
         make_fusion("mean", D)
     with pytest.raises(ValueError, match="no embedding"):
         jax.eval_shape(SumFusion(D, ("image", "audio")).init, jax.random.PRNGKey(0), e, z)
+
+
+def test_residual_fusion_starts_as_the_id_vector_and_adds_weighted_content():
+    e, z = _data()
+    mod = make_fusion("residual", D, ("image", "text"), dropout=0.1, residual_init=0.0)
+    p = mod.init(jax.random.PRNGKey(0), e, z)["params"]
+    # w = 0: exactly the ID item vector (LightGCN's scoring), and w still gets a gradient
+    np.testing.assert_array_equal(np.asarray(mod.apply({"params": p}, e, z)), e)
+    g = jax.grad(lambda p: jnp.sum(mod.apply({"params": p}, e, z) * e))(p)
+    np.testing.assert_allclose(float(g["w_text"]), float(np.sum(z["text"] * e)), rtol=1e-5)
+    p = {"w_image": jnp.float32(0.5), "w_text": jnp.float32(-2.0)}
+    out = np.asarray(mod.apply({"params": p}, e, z))
+    np.testing.assert_allclose(out, e + 0.5 * z["image"] - 2.0 * z["text"], rtol=1e-5, atol=1e-5)
+    # dropout acts on the content part only: the ID part survives every mask
+    drop = np.asarray(mod.apply({"params": p}, e, z, deterministic=False,
+                                rngs={"dropout": jax.random.PRNGKey(3)}))
+    content = e + 0.5 * z["image"] - 2.0 * z["text"] - e
+    kept = np.isclose(drop - e, content / 0.9, rtol=1e-4, atol=1e-5)
+    dropped = np.isclose(drop, e, rtol=1e-5, atol=1e-6)
+    assert np.all(kept | dropped) and dropped.any() and kept.any()

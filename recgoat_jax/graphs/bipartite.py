@@ -44,3 +44,22 @@ def dense_adjacency(train: CSR, n_users: int, n_items: int) -> np.ndarray:
     a[n_users + items, users] = 1.0
     d = a.sum(1) + 1e-7
     return a / np.sqrt(d)[:, None] / np.sqrt(d)[None, :]
+
+
+def edge_list(train: CSR, n_users: int, n_items: int) -> dict:
+    """The train edges in the order of normalized_adjacency's "ui" CSR data (user, item).
+
+    -> {"users", "items": [E] int32, "weight": [E] float32 = the full R[u, i]
+    (1/sqrt(deg_u deg_i)), "to_iu": [E] int32 with iu_data = ui_data[to_iu]}.
+    For FREEDOM's degree-sensitive edge pruning (model/freedom.py)."""
+    users, items = train.to_pairs()
+    users = users.astype(np.int64)
+    items = items.astype(np.int64)
+    ui = np.lexsort((items, users))  # the "ui" CSR order of _csr
+    users, items = users[ui], items[ui]
+    du = np.bincount(users, minlength=n_users).astype(np.float64) + 1e-7
+    di = np.bincount(items, minlength=n_items).astype(np.float64) + 1e-7
+    weight = (du[users] ** -0.5) * (di[items] ** -0.5)
+    to_iu = np.lexsort((users, items))  # the "iu" CSR order, as positions in ui order
+    return {"users": users.astype(np.int32), "items": items.astype(np.int32),
+            "weight": weight.astype(np.float32), "to_iu": to_iu.astype(np.int32)}

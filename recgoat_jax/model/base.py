@@ -3,7 +3,10 @@
 inputs: a dict of device arrays built once by train/inputs.py from the model's `needs`
   ("adjacency": (rows, cols, vals) of the normalised user-item graph; "item_features":
   {modality: [n_items, d_m]}; "item_knn": {modality: (senders, receivers)};
-  "user_features": [n_users, d_u]; "user_knn": (senders, receivers)).
+  "user_features": [n_users, d_u]; "user_knn": (senders, receivers);
+  "ui_edge_list": {"users", "items", "weight", "to_iu": [E]} the train edges in "ui" CSR
+  order (graphs/bipartite.py edge_list); "mm_adj": {"fwd": [n_items, n_items] CSR
+  (data, indices, indptr), "bwd": its transpose} FREEDOM's frozen item-item graph).
 batch: {"users", "pos", "neg": [B] int32, "weight": [B] float32 (0 = padding)}.
 """
 
@@ -31,6 +34,13 @@ class Model(Protocol):
         """Deterministic (eval-mode) user_emb [n_users, d] and item_emb [n_items, d];
         score(u, i) = user_emb[u] . item_emb[i]."""
         ...
+
+    # Optional hook (train/loop.py checks hasattr):
+    #   pre_epoch(inputs, key) -> inputs
+    # called (jitted) once per epoch with the full inputs and
+    # key = fold_in(fold_in(dropout_key, epoch), PRE_EPOCH_FOLD); the returned inputs
+    # (same pytree structure, shapes and dtypes) feed that epoch's train steps only;
+    # evaluation keeps the full inputs. FREEDOM prunes its user-item graph here.
 
 
 def init_embedding(key: jax.Array, n: int, dim: int, init: str) -> jax.Array:

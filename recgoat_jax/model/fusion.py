@@ -9,6 +9,10 @@ with unit-norm rows. Modalities are taken in the order of the `modalities` attri
            the released code: no softmax, weights are free).
   sum    : z = normalize(Dropout(LayerNorm(Linear_{d->d}(e + sum_m zhat_m))))
   concat : z = normalize(Dropout(LayerNorm(Linear_{(M+1)d->d}([e, zhat_1, ..., zhat_M]))))
+  residual (not in the paper; see README "RecGOAT on real data"):
+           z = e + Dropout(sum_m w_m zhat_m), no LayerNorm, no unit rows, w_m learnable
+           scalars initialised to `w_init` (0: the model starts as its ID backbone
+           and content enters only as far as BPR finds it useful).
 
 sum/concat keep the released code's LayerNorm + dropout after the Linear, so the three
 ablation arms differ only in how the parts are combined. LayerNorm eps 1e-5 (torch).
@@ -64,6 +68,25 @@ class OATFusion(nn.Module):
         return _finish(x, self.dropout, deterministic, self.normalize)
 
 
+class ResidualFusion(nn.Module):
+    """z = e + Dropout(sum_m w_m zhat_m): the ID item vector keeps its scale and direction
+    (LightGCN's scoring), content is an additive correction; w_m learnable, init `w_init`."""
+
+    modalities: Sequence[str] | None = None
+    w_init: float = 0.0
+    dropout: float = 0.1
+
+    @nn.compact
+    def __call__(self, e_items: jax.Array, zhats: Mapping[str, jax.Array], deterministic: bool = True):
+        """e_items: [n, d], zhats: name -> [n, d] -> [n, d] (not normalised)."""
+        names = _order(self.modalities, zhats)
+        content = jnp.zeros_like(e_items)
+        for m in names:
+            w = self.param(f"w_{m}", nn.initializers.constant(float(self.w_init)), ())
+            content = content + w * zhats[m]
+        return e_items + nn.Dropout(self.dropout)(content, deterministic=deterministic)
+
+
 class _LinearFusion(nn.Module):
     """sum: Linear d -> d over e + sum_m zhat_m; concat: Linear (M+1)d -> d over
     [e, zhat_1, ..., zhat_M]. Then LayerNorm, dropout and (by default) unit rows."""
@@ -98,8 +121,10 @@ def make_fusion(
     dropout: float = 0.1,
     name: str | None = None,
     normalize: bool = True,
+    residual_init: float = 0.0,
 ) -> nn.Module:
-    """Fusion module by name: "oat" | "sum" | "concat"."""
+    """Fusion module by name: "oat" | "sum" | "concat" | "residual" (normalize does not
+    apply to residual, which never normalises)."""
     mods = tuple(modalities) if modalities is not None else None
     if kind == "oat":
         return OATFusion(mods, dict(init_weights or {}), dropout, normalize, name=name)
@@ -107,4 +132,6 @@ def make_fusion(
         return SumFusion(dim, mods, dropout, normalize, name=name)
     if kind == "concat":
         return ConcatFusion(dim, mods, dropout, normalize, name=name)
-    raise ValueError(f"unknown fusion {kind!r}; expected oat, sum or concat")
+    if kind == "residual":
+        return ResidualFusion(mods, residual_init, dropout, name=name)
+    raise ValueError(f"unknown fusion {kind!r}; expected oat, sum, concat or residual")

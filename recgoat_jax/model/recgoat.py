@@ -8,6 +8,7 @@
                   paper:     zhat_m = z_m (I + Delta_m) + lambda_ot * Sinkhorn divergence
                   none:      zhat_m = z_m
   fusion          oat / sum / concat                                  -> z_i [I, d] (unit rows)
+                  residual: z_i = e_i + sum_m w_m zhat_m (not normalised; ours, real data)
   score           y(u, i) = e_u . z_i
 
 Loss = BPR + lambda_reg * L2(ego) + lambda_cl * CMCL (+ lambda_ot * L_OT). The whole forward
@@ -53,6 +54,7 @@ class RecGOATNet(nn.Module):
     oat: str = "paper"
     fusion: str = "oat"
     fusion_normalize: bool = True
+    residual_init: float = 0.0
     init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))
     ot_scale: float = 100.0
     ot_epsilon: float = 0.01
@@ -118,7 +120,8 @@ class RecGOATNet(nn.Module):
 
         z_items = fusion_lib.make_fusion(self.fusion, self.dim, self.modalities,
                                          dict(self.init_weights), self.dropout, name="fusion",
-                                         normalize=self.fusion_normalize)(
+                                         normalize=self.fusion_normalize,
+                                         residual_init=self.residual_init)(
             e_i, zhat, deterministic=deterministic)
         return {"user_ego": user_ego, "item_ego": item_ego, "e_u": e_u, "e_i": e_i,
                 "z_user": z_user, "z": z, "zhat": zhat, "z_items": z_items, "diag": diag}
@@ -235,7 +238,8 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
         dropout=m.dropout, item_gat=m.item_gat, user_branch=_user_branch_on(cfg, shapes),
         user_merge=m.user_merge,
         ui_encoder=m.ui_encoder, oat=m.oat, fusion=m.fusion,
-        fusion_normalize=m.fusion_normalize, init_weights=m.init_weights,
+        fusion_normalize=m.fusion_normalize, residual_init=m.residual_init,
+        init_weights=m.init_weights,
         ot_scale=m.ot_cost_scale, ot_epsilon=m.ot_epsilon, ot_iterations=m.ot_iterations,
         compute_dtype=jnp.bfloat16 if t.mixed_precision else jnp.float32)
     return RecGOAT(net, reg_weight=t.reg_weight, lambda_cl=t.lambda_cl, lambda_ot=t.lambda_ot,

@@ -6,6 +6,7 @@ from typing import Callable
 
 from recgoat_jax.config import Config
 from recgoat_jax.errors import ConfigError
+from recgoat_jax.model.freedom import FREEDOM
 from recgoat_jax.model.lightgcn import MF, LightGCN
 
 _REGISTRY: dict[str, Callable] = {}
@@ -28,6 +29,17 @@ def _mf(cfg: Config, shapes: dict):
 def _lightgcn(cfg: Config, shapes: dict):
     return LightGCN(shapes["n_users"], shapes["n_items"], cfg.model.dim, cfg.model.n_layers,
                     cfg.model.init, cfg.train.reg_weight, unit_items=cfg.model.unit_items)
+
+
+@register("freedom")
+def _freedom(cfg: Config, shapes: dict):
+    dims = tuple(shapes["item_feature_dims"].items())
+    if not dims:
+        raise ConfigError("config key 'model.name': freedom needs item features "
+                          "(<modality>_feat.npy); the dataset has none")
+    m = cfg.model
+    return FREEDOM(shapes["n_users"], shapes["n_items"], dims, m.dim, m.n_layers, m.mm_layers,
+                   m.freedom_dropout, cfg.train.reg_weight, m.init)
 
 
 def names() -> list[str]:

@@ -1,4 +1,5 @@
-"""kNN graph inputs (item-item per modality, user-user), built once and cached on disk."""
+"""kNN graph inputs (item-item per modality, user-user; FREEDOM's mm_adj), built once and
+cached on disk."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 
 from recgoat_jax.config import Config
 from recgoat_jax.data.dataset import Dataset
-from recgoat_jax.graphs import knn
+from recgoat_jax.graphs import knn, mm_adj
 
 
 def _edges(pair) -> tuple:
@@ -42,3 +43,18 @@ def knn_inputs(need: str, dataset: Dataset, cfg: Config, cache_dir: str | None):
                                                        dataset.n_items, m.user_knn_k))
         return _edges(pair)
     raise ValueError(f"not a kNN input: {need!r}")
+
+
+def mm_adj_input(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
+    """FREEDOM's frozen item-item graph from the raw features (graphs/mm_adj.py) ->
+    {"fwd": (data, indices, indptr) of mm_adj [I, I] CSR, "bwd": the same for mm_adj^T}.
+    The per-modality neighbour lists are cached (values follow from them)."""
+    m = cfg.model
+    neighbours = {}
+    for name, feats in dataset.item_features.items():
+        neighbours[name] = knn.cached_graph(
+            cache_dir, {"kind": "freedom_knn_with_self", "features": np.asarray(feats),
+                        "k": m.knn_k},
+            lambda f=feats: mm_adj.knn_neighbours(np.asarray(f, np.float32), m.knn_k))
+    adj = mm_adj.mm_adjacency(neighbours, dataset.n_items, m.mm_image_weight)
+    return {k: tuple(jnp.asarray(a) for a in v) for k, v in adj.items()}

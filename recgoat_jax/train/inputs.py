@@ -7,7 +7,7 @@ import numpy as np
 
 from recgoat_jax.config import Config
 from recgoat_jax.data.dataset import Dataset
-from recgoat_jax.graphs.bipartite import normalized_adjacency
+from recgoat_jax.graphs.bipartite import edge_list, normalized_adjacency
 
 
 def shapes_of(dataset: Dataset, modalities=None) -> dict:
@@ -30,6 +30,12 @@ def build_inputs(needs, dataset: Dataset, cfg: Config, cache_dir: str | None = N
             out[need] = {k: tuple(jnp.asarray(a) for a in v) for k, v in adj.items()}
         elif need == "ui_edges":
             out[need] = ui_edges(dataset)
+        elif need == "ui_edge_list":  # FREEDOM's edge pruning
+            out[need] = {k: jnp.asarray(v) for k, v in
+                         edge_list(dataset.train, dataset.n_users, dataset.n_items).items()}
+        elif need == "mm_adj":  # FREEDOM's frozen item-item graph
+            from recgoat_jax.train.graph_inputs import mm_adj_input
+            out[need] = mm_adj_input(dataset, cfg, cache_dir)
         elif need == "item_features":
             out[need] = {m: jnp.asarray(v, jnp.float32) for m, v in dataset.item_features.items()}
         elif need == "user_features":

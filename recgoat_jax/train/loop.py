@@ -53,6 +53,11 @@ def versions() -> dict:
             "n_devices": jax.device_count()}
 
 
+# folded into the epoch key for the pre_epoch hook; the step folds the (far smaller)
+# global step count into the same epoch key, so the two streams never meet
+PRE_EPOCH_FOLD = 0x7FFFFFFF
+
+
 def default_run_dir(cfg: Config, dataset_name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{dataset_name}-{cfg.model.name}-{stamp}"
@@ -93,12 +98,25 @@ class Trainer:
         self.step_fn = make_train_step(self.model, self.tx,
                                        mesh=self.dp.mesh if self.dp else None)
         self.embed_fn = jax.jit(self.model.embed)
+        # optional model hook (model/base.py): the epoch's training inputs, e.g. a pruned graph
+        self.pre_epoch_fn = None
+        if hasattr(self.model, "pre_epoch"):
+            self.pre_epoch_fn = jax.jit(self.model.pre_epoch,
+                                        out_shardings=self.dp.replicated if self.dp else None)
         root = jax.random.PRNGKey(t.seed)
         self.init_key, self.dropout_key = jax.random.split(root)
 
     def place(self, tree):
         """Replicated over the mesh under data parallelism, else as is."""
         return self.dp.replicate(tree) if self.dp else tree
+
+    def epoch_inputs(self, epoch: int):
+        """The inputs of epoch `epoch`'s train steps: self.inputs unless the model has a
+        pre_epoch hook, then pre_epoch(self.inputs, fold_in(epoch key, PRE_EPOCH_FOLD))."""
+        if self.pre_epoch_fn is None:
+            return self.inputs
+        key = jax.random.fold_in(jax.random.fold_in(self.dropout_key, epoch), PRE_EPOCH_FOLD)
+        return self.pre_epoch_fn(self.inputs, key)
 
     def device_batches(self, b) -> dict:
         """An epoch's EpochBatches -> device arrays [n_steps, B] (split on B when parallel)."""
@@ -213,9 +231,10 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
             future = pool.submit(trainer.sample_epoch, epoch + 1)
         key = jax.random.fold_in(trainer.dropout_key, epoch)
         acc = trainer.place(zeros_acc(aux_names))
+        inputs = trainer.epoch_inputs(epoch)  # trainer.inputs unless the model has pre_epoch
         for i in tqdm(range(trainer.sampler.n_steps), desc=f"epoch {epoch}", leave=False,
                       disable=not progress, file=sys.stderr):
-            state, acc = step(state, acc, trainer.inputs, batches, jnp.int32(i), key)
+            state, acc = step(state, acc, inputs, batches, jnp.int32(i), key)
         n_real = float(batches["weight"].sum())
         acc = {k: float(v) / n_real for k, v in acc.items()}  # one host sync per epoch
         epoch_times.append(time.perf_counter() - te)

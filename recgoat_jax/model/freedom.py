@@ -1,0 +1,153 @@
+"""FREEDOM (Zhou & Shen, ACM MM 2023) with MMRec `freedom.py` semantics.
+
+Frozen item-item graph mm_adj (graphs/mm_adj.py, built once from the raw features) and a
+LightGCN over the user-item graph that is pruned once per epoch during training:
+
+  h = item_id_emb; repeat mm_layers: h = mm_adj @ h
+  users, items = LightGCN layer mean over 0..n_ui_layers (model/lightgcn.py `propagate`)
+  output: users [U, d], items + h [I, d]
+
+Loss = BPR(users, items + h) + reg_weight * sum_m BPR(users, proj_m(feat_m)) with
+proj_m a Linear D_m -> d over a TRAINABLE copy feat_m [I, D_m] of modality m's raw
+features (nn.Embedding.from_pretrained(freeze=False) in MMRec). No L2 term (MMRec has none).
+
+Degree-sensitive edge pruning (`pre_epoch`, called once per epoch by train/loop.py):
+keep int(E (1 - dropout)) of the E train edges, drawn without replacement with
+probability proportional to 1/sqrt(deg_u deg_i) (torch.multinomial in MMRec; here
+Gumbel top-k, the same distribution), and renormalise over the kept edges. Evaluation
+(`embed`) uses the full adjacency, as MMRec's full_sort_predict.
+
+Inputs (model/base.py): "adjacency" {"ui", "iu": CSR}; "ui_edge_list" {"users", "items",
+"weight", "to_iu": [E]} (graphs/bipartite.py edge_list); "mm_adj" {"fwd": [I, I] CSR,
+"bwd": its transpose}; "item_features" {m: [I, D_m]} (initial values of the copies).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from recgoat_jax import losses
+from recgoat_jax.model.base import init_embedding
+from recgoat_jax.model.lightgcn import _csr_matmul, propagate
+
+
+@jax.custom_vjp
+def mm_propagate(mm_adj: dict, h: jax.Array) -> jax.Array:
+    """mm_adj @ h: [I, I] CSR times [I, d]; the gradient is mm_adj^T g (the "bwd" CSR)."""
+    return _csr_matmul(mm_adj["fwd"], h, h.shape[0])
+
+
+def _mm_fwd(mm_adj, h):
+    return mm_propagate(mm_adj, h), mm_adj
+
+
+def _mm_bwd(mm_adj, g):
+    zero_adj = jax.tree_util.tree_map(
+        lambda a: None if jnp.issubdtype(a.dtype, jnp.integer) else jnp.zeros_like(a), mm_adj)
+    return zero_adj, _csr_matmul(mm_adj["bwd"], g, g.shape[0])
+
+
+mm_propagate.defvjp(_mm_fwd, _mm_bwd)
+
+
+def prune_adjacency(adjacency: dict, edges: dict, keep: jax.Array, n_users: int,
+                    n_items: int) -> dict:
+    """adjacency {"ui", "iu": (data, indices, indptr)} with only the data replaced:
+    kept edge (u, i) -> 1/sqrt((rowdeg_u + 1e-7)(coldeg_i + 1e-7)), degrees counted over
+    the kept edges; dropped edges -> 0. keep: [E] bool in "ui" order."""
+    k = keep.astype(jnp.float32)
+    du = jax.ops.segment_sum(k, edges["users"], n_users) + 1e-7
+    di = jax.ops.segment_sum(k, edges["items"], n_items) + 1e-7
+    vals = jnp.where(keep, jax.lax.rsqrt(du)[edges["users"]] * jax.lax.rsqrt(di)[edges["items"]],
+                     0.0).astype(adjacency["ui"][0].dtype)
+    return {"ui": (vals, *adjacency["ui"][1:]),
+            "iu": (vals[edges["to_iu"]], *adjacency["iu"][1:])}
+
+
+def sample_keep(key: jax.Array, weight: jax.Array, n_keep: int) -> jax.Array:
+    """[E] bool with exactly n_keep True, drawn without replacement proportionally to
+    weight [E] (> 0): Gumbel top-k on log weight, distributed as torch.multinomial."""
+    e = weight.shape[0]
+    if n_keep <= 0:
+        return jnp.zeros(e, bool)
+    if n_keep >= e:
+        return jnp.ones(e, bool)
+    score = jnp.log(weight) + jax.random.gumbel(key, (e,), jnp.float32)
+    _, idx = jax.lax.top_k(score, n_keep)
+    return jnp.zeros(e, bool).at[idx].set(True)
+
+
+@dataclasses.dataclass(frozen=True)
+class FREEDOM:
+    n_users: int
+    n_items: int
+    feature_dims: tuple[tuple[str, int], ...]  # ((modality, D_m), ...)
+    dim: int = 64  # embedding_size = feat_embed_dim
+    n_ui_layers: int = 2
+    mm_layers: int = 1
+    dropout: float = 0.8  # edge pruning ratio; <= 0: the full adjacency
+    reg_weight: float = 1e-4
+    init_name: str = "xavier"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return ("adjacency", "ui_edge_list", "mm_adj", "item_features")
+
+    def init(self, key, inputs):
+        """user [U, d], item [I, d] (init_name); feat {m: [I, D_m]} (copies of the raw
+        features); proj {m: {"w": [D_m, d], "b": [d]}} U(-1/sqrt(D_m), 1/sqrt(D_m))
+        as torch.nn.Linear."""
+        ku, ki, kp = jax.random.split(key, 3)
+        params = {"user": init_embedding(ku, self.n_users, self.dim, self.init_name),
+                  "item": init_embedding(ki, self.n_items, self.dim, self.init_name),
+                  "feat": {}, "proj": {}}
+        for j, (m, d_m) in enumerate(self.feature_dims):
+            kw, kb = jax.random.split(jax.random.fold_in(kp, j))
+            bound = 1.0 / d_m ** 0.5
+            params["feat"][m] = jnp.asarray(inputs["item_features"][m], jnp.float32)
+            params["proj"][m] = {
+                "w": jax.random.uniform(kw, (d_m, self.dim), jnp.float32, -bound, bound),
+                "b": jax.random.uniform(kb, (self.dim,), jnp.float32, -bound, bound)}
+        return params
+
+    def forward(self, params, inputs):
+        """-> users [U, d], items [I, d] over inputs["adjacency"] (full or pruned)."""
+        h = params["item"]
+        for _ in range(self.mm_layers):
+            h = mm_propagate(inputs["mm_adj"], h)
+        users, items = propagate(inputs["adjacency"], params["user"], params["item"],
+                                 self.n_ui_layers)
+        return users, items + h
+
+    def embed(self, params, inputs):
+        """Eval mode: the full adjacency (trainer.inputs is never pruned)."""
+        return self.forward(params, inputs)
+
+    def pre_epoch(self, inputs, key):
+        """inputs with adjacency data replaced by the epoch's pruned graph (dropout > 0)."""
+        if self.dropout <= 0:
+            return inputs
+        edges = inputs["ui_edge_list"]
+        n_keep = int(edges["weight"].shape[0] * (1.0 - self.dropout))
+        keep = sample_keep(key, edges["weight"], n_keep)
+        out = dict(inputs)
+        out["adjacency"] = prune_adjacency(inputs["adjacency"], edges, keep, self.n_users,
+                                           self.n_items)
+        return out
+
+    def loss(self, params, inputs, batch, key):
+        del key  # the epoch's pruning arrives through inputs (pre_epoch)
+        user_emb, item_emb = self.forward(params, inputs)
+        u, p, n, w = batch["users"], batch["pos"], batch["neg"], batch["weight"]
+        eu = user_emb[u]
+        bpr = losses.bpr(jnp.sum(eu * item_emb[p], -1), jnp.sum(eu * item_emb[n], -1), w)
+        mm = jnp.zeros((), jnp.float32)
+        for m, _ in self.feature_dims:
+            feat, proj = params["feat"][m], params["proj"][m]
+            fp = feat[p] @ proj["w"] + proj["b"]  # = (feat @ W + b)[p]
+            fn = feat[n] @ proj["w"] + proj["b"]
+            mm = mm + losses.bpr(jnp.sum(eu * fp, -1), jnp.sum(eu * fn, -1), w)
+        return bpr + self.reg_weight * mm, {"bpr": bpr, "mm_bpr": mm}
