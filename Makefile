@@ -9,7 +9,7 @@ ARGS ?=
 CONFIG ?= $(firstword $(wildcard experiments/configs/$(MODEL)_$(notdir $(DATASET)).yaml) experiments/configs/$(MODEL).yaml)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install train test bench reproduce-baselines ablation data features clean
+.PHONY: help install train test bench reproduce-baselines ablation realdata data features clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -45,6 +45,11 @@ reproduce-baselines: install  ## MF-BPR + LightGCN grids on the real Baby split 
 
 ablation: install  ## RecGOAT ablation on the demo data -> experiments/results/demo_ablation.*
 	$(PY) experiments/ablation.py $(ARGS)
+
+# Real development sets, built first with `make data` + `make features` (see the script's --help):
+# ARGS="--data ml100k-dev=data/ml100k-dev --data debian-deps-dev=data/debian-deps-dev --jobs 2"
+realdata: install  ## every model tuned on VALID on real dev sets -> experiments/results/realdata.*
+	$(PY) experiments/realdata.py $(ARGS)
 
 data: install  ## raw Amazon dumps -> MMRec files for DATASET
 	$(PY) -m recgoat_jax.features.cli data --dataset $(DATASET) $(ARGS)

@@ -1,0 +1,448 @@
+"""Every model on real development sets, tuned on VALID only -> experiments/results/realdata.*
+
+For each dataset and each model: a small grid (the same budget of points for every
+model), each point trained once (seed 0) to convergence by early stopping on valid
+Recall@20; the point with the best valid Recall@20 is chosen; then seeds 1 and 2 at the
+chosen point. Ablations of a model run at that model's chosen point with its overrides
+changed (3 seeds, no grid of their own). Reported: the grid with valid Recall@20, the
+chosen point, per-seed and mean +- std test Recall@20 / NDCG@20 at the best valid epoch,
+best epochs, s per epoch, and test Recall@20 / NDCG@20 by user activity bucket (number
+of train items), from the best-valid checkpoint.
+
+    # build the sets first, as a user would (raw dumps -> MMRec files -> text/profile features):
+    make data DATASET=data/ml100k-dev ARGS="--raw <dir>/reviews_ML100K_dev.json <dir>/meta_ML100K.json"
+    make features DATASET=data/ml100k-dev
+    python experiments/realdata.py --data ml100k-dev=data/ml100k-dev \\
+        --data debian-deps-dev=data/debian-deps-dev --jobs 2
+
+Finished runs (their results.json) are skipped on a rerun, so an interrupted run loses
+nothing; --summarise-only rewrites the report from the finished runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONFIGS = ROOT / "experiments" / "configs"
+BUCKETS = ((0, 4), (5, 6), (7, 10), (11, 10**9))  # train items per user, inclusive
+_LR = [["train.lr=0.001"], ["train.lr=0.005"]]
+
+
+def _grid(a: list[list[str]], b: list[list[str]]) -> list[list[str]]:
+    return [x + y for x in a for y in b]
+
+
+# name -> what, config file, fixed overrides, grid (list of override lists). Every grid has
+# 4 points: lr {1e-3, 5e-3} x one model-specific knob at two values.
+MODELS = {
+    "mf": ("MF-BPR", "mf.yaml", [],
+           _grid(_LR, [["train.reg_weight=0.00001"], ["train.reg_weight=0.001"]])),
+    "lightgcn": ("LightGCN", "lightgcn.yaml", [],
+                 _grid(_LR, [["train.reg_weight=0.0001"], ["train.reg_weight=0.001"]])),
+    "freedom": ("FREEDOM", "freedom.yaml", [],
+                _grid(_LR, [["model.freedom_dropout=0.8"], ["model.freedom_dropout=0.9"]])),
+    "recgoat": ("RecGOAT, real-data default (recgoat.yaml: residual fusion, no user "
+                "branch)", "recgoat.yaml", [],
+                _grid(_LR, [["train.lambda_cl=0.0"], ["train.lambda_cl=0.01"]])),
+    "recgoat_paper": ("RecGOAT, paper variants (OAT fusion, user branch on template "
+                      "profiles, paper CMCL + OT)", "recgoat.yaml",
+                      ["model.fusion=oat", "model.user_branch=on", "model.init=normal"],
+                      _grid(_LR, [["train.lambda_cl=0.005"], ["train.lambda_cl=0.05"]])),
+    "recgoat_reference": ("RecGOAT, released-code variants (reference OAT + CMCL, OAT "
+                          "fusion, user branch on)", "recgoat.yaml",
+                          ["model.fusion=oat", "model.user_branch=on", "model.init=normal",
+                           "model.oat=reference", "model.cmcl=reference", "train.lambda_ot=0"],
+                          _grid([["train.lr=0.0008"], ["train.lr=0.002"]],
+                                [["train.lambda_cl=0.005"], ["train.lambda_cl=0.05"]])),
+}
+# ablation -> what, parent model, overrides applied on top of the parent's chosen point
+ABLATIONS = {
+    "paper_no_cmcl": ("paper variants without CMCL", "recgoat_paper", ["model.cmcl=none"]),
+    "paper_no_oat": ("paper variants without OAT (sum fusion, no OT term)", "recgoat_paper",
+                     ["model.oat=none", "model.fusion=sum", "train.lambda_ot=0"]),
+    "paper_no_item_gat": ("paper variants without item GAT", "recgoat_paper",
+                          ["model.item_gat=false"]),
+    "paper_no_user_branch": ("paper variants without the user-user branch", "recgoat_paper",
+                             ["model.user_branch=off"]),
+    "paper_profiles_none": ("paper variants, user branch on co-interaction kNN, no "
+                            "profiles", "recgoat_paper", ["data.user_features=false"]),
+    "paper_residual": ("paper variants with residual fusion", "recgoat_paper",
+                       ["model.fusion=residual", "model.init=xavier"]),
+    "default_user_branch": ("real-data default + user branch on template profiles",
+                            "recgoat", ["model.user_branch=on"]),
+}
+
+
+def run_key(dataset: str, variant: str, point: int, seed: int) -> str:
+    return f"{dataset}/{variant}/p{point}_s{seed}"
+
+
+def config_for(data_dir: str, base: str, overrides: list[str], seed: int):
+    from recgoat_jax.config import make_config
+
+    sets = [f"data.dataset={data_dir}", f"train.seed={seed}", "train.epochs=1000",
+            "train.checkpoint=true", *overrides]
+    return make_config(CONFIGS / base, sets)
+
+
+def bucket_metrics(ds, user_emb, item_emb, edges=BUCKETS) -> dict:
+    """Test Recall@20 / NDCG@20 per user activity bucket (lo <= train items per user <= hi),
+    each averaged over the bucket's users with test items. user_emb [U, d], item_emb [I, d]."""
+    import dataclasses
+
+    import numpy as np
+
+    from recgoat_jax.data.dataset import CSR
+    from recgoat_jax.evaluate import Evaluator
+
+    n_train = ds.train.row_lengths()
+    out = {}
+    for lo, hi in edges:
+        keep = (n_train >= lo) & (n_train <= hi)
+        users, items = ds.test.to_pairs()
+        m = keep[users]
+        test = CSR.from_pairs(users[m], items[m], ds.n_users)
+        sub = dataclasses.replace(ds, test=test, valid=test)
+        n = int(np.sum(keep & (ds.test.row_lengths() > 0)))
+        label = f"{lo}-{hi}" if hi < 10**9 else f">{lo - 1}"
+        if n == 0:
+            out[label] = {"n_users": 0}
+            continue
+        res = Evaluator(sub, ks=(20,)).evaluate(user_emb, item_emb, "test")
+        out[label] = {"n_users": n, "recall@20": res["recall@20"], "ndcg@20": res["ndcg@20"]}
+    return out
+
+
+def run_one(task: dict, runs_dir: Path) -> None:
+    """Trains one task (unless done), then writes buckets.json from the best checkpoint."""
+    from recgoat_jax.train.checkpoint import Checkpoints
+    from recgoat_jax.train.loop import Trainer, train
+
+    run_dir = runs_dir / task["key"]
+    if (run_dir / "buckets.json").exists() or (run_dir / "failed.txt").exists():
+        return
+    cfg = config_for(task["data_dir"], task["config"], task["overrides"], task["seed"])
+    log = lambda s: print(f"[{task['key']}] {s}", flush=True)  # noqa: E731
+    if not (run_dir / "results.json").exists():
+        try:
+            train(cfg, run_dir=run_dir, resume=(run_dir / "config.yaml").exists(),
+                  progress=False, log=log)
+        except FloatingPointError as e:  # a diverged run is a result: record it, go on
+            log(f"FAILED: {e}")
+            (run_dir / "failed.txt").write_text(f"{e}\n")
+            return
+    trainer = Trainer(cfg, log=log)
+    like = trainer.init_state().params
+    ckpt = Checkpoints(run_dir)
+    params = ckpt.restore_best(like)
+    ckpt.close()
+    user_emb, item_emb = trainer.embed_fn(params, trainer.inputs)
+    buckets = bucket_metrics(trainer.dataset, user_emb, item_emb)
+    (run_dir / "buckets.json").write_text(json.dumps(buckets, indent=2))
+    # the checkpoints have served: keep the run directory small
+    import shutil
+
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
+def _result(runs_dir: Path, key: str) -> dict | None:
+    path = runs_dir / key / "results.json"
+    if not path.exists():
+        return None
+    res = json.loads(path.read_text())
+    b = runs_dir / key / "buckets.json"
+    res["buckets"] = json.loads(b.read_text()) if b.exists() else None
+    return res
+
+
+def _failed(runs_dir: Path, key: str) -> str | None:
+    path = runs_dir / key / "failed.txt"
+    return path.read_text().strip() if path.exists() else None
+
+
+def run_tasks(tasks: list[dict], jobs: int, runs_dir: Path) -> None:
+    """Runs tasks over `jobs` worker processes (one XLA client each)."""
+    todo = [t for t in tasks if not (runs_dir / t["key"] / "buckets.json").exists()
+            and not (runs_dir / t["key"] / "failed.txt").exists()]
+    if not todo:
+        return
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    spec = runs_dir / f"tasks-{int(time.time() * 1000)}.json"
+    spec.write_text(json.dumps(todo))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--runs-dir", str(runs_dir),
+           "--worker", str(spec)]
+    procs = [subprocess.Popen(cmd + ["--shard", f"{k}/{jobs}"]) for k in range(max(1, jobs))]
+    for p in procs:
+        p.wait()
+    spec.unlink(missing_ok=True)
+
+
+def _grid_tasks(datasets: dict, models: list[str]) -> list[dict]:
+    tasks = []
+    for ds, data_dir in datasets.items():
+        for m in models:
+            _, base, fixed, grid = MODELS[m]
+            for i, point in enumerate(grid):
+                tasks.append({"key": run_key(ds, m, i, 0), "data_dir": data_dir, "config": base,
+                              "overrides": fixed + point, "seed": 0})
+    # the slowest first, so the last worker is not left alone with a long run
+    return sorted(tasks, key=lambda t: not t["key"].split("/")[1].startswith("recgoat"))
+
+
+def choose(runs_dir: Path, ds: str, model: str) -> tuple[int | None, list[dict]]:
+    """(index of the grid point with the best VALID Recall@20, per-point rows)."""
+    rows, best, best_i = [], -1.0, None
+    for i, point in enumerate(MODELS[model][3]):
+        key = run_key(ds, model, i, 0)
+        res = _result(runs_dir, key)
+        v = res["valid"].get("recall@20") if res else None
+        rows.append({"point": i, "overrides": point, "valid_recall@20": v,
+                     "failed": _failed(runs_dir, key)})
+        if v is not None and v > best:
+            best, best_i = v, i
+    return best_i, rows
+
+
+def _seed_tasks(datasets: dict, models: list[str], ablations: list[str], seeds: list[int],
+                runs_dir: Path) -> list[dict]:
+    """The models' other seeds first, then the ablations seed by seed (seed 0 of every
+    ablation before seed 1 of any), so a partial run still covers every ablation."""
+    tasks = []
+    for ds, data_dir in datasets.items():
+        for m in models:
+            i, _ = choose(runs_dir, ds, m)
+            if i is None:
+                continue
+            _, base, fixed, grid = MODELS[m]
+            tasks += [{"key": run_key(ds, m, i, s), "data_dir": data_dir, "config": base,
+                       "overrides": fixed + grid[i], "seed": s} for s in seeds if s != 0]
+    for s in seeds:
+        for ds, data_dir in datasets.items():
+            for a in ablations:
+                _, parent, extra = ABLATIONS[a]
+                i, _ = choose(runs_dir, ds, parent)
+                if i is None:
+                    continue
+                _, base, fixed, grid = MODELS[parent]
+                tasks.append({"key": run_key(ds, a, i, s), "data_dir": data_dir, "config": base,
+                              "overrides": fixed + grid[i] + extra, "seed": s})
+    return tasks
+
+
+def _mean_std(vals: list[float]) -> dict:
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+            "values": vals}
+
+
+def summarise(datasets: dict, models: list[str], ablations: list[str], seeds: list[int],
+              runs_dir: Path) -> dict:
+    out = {}
+    for ds in datasets:
+        rows = {}
+        for v in models + ablations:
+            is_model = v in MODELS
+            parent = v if is_model else ABLATIONS[v][1]
+            i, grid = choose(runs_dir, ds, parent)
+            if i is None:
+                continue
+            res = {s: _result(runs_dir, run_key(ds, v, i, s)) for s in seeds}
+            res = {s: r for s, r in res.items() if r is not None and r.get("test")}
+            fails = {s: f for s in seeds if (f := _failed(runs_dir, run_key(ds, v, i, s)))}
+            row = {"what": (MODELS[v] if is_model else ABLATIONS[v])[0],
+                   "chosen_point": i,
+                   "overrides": MODELS[parent][2] + MODELS[parent][3][i]
+                   + ([] if is_model else ABLATIONS[v][2]),
+                   "grid": grid if is_model else "parent's chosen point",
+                   "n_seeds": len(res), "failed": fails}
+            if res:
+                for metric in ("recall@20", "ndcg@20"):
+                    row[f"test_{metric}"] = _mean_std([r["test"][metric] for r in res.values()])
+                row["valid_recall@20"] = _mean_std([r["valid"]["recall@20"] for r in res.values()])
+                row["best_epochs"] = [r["best_epoch"] for r in res.values()]
+                row["s_per_epoch"] = statistics.median(r["epoch_time_s_median"] for r in res.values())
+                row["per_seed"] = {str(s): {"test": {k: r["test"][k] for k in ("recall@20", "ndcg@20")},
+                                            "best_epoch": r["best_epoch"],
+                                            "epoch_time_s_median": r["epoch_time_s_median"],
+                                            "buckets": r["buckets"]}
+                                   for s, r in res.items()}
+                row["buckets"] = _bucket_means([r["buckets"] for r in res.values() if r["buckets"]])
+            rows[v] = row
+        out[ds] = rows
+    return out
+
+
+def _bucket_means(per_seed: list[dict]) -> dict:
+    if not per_seed:
+        return {}
+    out = {}
+    for label in per_seed[0]:
+        cells = [b[label] for b in per_seed if "recall@20" in b.get(label, {})]
+        if cells:
+            out[label] = {"n_users": cells[0]["n_users"],
+                          "recall@20": statistics.fmean(c["recall@20"] for c in cells),
+                          "ndcg@20": statistics.fmean(c["ndcg@20"] for c in cells)}
+    return out
+
+
+def _fmt(cell: dict | None) -> str:
+    return "" if not cell else f"{cell['mean']:.4f} +- {cell['std']:.4f}"
+
+
+def write_report(out: Path, report: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    lines = ["# Real-data results: every model tuned on VALID only", "",
+             f"Command: `{report['command']}`  ",
+             f"Machine: {report['versions']['platform']}, {report['versions']['device']}; "
+             "two runs shared the two cores, so s/epoch are indicative.", "",
+             "Grid: 4 points per model (lr x one knob), seed 0, chosen by valid Recall@20; "
+             "then seeds 1, 2 at the chosen point. Ablations: at their parent's chosen point, "
+             "3 seeds. Test metrics at the best VALID epoch, mean +- std over seeds.", ""]
+    for ds, rows in report["summary"].items():
+        sig = report.get("signal", {}).get(ds)
+        lines += [f"## {ds}", ""]
+        if sig:
+            lines += [f"{sig['n_users']} users, {sig['n_items']} items, {sig['train']} train "
+                      f"interactions ({sig['density']:.2%} dense). Signal on VALID, Recall@20 of "
+                      "memory-based recommenders (experiments/realdata_signal.py): "
+                      + ", ".join(f"{k} {v['recall@20']:.4f}" for k, v in sig.items()
+                                  if isinstance(v, dict))
+                      + (f"; profile neighbours that are also co-interaction neighbours: "
+                         f"{sig['profile_neighbours_also_cointeraction_neighbours']:.0%}"
+                         if "profile_neighbours_also_cointeraction_neighbours" in sig else "")
+                      + ".", ""]
+        lines += [
+                  "| model | chosen point | seeds | test Recall@20 | test NDCG@20 | best epochs "
+                  "| s/epoch |", "|---|---|---|---|---|---|---|"]
+        for v, r in rows.items():
+            pt = ", ".join(MODELS[v][3][r["chosen_point"]]) if v in MODELS else "(parent's)"
+            lines.append(f"| {v} | {pt} | {r['n_seeds']} | {_fmt(r.get('test_recall@20'))} | "
+                         f"{_fmt(r.get('test_ndcg@20'))} | {r.get('best_epochs', '')} | "
+                         f"{r.get('s_per_epoch', float('nan')):.2f} |")
+        base = [v for v in ("lightgcn", "freedom") if "test_recall@20" in rows.get(v, {})]
+        if base and "test_recall@20" in rows.get("recgoat", {}):
+            best_base = max(base, key=lambda v: rows[v]["test_recall@20"]["mean"])
+            for metric in ("recall@20", "ndcg@20"):
+                a = rows["recgoat"][f"test_{metric}"]["mean"]
+                b = rows[best_base][f"test_{metric}"]["mean"]
+                lines.append(f"\nRecGOAT (real-data default) vs best baseline ({best_base}), "
+                             f"test {metric}: {a:.4f} / {b:.4f} = {a / b:.3f}")
+        lines += ["", "Test Recall@20 by user activity (train items per user), mean over seeds:",
+                  "", "| model | " + " | ".join(_bucket_labels(rows)) + " |",
+                  "|---|" + "---|" * len(_bucket_labels(rows))]
+        for v, r in rows.items():
+            bk = r.get("buckets") or {}
+            lines.append(f"| {v} | " + " | ".join(
+                f"{bk[b]['recall@20']:.4f}" if b in bk else "" for b in _bucket_labels(rows)) + " |")
+        lines += ["", "Grid points (seed 0, valid Recall@20):", ""]
+        for v, r in rows.items():
+            if isinstance(r["grid"], list):
+                pts = "; ".join(f"{','.join(g['overrides'])}: "
+                                f"{'FAILED' if g['failed'] else format(g['valid_recall@20'] or 0, '.4f')}"
+                                for g in r["grid"])
+                lines.append(f"- {v}: {pts}")
+        for v, r in rows.items():
+            for s, f in r["failed"].items():
+                lines.append(f"- FAILED {v} seed {s}: {f[:200]}")
+        lines.append("")
+    if report.get("note"):
+        lines += [report["note"]]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def _bucket_labels(rows: dict) -> list[str]:
+    for r in rows.values():
+        if r.get("buckets"):
+            return list(r["buckets"])
+    return []
+
+
+def _signal(datasets: dict, out: Path) -> dict:
+    """Memory-based recommenders on valid (experiments/realdata_signal.py), per dataset;
+    computed once and kept in the report."""
+    old = json.loads(out.read_text()).get("signal", {}) if out.exists() else {}
+    from realdata_signal import signal
+
+    return {ds: old.get(ds) or signal(d, 50, 50) for ds, d in datasets.items()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", action="append", default=[], metavar="NAME=DIR",
+                   help="a dataset directory built by `make data` + `make features` "
+                        "(repeatable; default: ml100k-dev=data/ml100k-dev and "
+                        "debian-deps-dev=data/debian-deps-dev)")
+    p.add_argument("--models", default=",".join(MODELS), help="models to grid (default: all)")
+    p.add_argument("--ablations", default=",".join(ABLATIONS), help="ablations (default: all)")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--jobs", type=int, default=1, help="training processes at once (default 1)")
+    p.add_argument("--runs-dir", default=str(ROOT / "runs" / "realdata"))
+    p.add_argument("--out", default=str(ROOT / "experiments" / "results" / "realdata.json"))
+    p.add_argument("--note", help="markdown file of findings kept in the report")
+    p.add_argument("--summarise-only", action="store_true")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--shard", default="0/1", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    runs_dir = Path(args.runs_dir)
+    if args.worker:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", str(ROOT / ".cache" / "jax-realdata"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        k, n = (int(x) for x in args.shard.split("/"))
+        for index, task in enumerate(json.loads(Path(args.worker).read_text())):
+            if index % n == k:
+                run_one(task, runs_dir)
+        return 0
+    pairs = args.data or ["ml100k-dev=data/ml100k-dev", "debian-deps-dev=data/debian-deps-dev"]
+    datasets = {}
+    for pair in pairs:
+        name, sep, d = pair.partition("=")
+        if not sep or not name or not Path(d).is_dir():
+            p.error(f"--data {pair!r}: expected NAME=DIR with an existing directory")
+        datasets[name] = d
+    models = [m for m in args.models.split(",") if m]
+    ablations = [a for a in args.ablations.split(",") if a]
+    for m in models:
+        if m not in MODELS:
+            p.error(f"unknown model {m!r}; expected some of {', '.join(MODELS)}")
+    for a in ablations:
+        if a not in ABLATIONS:
+            p.error(f"unknown ablation {a!r}; expected some of {', '.join(ABLATIONS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if not args.summarise_only:
+        run_tasks(_grid_tasks(datasets, models), args.jobs, runs_dir)
+        run_tasks(_seed_tasks(datasets, models, ablations, seeds, runs_dir), args.jobs, runs_dir)
+    from recgoat_jax.train.loop import versions
+
+    out = Path(args.out)
+    old = json.loads(out.read_text()) if out.exists() else {}
+    command = " ".join(["python"] + [str(a) for a in sys.argv])
+    report = {"command": old.get("command", command) if args.summarise_only else command,
+              "datasets": datasets, "versions": versions(),
+              "models": {k: {"what": v[0], "config": v[1], "fixed": v[2], "grid": v[3]}
+                         for k, v in MODELS.items()},
+              "ablations": {k: {"what": v[0], "parent": v[1], "overrides": v[2]}
+                            for k, v in ABLATIONS.items()},
+              "buckets": [list(b) for b in BUCKETS],
+              "signal": _signal(datasets, out),
+              "summary": summarise(datasets, [m for m in MODELS if m in models],
+                                   [a for a in ABLATIONS if a in ablations], seeds, runs_dir),
+              "note": Path(args.note).read_text() if args.note else old.get("note", "")}
+    write_report(out, report)
+    print(out.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
