@@ -122,6 +122,25 @@ def bucket_metrics(ds, user_emb, item_emb, edges=BUCKETS) -> dict:
     return out
 
 
+def content_share(trainer, params) -> dict:
+    """For RecGOAT at its best-valid params: the learned fusion weights, and the mean row
+    norm of the ID item vector e_i against the fused vector's content part z_i - e_i (how
+    much the content moves an item; residual fusion only). {} for other models."""
+    import numpy as np
+
+    fusion = params.get("fusion") if isinstance(params, dict) else None
+    if fusion is None:
+        return {}
+    out = {"weights": {k: float(v) for k, v in fusion.items() if k.startswith("w_")}}
+    if trainer.cfg.model.fusion == "residual":
+        emb = trainer.model.forward(params, trainer.inputs)
+        e_i = np.asarray(emb["e_i"])
+        content = np.asarray(emb["z_items"]) - e_i
+        out["mean_norm_e_i"] = float(np.linalg.norm(e_i, axis=1).mean())
+        out["mean_norm_content"] = float(np.linalg.norm(content, axis=1).mean())
+    return out
+
+
 def run_one(task: dict, runs_dir: Path) -> None:
     """Trains one task (unless done), then writes buckets.json from the best checkpoint."""
     from recgoat_jax.train.checkpoint import Checkpoints
@@ -143,9 +162,10 @@ def run_one(task: dict, runs_dir: Path) -> None:
     trainer = Trainer(cfg, log=log)
     like = trainer.init_state().params
     ckpt = Checkpoints(run_dir)
-    params = ckpt.restore_best(like)
+    params, _ = ckpt.restore_best(like)
     ckpt.close()
     user_emb, item_emb = trainer.embed_fn(params, trainer.inputs)
+    (run_dir / "content.json").write_text(json.dumps(content_share(trainer, params), indent=2))
     buckets = bucket_metrics(trainer.dataset, user_emb, item_emb)
     (run_dir / "buckets.json").write_text(json.dumps(buckets, indent=2))
     # the checkpoints have served: keep the run directory small
@@ -400,10 +420,18 @@ def main(argv=None) -> int:
         jax.config.update("jax_compilation_cache_dir", str(ROOT / ".cache" / "jax-realdata"))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
         k, n = (int(x) for x in args.shard.split("/"))
+        errors = 0
         for index, task in enumerate(json.loads(Path(args.worker).read_text())):
             if index % n == k:
-                run_one(task, runs_dir)
-        return 0
+                try:
+                    run_one(task, runs_dir)
+                except Exception:  # report it, keep the other runs going
+                    import traceback
+
+                    traceback.print_exc()
+                    print(f"[{task['key']}] ERROR (see the traceback above)", flush=True)
+                    errors += 1
+        return 1 if errors else 0
     pairs = args.data or ["ml100k-dev=data/ml100k-dev", "debian-deps-dev=data/debian-deps-dev"]
     datasets = {}
     for pair in pairs:

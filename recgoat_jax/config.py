@@ -49,6 +49,9 @@ class ModelConfig:
     cmcl: str = "paper"  # paper | reference | none
     fusion: str = "oat"  # oat | sum | concat (paper) | residual (e_i + sum_m w_m zhat_m; ours)
     residual_init: float = 0.0  # fusion=residual: initial content weights w_m
+    # not in the paper (README "RecGOAT on real data"), both off by default:
+    edge_dropout: float = 0.0  # FREEDOM's degree-sensitive pruning of the user-item graph
+    item_graph_id: bool = False  # item GAT input: projected features + the item's ID ego row
     fusion_normalize: bool = True  # L2-normalise fused item rows (spec); False: keep the norm
     init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))
     ot_epsilon: float = 0.01
@@ -118,6 +121,7 @@ CHOICES = {
 
 # --- FREEDOM value ranges: key -> (test, what is expected), checked like CHOICES ---
 RANGES = {
+    "model.edge_dropout": (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
     "model.freedom_dropout": (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
     "model.mm_image_weight": (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
     "model.mm_layers": (lambda v: v >= 0, "an integer >= 0"),

@@ -14,7 +14,8 @@ from recgoat_jax.config import ConfigError, make_config
 from recgoat_jax.data import synthetic
 from recgoat_jax.graphs import mm_adj
 from recgoat_jax.graphs.bipartite import dense_adjacency, edge_list
-from recgoat_jax.model.freedom import FREEDOM, prune_adjacency, sample_keep
+from recgoat_jax.model.edge_pruning import prune_adjacency, sample_keep
+from recgoat_jax.model.freedom import FREEDOM
 
 from graph_helpers import small_graph
 

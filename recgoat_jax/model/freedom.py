@@ -31,6 +31,7 @@ import jax.numpy as jnp
 
 from recgoat_jax import losses
 from recgoat_jax.model.base import init_embedding
+from recgoat_jax.model.edge_pruning import prune_inputs
 from recgoat_jax.model.lightgcn import _csr_matmul, propagate
 
 
@@ -51,33 +52,6 @@ def _mm_bwd(mm_adj, g):
 
 
 mm_propagate.defvjp(_mm_fwd, _mm_bwd)
-
-
-def prune_adjacency(adjacency: dict, edges: dict, keep: jax.Array, n_users: int,
-                    n_items: int) -> dict:
-    """adjacency {"ui", "iu": (data, indices, indptr)} with only the data replaced:
-    kept edge (u, i) -> 1/sqrt((rowdeg_u + 1e-7)(coldeg_i + 1e-7)), degrees counted over
-    the kept edges; dropped edges -> 0. keep: [E] bool in "ui" order."""
-    k = keep.astype(jnp.float32)
-    du = jax.ops.segment_sum(k, edges["users"], n_users) + 1e-7
-    di = jax.ops.segment_sum(k, edges["items"], n_items) + 1e-7
-    vals = jnp.where(keep, jax.lax.rsqrt(du)[edges["users"]] * jax.lax.rsqrt(di)[edges["items"]],
-                     0.0).astype(adjacency["ui"][0].dtype)
-    return {"ui": (vals, *adjacency["ui"][1:]),
-            "iu": (vals[edges["to_iu"]], *adjacency["iu"][1:])}
-
-
-def sample_keep(key: jax.Array, weight: jax.Array, n_keep: int) -> jax.Array:
-    """[E] bool with exactly n_keep True, drawn without replacement proportionally to
-    weight [E] (> 0): Gumbel top-k on log weight, distributed as torch.multinomial."""
-    e = weight.shape[0]
-    if n_keep <= 0:
-        return jnp.zeros(e, bool)
-    if n_keep >= e:
-        return jnp.ones(e, bool)
-    score = jnp.log(weight) + jax.random.gumbel(key, (e,), jnp.float32)
-    _, idx = jax.lax.top_k(score, n_keep)
-    return jnp.zeros(e, bool).at[idx].set(True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,15 +102,7 @@ class FREEDOM:
 
     def pre_epoch(self, inputs, key):
         """inputs with adjacency data replaced by the epoch's pruned graph (dropout > 0)."""
-        if self.dropout <= 0:
-            return inputs
-        edges = inputs["ui_edge_list"]
-        n_keep = int(edges["weight"].shape[0] * (1.0 - self.dropout))
-        keep = sample_keep(key, edges["weight"], n_keep)
-        out = dict(inputs)
-        out["adjacency"] = prune_adjacency(inputs["adjacency"], edges, keep, self.n_users,
-                                           self.n_items)
-        return out
+        return prune_inputs(inputs, key, self.dropout, self.n_users, self.n_items)
 
     def loss(self, params, inputs, batch, key):
         del key  # the epoch's pruning arrives through inputs (pre_epoch)

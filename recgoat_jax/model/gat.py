@@ -144,11 +144,16 @@ class ModalityEncoder(nn.Module):
     sorted_receivers: bool = False
 
     @nn.compact
-    def __call__(self, features: jax.Array, senders: jax.Array, receivers: jax.Array, deterministic: bool = True):
+    def __call__(self, features: jax.Array, senders: jax.Array, receivers: jax.Array,
+                 deterministic: bool = True, extra: jax.Array | None = None):
+        """extra: optional [n, dim] added to the projection before the GAT (e.g. the items'
+        ID ego rows, model.item_graph_id)."""
         # bf16 features (train.mixed_precision) -> bf16 matmul with float32 output.
         bf16 = features.dtype == jnp.bfloat16
         h = _torch_linear(self.dim, features.shape[-1], name="proj",
                           compute_dtype=jnp.bfloat16 if bf16 else None)(features)
+        if extra is not None:
+            h = h + extra.astype(h.dtype)
         if not self.use_gat:
             return h
         for layer in range(self.gat_layers):

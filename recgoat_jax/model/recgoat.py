@@ -28,6 +28,7 @@ from recgoat_jax import losses
 from recgoat_jax.config import Config
 from recgoat_jax.model import alignment, fusion as fusion_lib
 from recgoat_jax.model.base import init_embedding
+from recgoat_jax.model.edge_pruning import prune_inputs
 from recgoat_jax.model.gat import GATLayer, ModalityEncoder, graph_from_edges
 from recgoat_jax.model.lightgcn import propagate
 from recgoat_jax.model.registry import register
@@ -55,6 +56,7 @@ class RecGOATNet(nn.Module):
     fusion: str = "oat"
     fusion_normalize: bool = True
     residual_init: float = 0.0
+    item_graph_id: bool = False  # GAT input = W x_m + item ego row (not in the paper)
     init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))
     ot_scale: float = 100.0
     ot_epsilon: float = 0.01
@@ -106,7 +108,8 @@ class RecGOATNet(nn.Module):
             x = inputs["item_features"][m].astype(self.compute_dtype)
             z[m] = ModalityEncoder(self.dim, self.gat_layers, self.heads, self.dropout,
                                    use_gat=self.item_gat, name=f"encoder_{m}")(
-                x, s, r, deterministic=deterministic).astype(jnp.float32)
+                x, s, r, deterministic=deterministic,
+                extra=item_ego if self.item_graph_id else None).astype(jnp.float32)
             if self.oat == "reference":
                 zhat[m], d = alignment.ReferenceOAT(self.dim, self.ot_scale, self.ot_epsilon,
                                                     self.ot_iterations, name=f"oat_{m}")(z[m], e_i)
@@ -144,16 +147,28 @@ class RecGOAT:
     ot_batch_items: int = 256
     ot_paper_iterations: int = 200
     user_features: bool = False  # feed user_feat.npy to the user branch
+    edge_dropout: float = 0.0  # FREEDOM's edge pruning of the user-item graph (training only)
 
     @property
     def needs(self) -> tuple[str, ...]:
         need = ["item_features", "item_knn"]
         need.append("adjacency" if self.net.ui_encoder == "lightgcn" else "ui_edges")
+        if self.edge_dropout > 0:
+            need.append("ui_edge_list")
         if self.net.user_branch:
             need.append("user_knn")
             if self.user_features:
                 need.append("user_features")
         return tuple(need)
+
+    @property
+    def pre_epoch(self):
+        """The trainer's per-epoch hook (model/base.py): with edge_dropout > 0, the epoch's
+        inputs with a pruned user-item graph (model/edge_pruning.py); else None (no hook)."""
+        if self.edge_dropout <= 0 or self.net.ui_encoder != "lightgcn":
+            return None
+        return lambda inputs, key: prune_inputs(inputs, key, self.edge_dropout,
+                                                self.net.n_users, self.net.n_items)
 
     def init(self, key, inputs):
         kp, kd = jax.random.split(key)
@@ -239,6 +254,7 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
         user_merge=m.user_merge,
         ui_encoder=m.ui_encoder, oat=m.oat, fusion=m.fusion,
         fusion_normalize=m.fusion_normalize, residual_init=m.residual_init,
+        item_graph_id=m.item_graph_id,
         init_weights=m.init_weights,
         ot_scale=m.ot_cost_scale, ot_epsilon=m.ot_epsilon, ot_iterations=m.ot_iterations,
         compute_dtype=jnp.bfloat16 if t.mixed_precision else jnp.float32)
@@ -246,4 +262,5 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
                    cl_tau=t.cl_tau, cl_w=t.cl_w, cl_rows=t.cl_rows, cmcl=m.cmcl, ot_tau=m.ot_tau,
                    ot_paper_epsilon=m.ot_paper_epsilon, ot_batch_items=m.ot_batch_items,
                    ot_paper_iterations=m.ot_paper_iterations,
-                   user_features=shapes.get("user_feature_dim") is not None)
+                   user_features=shapes.get("user_feature_dim") is not None,
+                   edge_dropout=m.edge_dropout)

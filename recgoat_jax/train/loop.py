@@ -100,8 +100,9 @@ class Trainer:
         self.embed_fn = jax.jit(self.model.embed)
         # optional model hook (model/base.py): the epoch's training inputs, e.g. a pruned graph
         self.pre_epoch_fn = None
-        if hasattr(self.model, "pre_epoch"):
-            self.pre_epoch_fn = jax.jit(self.model.pre_epoch,
+        hook = getattr(self.model, "pre_epoch", None)  # a model may expose None: no hook
+        if hook is not None:
+            self.pre_epoch_fn = jax.jit(hook,
                                         out_shardings=self.dp.replicated if self.dp else None)
         root = jax.random.PRNGKey(t.seed)
         self.init_key, self.dropout_key = jax.random.split(root)
