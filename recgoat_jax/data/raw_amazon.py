@@ -51,6 +51,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from recgoat_jax.data.atomic import write_text_atomic
 from recgoat_jax.errors import DataError
 
 INTER_HEADER = ("userID", "itemID", "rating", "timestamp", "x_label")
@@ -365,12 +366,6 @@ def _as_list(p: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[
     return [Path(x) for x in p]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def build_mmrec(
     ratings_path: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -465,17 +460,17 @@ def build_mmrec(
     src = rows[idx]
     for r, u, i, lab in zip(src.tolist(), new_u.tolist(), new_i.tolist(), labels.tolist()):
         lines.append(f"{u}\t{i}\t{rating_names[r_arr[r]]}\t{ts_arr[r]}\t{lab}")
-    _write_atomic(out / f"{name}.inter", "\n".join(lines) + "\n")
-    _write_atomic(out / "u_id_mapping.csv",
+    write_text_atomic(out / f"{name}.inter", "\n".join(lines) + "\n")
+    write_text_atomic(out / "u_id_mapping.csv",
                   "user_id\tuserID\n" + "".join(f"{user_names[c]}\t{k}\n" for k, c in enumerate(old_u.tolist())))
-    _write_atomic(out / "i_id_mapping.csv",
+    write_text_atomic(out / "i_id_mapping.csv",
                   "asin\titemID\n" + "".join(f"{item_names[c]}\t{k}\n" for k, c in enumerate(old_i.tolist())))
     if meta_paths:
         meta_lines = []
         for k, c in enumerate(old_i.tolist()):
             rec = meta.get(item_names[c]) or normalise_meta({"asin": item_names[c]})
             meta_lines.append(json.dumps({"itemID": k, **rec}, ensure_ascii=False))
-        _write_atomic(out / "item_meta.jsonl", "\n".join(meta_lines) + "\n")
+        write_text_atomic(out / "item_meta.jsonl", "\n".join(meta_lines) + "\n")
         report["items_without_meta_after_filtering"] = sum(
             1 for c in old_i.tolist() if item_names[c] not in meta)
     report.update(
@@ -488,7 +483,7 @@ def build_mmrec(
         ratios=list(ratios),
         out_dir=str(out),
     )
-    _write_atomic(out / "build_report.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(out / "build_report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 

@@ -35,11 +35,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from recgoat_jax.data.atomic import atomic_open, save_npy_atomic
 from recgoat_jax.data.raw_amazon import read_inter
 from recgoat_jax.errors import DataError, UserError
 from recgoat_jax.features import hf
 from recgoat_jax.features import text as textfeat
-from recgoat_jax.features.chunks import encode_rows, resolve_encoder, save_npy_atomic
+from recgoat_jax.features.chunks import encode_rows, resolve_encoder
 
 TEMPLATE_LABEL = "template profile (not LLM-written)"
 
@@ -327,12 +328,10 @@ def build_user_features(
     feat, present, stats = encode_rows(profiles, encoder, work / "embed", model_id=model_id,
                                        chunk_size=chunk_size, batch_size=batch_size,
                                        progress=progress, desc="user profiles")
-    tmp = d / "user_profiles.jsonl.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(d / "user_profiles.jsonl", "w") as f:
         for u, p in enumerate(profiles):
             f.write(json.dumps({"userID": u, "kind": kind, "generator": gen_id, "profile": p},
                                ensure_ascii=False) + "\n")
-    os.replace(tmp, d / "user_profiles.jsonl")
     save_npy_atomic(d / "user_feat.npy", feat)
     report.update({"dim": int(feat.shape[1]), "users_without_profile": int((~present).sum()),
                    "fallback": "mean of the other users' rows, L2-normalised",
