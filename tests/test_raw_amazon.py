@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recgoat_jax.data import preprocess
 from recgoat_jax.data import raw_amazon as ra
 from recgoat_jax.errors import DataError
 from recgoat_jax.features import cli
@@ -116,7 +117,7 @@ def test_k_core_mask_random_against_reference():
         pu = np.array([p[0] for p in pairs])
         pi = np.array([p[1] for p in pairs])
         for k in (2, 4, 6):
-            mask = ra.k_core_mask(pu, pi, k)
+            mask = preprocess.k_core(pu, pi, k)
             ref = slow_k_core([(str(a), str(b)) for a, b in pairs], k)
             assert {(str(a), str(b)) for a, b in zip(pu[mask], pi[mask])} == ref
 
@@ -149,7 +150,7 @@ def test_split_invariants(built, tmp_path):
         assert n >= 5
         tr, va, te = (int((lab == x).sum()) for x in (0, 1, 2))
         assert va >= 1 and te >= 1 and tr >= 1
-        assert (tr, va, te) == ra.split_counts(n)
+        assert (tr, va, te) == preprocess.split_counts(n)
     assert rep["train"] + rep["valid"] + rep["test"] == len(cols["userID"])
     # seeded: same seed -> same file, other seed -> other split of the same pairs
     ra.build_mmrec(RAW / "ratings_Toy.csv", tmp_path / "a", "toy", seed=999,
@@ -162,13 +163,13 @@ def test_split_invariants(built, tmp_path):
 
 
 def test_split_counts_small_users():
-    assert ra.split_counts(1) == (1, 0, 0)
-    assert ra.split_counts(2) == (1, 0, 1)
-    assert ra.split_counts(3) == (1, 1, 1)
-    assert ra.split_counts(10) == (8, 1, 1)
-    assert ra.split_counts(15) == (11, 2, 2)
+    assert preprocess.split_counts(1) == (1, 0, 0)
+    assert preprocess.split_counts(2) == (1, 0, 1)
+    assert preprocess.split_counts(3) == (1, 1, 1)
+    assert preprocess.split_counts(10) == (8, 1, 1)
+    assert preprocess.split_counts(15) == (11, 2, 2)
     for n in range(3, 200):
-        tr, va, te = ra.split_counts(n)
+        tr, va, te = preprocess.split_counts(n)
         assert tr + va + te == n and min(tr, va, te) >= 1
 
 

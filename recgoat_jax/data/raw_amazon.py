@@ -51,11 +51,12 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from recgoat_jax.data import preprocess
 from recgoat_jax.data.atomic import write_text_atomic
+from recgoat_jax.data.preprocess import TEST, TRAIN, VALID
 from recgoat_jax.errors import DataError
 
 INTER_HEADER = ("userID", "itemID", "rating", "timestamp", "x_label")
-TRAIN, VALID, TEST = 0, 1, 2
 _TAG = re.compile(r"<[^>]+>")
 _WS = re.compile(r"\s+")
 
@@ -283,78 +284,6 @@ def read_metadata(
                  "meta_bad_lines_skipped": bad.count}
 
 
-# --------------------------------------------------------------------------- filtering
-
-
-def k_core_mask(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
-    """Boolean mask of the interactions left by iterative k-core filtering.
-
-    users / items are integer codes (0..U-1, 0..I-1) of distinct (user, item) pairs.
-    Repeats until every remaining user and item has at least k interactions.
-    """
-    users = np.asarray(users, dtype=np.int64)
-    items = np.asarray(items, dtype=np.int64)
-    keep = np.ones(len(users), dtype=bool)
-    if k <= 1 or len(users) == 0:
-        return keep
-    n_u = int(users.max()) + 1
-    n_i = int(items.max()) + 1
-    while True:
-        cu = np.bincount(users[keep], minlength=n_u)
-        ci = np.bincount(items[keep], minlength=n_i)
-        new = keep & (cu[users] >= k) & (ci[items] >= k)
-        if new.sum() == keep.sum():
-            return keep
-        keep = new
-
-
-def first_appearance_ids(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(new id per row, old code per new id): ids numbered by first appearance in row order."""
-    codes = np.asarray(codes, dtype=np.int64)
-    uniq, first = np.unique(codes, return_index=True)
-    order = np.argsort(first, kind="stable")
-    old_of_new = uniq[order]
-    new_of_old = np.empty(int(uniq.max()) + 1 if len(uniq) else 0, dtype=np.int64)
-    new_of_old[old_of_new] = np.arange(len(old_of_new))
-    return new_of_old[codes], old_of_new
-
-
-def split_counts(n: int, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> tuple[int, int, int]:
-    """(n_train, n_valid, n_test) for a user with n items; see the module docstring."""
-    total = float(sum(ratios))
-    rv, rt = ratios[1] / total, ratios[2] / total
-    if n <= 1:
-        return n, 0, 0
-    if n == 2:
-        return 1, 0, 1
-    n_valid = max(1, math.floor(n * rv + 0.5))
-    n_test = max(1, math.floor(n * rt + 0.5))
-    while n - n_valid - n_test < 1:  # only with unusual ratios
-        if n_valid >= n_test and n_valid > 1:
-            n_valid -= 1
-        elif n_test > 1:
-            n_test -= 1
-    return n - n_valid - n_test, n_valid, n_test
-
-
-def random_split(
-    users: np.ndarray, n_users: int, seed: int, ratios: Sequence[float] = (0.8, 0.1, 0.1)
-) -> np.ndarray:
-    """x_label per row: each user's rows shuffled (seeded), then cut train/valid/test."""
-    users = np.asarray(users, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    labels = np.zeros(len(users), dtype=np.int8)
-    order = np.argsort(users, kind="stable")
-    bounds = np.searchsorted(users[order], np.arange(n_users + 1))
-    for u in range(n_users):
-        rows = order[bounds[u] : bounds[u + 1]]
-        rows = rows[rng.permutation(len(rows))]
-        n_tr, n_va, _ = split_counts(len(rows), ratios)
-        labels[rows[n_tr : n_tr + n_va]] = VALID
-        labels[rows[n_tr + n_va :]] = TEST
-    return labels
-
-
 # --------------------------------------------------------------------------- building
 
 
@@ -439,7 +368,7 @@ def build_mmrec(
         raise DataError("require_meta=True needs a metadata file")
 
     idx = np.nonzero(keep)[0]
-    kc = k_core_mask(users[idx], items[idx], k_core)
+    kc = preprocess.k_core(users[idx], items[idx], k_core)
     idx = idx[kc]
     report["k_core"] = k_core
     report["interactions_after_k_core"] = int(len(idx))
@@ -448,10 +377,11 @@ def build_mmrec(
             f"{paths[0]}: nothing is left after {k_core}-core filtering "
             f"({n_lines} interactions read); lower --k-core or give more data"
         )
-    new_u, old_u = first_appearance_ids(users[idx])
-    new_i, old_i = first_appearance_ids(items[idx])
+    new_u, old_u = preprocess.compact_ids(users[idx], order="first")
+    new_i, old_i = preprocess.compact_ids(items[idx], order="first")
     n_users, n_items = len(old_u), len(old_i)
-    labels = random_split(new_u, n_users, seed, ratios)
+    labels = preprocess.split_per_user(new_u, n_users, np.random.default_rng(seed), ratios,
+                                       shuffle="permutation")
 
     user_names = list(user_code)
     item_names = list(item_code)

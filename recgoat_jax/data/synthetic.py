@@ -69,6 +69,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from recgoat_jax.data.dataset import CSR, Dataset
+from recgoat_jax.data.preprocess import compact_ids, k_core, split_per_user
 
 GENERATOR_VERSION = 2  # bump when the output of generate() changes for a given seed
 
@@ -263,53 +264,17 @@ def _sample(
     return users, items, lat
 
 
-def k_core(users: np.ndarray, items: np.ndarray, min_count: int = 5) -> np.ndarray:
-    """Iterative k-core filter: boolean mask of the (user, item) rows that survive."""
-    keep = np.ones(len(users), dtype=bool)
-    while True:
-        uc = np.bincount(users[keep], minlength=int(users.max()) + 1 if len(users) else 0)
-        ic = np.bincount(items[keep], minlength=int(items.max()) + 1 if len(items) else 0)
-        bad = keep & ((uc[users] < min_count) | (ic[items] < min_count))
-        if not bad.any():
-            return keep
-        keep &= ~bad
-
-
 def _core(seed, n_users, n_items, n_interactions, min_count, progress):
     users, items, lat = _sample(seed, n_users, n_items, n_interactions, min_count, progress)
     keep = k_core(users, items, min_count)
-    users, items = users[keep], items[keep]
     # contiguous ids, in the order of the old ones
-    u_present = np.bincount(users, minlength=n_users) > 0
-    users = (np.cumsum(u_present) - 1)[users]
-    present = np.bincount(items, minlength=n_items) > 0
-    items = (np.cumsum(present) - 1)[items]
+    users, u_present = compact_ids(users[keep], order="sorted")
+    items, present = compact_ids(items[keep], order="sorted")
     truth = {"pop_cluster": np.bincount(lat["cluster"], weights=lat["pop"],
                                         minlength=lat["n_clusters"]),
              **{k: lat[k][present] for k in ("item_f", "cluster", "pop")},
              **{k: lat[k][u_present] for k in ("favs", "w", "user_f")}}
     return users.astype(np.int64), items.astype(np.int64), truth
-
-
-def split_per_user(
-    users: np.ndarray, n_users: int, rng: np.random.Generator, ratios=(0.8, 0.1, 0.1)
-) -> np.ndarray:
-    """Per-user random split -> split code per row (0 train, 1 valid, 2 test).
-
-    valid and test get round(ratio * n) rows each, at least 1; a user needs >= 3 rows.
-    """
-    n = np.bincount(users, minlength=n_users)
-    n_valid = np.maximum(1, np.floor(ratios[1] * n + 0.5)).astype(np.int64)
-    n_test = np.maximum(1, np.floor(ratios[2] * n + 0.5)).astype(np.int64)
-    order = np.argsort(users + rng.random(len(users)), kind="stable")  # by user, random within
-    starts = np.concatenate([[0], np.cumsum(n)[:-1]])
-    rank = np.empty(len(users), dtype=np.int64)
-    rank[order] = np.arange(len(users)) - starts[users[order]]
-    from_end = n[users] - rank  # 1 .. n
-    code = np.zeros(len(users), dtype=np.int8)
-    code[from_end <= n_test[users] + n_valid[users]] = 1
-    code[from_end <= n_test[users]] = 2
-    return code
 
 
 # ----------------------------------------------------------------------------- features
@@ -524,7 +489,7 @@ def generate_with_truth(
             f"and per item (got {n_interactions} for {n_users} users and {n_items} items)"
         )
     nu, ni = int(users.max()) + 1, int(items.max()) + 1
-    split = split_per_user(users, nu, np.random.default_rng([seed, 3]))
+    split = split_per_user(users, nu, np.random.default_rng([seed, 3]), shuffle="keys")
     csrs = [CSR.from_pairs(users[split == k], items[split == k], nu) for k in range(3)]
     _say(progress, f"  after {min_count}-core: {nu:,} users, {ni:,} items, {len(users):,} "
          f"interactions ({time.perf_counter() - t0:.1f} s)")
