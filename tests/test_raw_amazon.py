@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recgoat_jax.data import preprocess
+from recgoat_jax.data import inter, preprocess
 from recgoat_jax.data import raw_amazon as ra
 from recgoat_jax.errors import DataError
 from recgoat_jax.features import cli
@@ -49,7 +49,7 @@ def slow_k_core(pairs: list[tuple[str, str]], k: int) -> set[tuple[str, str]]:
 
 
 def read_built(out: Path, name: str = "toy"):
-    cols = ra.read_inter(out / f"{name}.inter")
+    cols = inter.read_inter(out / f"{name}.inter")
     umap = ra.read_id_mapping(out / "u_id_mapping.csv")
     imap = ra.read_id_mapping(out / "i_id_mapping.csv")
     return cols, umap, imap
@@ -103,9 +103,9 @@ def test_k_core_equals_slow_reference(tmp_path, k):
     cols, umap, imap = read_built(tmp_path)
     uinv = {v: key for key, v in umap.items()}
     iinv = {v: key for key, v in imap.items()}
-    got = {(uinv[u], iinv[i]) for u, i in zip(cols["userID"].tolist(), cols["itemID"].tolist())}
+    got = {(uinv[u], iinv[i]) for u, i in zip(cols.users.tolist(), cols.items.tolist())}
     assert got == ref
-    assert len(cols["userID"]) == len(ref)  # no duplicates
+    assert len(cols.users) == len(ref)  # no duplicates
 
 
 def test_k_core_mask_random_against_reference():
@@ -134,7 +134,7 @@ def test_ids_follow_first_appearance_after_filtering(built):
     # .inter rows are in filtered input order
     inv_u = {v: k for k, v in umap.items()}
     inv_i = {v: k for k, v in imap.items()}
-    rows = [(inv_u[u], inv_i[i]) for u, i in zip(cols["userID"].tolist(), cols["itemID"].tolist())]
+    rows = [(inv_u[u], inv_i[i]) for u, i in zip(cols.users.tolist(), cols.items.tolist())]
     assert rows == order
 
 
@@ -145,21 +145,21 @@ def test_split_invariants(built, tmp_path):
     assert header == "userID\titemID\trating\ttimestamp\tx_label"
     n_users = len(umap)
     for u in range(n_users):
-        lab = cols["x_label"][cols["userID"] == u]
+        lab = cols.labels[cols.users == u]
         n = len(lab)
         assert n >= 5
         tr, va, te = (int((lab == x).sum()) for x in (0, 1, 2))
         assert va >= 1 and te >= 1 and tr >= 1
         assert (tr, va, te) == preprocess.split_counts(n)
-    assert rep["train"] + rep["valid"] + rep["test"] == len(cols["userID"])
+    assert rep["train"] + rep["valid"] + rep["test"] == len(cols.users)
     # seeded: same seed -> same file, other seed -> other split of the same pairs
     ra.build_mmrec(RAW / "ratings_Toy.csv", tmp_path / "a", "toy", seed=999,
                    meta_path=RAW / "meta_Toy_2014.json")
     ra.build_mmrec(RAW / "ratings_Toy.csv", tmp_path / "b", "toy", seed=1)
     assert (tmp_path / "a" / "toy.inter").read_bytes() == (out / "toy.inter").read_bytes()
-    other = ra.read_inter(tmp_path / "b" / "toy.inter")
-    assert np.array_equal(other["itemID"], cols["itemID"])
-    assert not np.array_equal(other["x_label"], cols["x_label"])
+    other = inter.read_inter(tmp_path / "b" / "toy.inter")
+    assert np.array_equal(other.items, cols.items)
+    assert not np.array_equal(other.labels, cols.labels)
 
 
 def test_split_counts_small_users():
@@ -178,11 +178,11 @@ def test_id_maps_round_trip(built):
     cols, umap, imap = read_built(out)
     assert sorted(umap.values()) == list(range(len(umap)))
     assert sorted(imap.values()) == list(range(len(imap)))
-    assert int(cols["userID"].max()) + 1 == len(umap)
-    assert int(cols["itemID"].max()) + 1 == len(imap)
+    assert int(cols.users.max()) + 1 == len(umap)
+    assert int(cols.items.max()) + 1 == len(imap)
     inv_u = {v: k for k, v in umap.items()}
     inv_i = {v: k for k, v in imap.items()}
-    got = {(inv_u[u], inv_i[i]) for u, i in zip(cols["userID"].tolist(), cols["itemID"].tolist())}
+    got = {(inv_u[u], inv_i[i]) for u, i in zip(cols.users.tolist(), cols.items.tolist())}
     assert got == slow_k_core(raw_pairs(RAW / "ratings_Toy.csv"), 5)
     meta = ra.read_item_meta(out / "item_meta.jsonl")
     assert [m["asin"] for m in meta] == [inv_i[i] for i in range(len(imap))]

@@ -53,10 +53,10 @@ import numpy as np
 
 from recgoat_jax.data import preprocess
 from recgoat_jax.data.atomic import write_text_atomic
+from recgoat_jax.data.inter import write_inter
 from recgoat_jax.data.preprocess import TEST, TRAIN, VALID
 from recgoat_jax.errors import DataError
 
-INTER_HEADER = ("userID", "itemID", "rating", "timestamp", "x_label")
 _TAG = re.compile(r"<[^>]+>")
 _WS = re.compile(r"\s+")
 
@@ -386,11 +386,9 @@ def build_mmrec(
     user_names = list(user_code)
     item_names = list(item_code)
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["\t".join(INTER_HEADER)]
-    src = rows[idx]
-    for r, u, i, lab in zip(src.tolist(), new_u.tolist(), new_i.tolist(), labels.tolist()):
-        lines.append(f"{u}\t{i}\t{rating_names[r_arr[r]]}\t{ts_arr[r]}\t{lab}")
-    write_text_atomic(out / f"{name}.inter", "\n".join(lines) + "\n")
+    src = rows[idx].tolist()
+    write_inter(out / f"{name}.inter", new_u, new_i, labels,
+                ratings=[rating_names[r_arr[r]] for r in src], timestamps=[ts_arr[r] for r in src])
     write_text_atomic(out / "u_id_mapping.csv",
                   "user_id\tuserID\n" + "".join(f"{user_names[c]}\t{k}\n" for k, c in enumerate(old_u.tolist())))
     write_text_atomic(out / "i_id_mapping.csv",
@@ -443,42 +441,6 @@ def read_id_mapping(path: str | os.PathLike) -> dict[str, int]:
     if ids != list(range(len(ids))):
         raise DataError(f"{path}: new ids must be 0..{len(ids) - 1}, each once")
     return out
-
-
-def read_inter(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """An MMRec `.inter` file -> int64 arrays userID, itemID, x_label (and timestamp when
-    the header has it), in file order."""
-    path = Path(path)
-    cols: dict[str, list[int]] = {"userID": [], "itemID": [], "x_label": []}
-    with open_text(path) as f:
-        header = f.readline().rstrip("\r\n").split("\t")
-        try:
-            pos = {k: header.index(k) for k in cols}
-        except ValueError:
-            raise DataError(f"{path}:1: header must name userID, itemID and x_label "
-                            f"(tab-separated), got {header!r}") from None
-        if "timestamp" in header:
-            cols["timestamp"] = []
-            pos["timestamp"] = header.index("timestamp")
-        need = max(pos.values()) + 1
-        for lineno, line in enumerate(f, 2):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\r\n").split("\t")
-            if len(parts) < need:
-                raise DataError(f"{path}:{lineno}: expected {len(header)} tab-separated fields, got {len(parts)}")
-            for k, j in pos.items():
-                try:
-                    cols[k].append(int(parts[j]))
-                except ValueError:
-                    if k == "timestamp":  # optional: used only to order histories
-                        try:
-                            cols[k].append(int(float(parts[j])))
-                        except (ValueError, OverflowError):
-                            cols[k].append(-1)
-                        continue
-                    raise DataError(f"{path}:{lineno}: {k} {parts[j]!r} is not an integer") from None
-    return {k: np.asarray(v, dtype=np.int64) for k, v in cols.items()}
 
 
 def read_item_meta(path: str | os.PathLike, n_items: int | None = None) -> list[dict]:

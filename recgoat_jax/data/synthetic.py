@@ -69,6 +69,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from recgoat_jax.data.dataset import CSR, Dataset
+from recgoat_jax.data.inter import write_inter
 from recgoat_jax.data.preprocess import compact_ids, k_core, split_per_user
 
 GENERATOR_VERSION = 2  # bump when the output of generate() changes for a given seed
@@ -551,11 +552,7 @@ def write_mmrec(dataset: Dataset, directory: str | Path) -> Path:
         ss.append(np.full(len(u), k, np.int8))
     u, i, s = (np.concatenate(x) for x in (us, its, ss))
     order = np.lexsort((i, s, u))
-    body = "\n".join(
-        map("{}\t{}\t1\t0\t{}".format, u[order].tolist(), i[order].tolist(), s[order].tolist())
-    )
-    inter = directory / f"{dataset.name}.inter"
-    inter.write_text("userID\titemID\trating\ttimestamp\tx_label\n" + body + "\n")
+    inter = write_inter(directory / f"{dataset.name}.inter", u[order], i[order], s[order])
     for m, x in dataset.item_features.items():
         np.save(directory / f"{m}_feat.npy", np.asarray(x, dtype=np.float32))
     if dataset.user_features is not None:

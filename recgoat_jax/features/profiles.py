@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from recgoat_jax.data.atomic import atomic_open, save_npy_atomic
-from recgoat_jax.data.raw_amazon import read_inter
+from recgoat_jax.data.inter import read_inter
 from recgoat_jax.errors import DataError, UserError
 from recgoat_jax.features import hf
 from recgoat_jax.features import text as textfeat
@@ -78,24 +78,22 @@ Other (brand loyalty, price sensitivity):"""
 def train_histories(inter_path: str | os.PathLike, max_history: int | None = None
                     ) -> tuple[int, int, list[list[int]]]:
     """(n_users, n_items, per-user TRAIN item ids, most recent first)."""
-    cols = read_inter(inter_path)
-    if len(cols["userID"]) == 0:
+    cols = read_inter(inter_path, timestamps=True)
+    if len(cols.users) == 0:
         raise DataError(f"{inter_path}: no interactions")
-    if cols["userID"].min() < 0 or cols["itemID"].min() < 0:
-        raise DataError(f"{inter_path}: userID and itemID must be >= 0")
-    n_users = int(cols["userID"].max()) + 1
-    n_items = int(cols["itemID"].max()) + 1
-    train = np.nonzero(cols["x_label"] == 0)[0]
-    ts = cols.get("timestamp")
+    n_users = int(cols.users.max()) + 1
+    n_items = int(cols.items.max()) + 1
+    train = np.nonzero(cols.labels == 0)[0]
+    ts = cols.timestamps
     if ts is not None:  # most recent first; ties keep the later row first
         train = train[np.lexsort((-train, -ts[train]))]
     else:
         train = train[::-1]
     hist: list[list[int]] = [[] for _ in range(n_users)]
     for r in train.tolist():
-        h = hist[int(cols["userID"][r])]
+        h = hist[int(cols.users[r])]
         if max_history is None or len(h) < max_history:
-            h.append(int(cols["itemID"][r]))
+            h.append(int(cols.items[r]))
     return n_users, n_items, hist
 
 
