@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recgoat_jax.data import inter, preprocess
+from recgoat_jax.data import inter, preprocess, raw_formats
 from recgoat_jax.data import raw_amazon as ra
 from recgoat_jax.errors import DataError
 from recgoat_jax.features import cli
@@ -224,9 +224,9 @@ def test_python_literal_lines_are_never_evaluated(tmp_path):
     p = tmp_path / "meta.json"
     p.write_text("\n".join(meta[:4] + [evil] + meta[4:]) + "\n")
     with pytest.raises(DataError, match=r"meta.json:5: expected one JSON object or Python dict"):
-        ra.read_metadata([p])
+        raw_formats.read_metadata([p])
     assert not marker.exists()
-    recs, rep = ra.read_metadata([p], skip_bad_lines=True)
+    recs, rep = raw_formats.read_metadata([p], skip_bad_lines=True)
     assert rep["meta_bad_lines_skipped"] == 1 and len(recs) == 40 and not marker.exists()
 
 
