@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recgoat_jax.config import DataConfig
-from recgoat_jax.data import load, preprocess, synthetic
+from recgoat_jax.data import load, preprocess, synthetic, synthetic_features
 from recgoat_jax.data.formats import read_dataset
 
 SMALL = dict(n_users=400, n_items=250, n_interactions=5000,
@@ -147,7 +147,7 @@ def test_features_carry_signal(small):
 def test_content_factors_hand_computed():
     # cluster 0: items 0, 2 (centre (1, 2)); cluster 2: item 1 (its own centre); no cluster 1
     f = np.array([[0.0, 2.0], [5.0, 5.0], [2.0, 2.0]])
-    got = synthetic.content_factors(f, np.array([0, 2, 0]), spread=0.5)
+    got = synthetic_features.content_factors(f, np.array([0, 2, 0]), spread=0.5)
     np.testing.assert_allclose(got, [[0.5, 2.0], [5.0, 5.0], [1.5, 2.0]])
 
 
@@ -186,7 +186,7 @@ def test_user_profiles_against_a_slow_loop(profile):
         else:  # mean content factor of the user's train items
             items = ds.train.row(u)
             prof[u] = np.mean([centre[cl[i]] + 0.3 * (f[i] - centre[cl[i]]) for i in items], 0)
-    want = synthetic.nonlinear_view(prof, 24, np.random.default_rng([SMALL["seed"], 2]), 0.3,
+    want = synthetic_features.nonlinear_view(prof, 24, np.random.default_rng([SMALL["seed"], 2]), 0.3,
                                     "text")
     np.testing.assert_allclose(ds.user_features, want, atol=1e-5)
     assert ds.report["user_profile"] == profile
