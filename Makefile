@@ -52,7 +52,7 @@ realdata: install  ## every model tuned on VALID on real dev sets -> experiments
 	$(PY) experiments/realdata.py $(ARGS)
 
 data: install  ## raw Amazon dumps -> MMRec files for DATASET
-	$(PY) -m recgoat_jax.features.cli data --dataset $(DATASET) $(ARGS)
+	$(PY) -m recgoat_jax.data.cli --dataset $(DATASET) $(ARGS)
 
 features: install  ## item text (and user profile) embeddings for DATASET
 	$(PY) -m recgoat_jax.features.cli features --dataset $(DATASET) $(ARGS)

@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recgoat_jax.data import synthetic  # noqa: E402
+from recgoat_jax.data import synthetic, synthetic_sample  # noqa: E402
 from recgoat_jax.evaluate import metrics_from_hits  # noqa: E402
 from recgoat_jax.train.loop import versions  # noqa: E402
 
@@ -73,12 +73,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "experiments" / "results" / "demo_ceiling.json"))
     args = p.parse_args(argv)
     ds, t = synthetic.generate_with_truth(**synthetic.DEMO_PARAMS)
-    temp = synthetic._TEMPERATURE
+    temp = synthetic_sample.TEMPERATURE
     n_clusters = len(t["pop_cluster"])
     fav_mass = np.zeros((ds.n_users, n_clusters))
     for k in range(t["favs"].shape[1]):
         np.add.at(fav_mass, (np.arange(ds.n_users), t["favs"][:, k]), t["w"][:, k])
-    g = synthetic._GLOBAL_FRAC
+    g = synthetic_sample.GLOBAL_FRAC
     pop, cl, uf, vf = t["pop"], t["cluster"], t["user_f"], t["item_f"]
     train_pop = np.bincount(ds.train.indices, minlength=ds.n_items).astype(np.float64)
 

@@ -17,7 +17,7 @@ Python API::
 
 Ids are the dataset's integer ids (the ``userID`` / ``itemID`` of the ``.inter`` file;
 ``u_id_mapping.csv`` / ``i_id_mapping.csv`` map them back to raw ids for datasets built
-with ``features.cli data``).
+with ``python -m recgoat_jax.data.cli``, ``make data``).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recgoat_jax.data import inter, preprocess, raw_formats
 from recgoat_jax.data import raw_amazon as ra
 from recgoat_jax.errors import DataError
 from recgoat_jax.features import cli
@@ -48,7 +49,7 @@ def slow_k_core(pairs: list[tuple[str, str]], k: int) -> set[tuple[str, str]]:
 
 
 def read_built(out: Path, name: str = "toy"):
-    cols = ra.read_inter(out / f"{name}.inter")
+    cols = inter.read_inter(out / f"{name}.inter")
     umap = ra.read_id_mapping(out / "u_id_mapping.csv")
     imap = ra.read_id_mapping(out / "i_id_mapping.csv")
     return cols, umap, imap
@@ -102,9 +103,9 @@ def test_k_core_equals_slow_reference(tmp_path, k):
     cols, umap, imap = read_built(tmp_path)
     uinv = {v: key for key, v in umap.items()}
     iinv = {v: key for key, v in imap.items()}
-    got = {(uinv[u], iinv[i]) for u, i in zip(cols["userID"].tolist(), cols["itemID"].tolist())}
+    got = {(uinv[u], iinv[i]) for u, i in zip(cols.users.tolist(), cols.items.tolist())}
     assert got == ref
-    assert len(cols["userID"]) == len(ref)  # no duplicates
+    assert len(cols.users) == len(ref)  # no duplicates
 
 
 def test_k_core_mask_random_against_reference():
@@ -116,7 +117,7 @@ def test_k_core_mask_random_against_reference():
         pu = np.array([p[0] for p in pairs])
         pi = np.array([p[1] for p in pairs])
         for k in (2, 4, 6):
-            mask = ra.k_core_mask(pu, pi, k)
+            mask = preprocess.k_core(pu, pi, k)
             ref = slow_k_core([(str(a), str(b)) for a, b in pairs], k)
             assert {(str(a), str(b)) for a, b in zip(pu[mask], pi[mask])} == ref
 
@@ -133,7 +134,7 @@ def test_ids_follow_first_appearance_after_filtering(built):
     # .inter rows are in filtered input order
     inv_u = {v: k for k, v in umap.items()}
     inv_i = {v: k for k, v in imap.items()}
-    rows = [(inv_u[u], inv_i[i]) for u, i in zip(cols["userID"].tolist(), cols["itemID"].tolist())]
+    rows = [(inv_u[u], inv_i[i]) for u, i in zip(cols.users.tolist(), cols.items.tolist())]
     assert rows == order
 
 
@@ -144,31 +145,31 @@ def test_split_invariants(built, tmp_path):
     assert header == "userID\titemID\trating\ttimestamp\tx_label"
     n_users = len(umap)
     for u in range(n_users):
-        lab = cols["x_label"][cols["userID"] == u]
+        lab = cols.labels[cols.users == u]
         n = len(lab)
         assert n >= 5
         tr, va, te = (int((lab == x).sum()) for x in (0, 1, 2))
         assert va >= 1 and te >= 1 and tr >= 1
-        assert (tr, va, te) == ra.split_counts(n)
-    assert rep["train"] + rep["valid"] + rep["test"] == len(cols["userID"])
+        assert (tr, va, te) == preprocess.split_counts(n)
+    assert rep["train"] + rep["valid"] + rep["test"] == len(cols.users)
     # seeded: same seed -> same file, other seed -> other split of the same pairs
     ra.build_mmrec(RAW / "ratings_Toy.csv", tmp_path / "a", "toy", seed=999,
                    meta_path=RAW / "meta_Toy_2014.json")
     ra.build_mmrec(RAW / "ratings_Toy.csv", tmp_path / "b", "toy", seed=1)
     assert (tmp_path / "a" / "toy.inter").read_bytes() == (out / "toy.inter").read_bytes()
-    other = ra.read_inter(tmp_path / "b" / "toy.inter")
-    assert np.array_equal(other["itemID"], cols["itemID"])
-    assert not np.array_equal(other["x_label"], cols["x_label"])
+    other = inter.read_inter(tmp_path / "b" / "toy.inter")
+    assert np.array_equal(other.items, cols.items)
+    assert not np.array_equal(other.labels, cols.labels)
 
 
 def test_split_counts_small_users():
-    assert ra.split_counts(1) == (1, 0, 0)
-    assert ra.split_counts(2) == (1, 0, 1)
-    assert ra.split_counts(3) == (1, 1, 1)
-    assert ra.split_counts(10) == (8, 1, 1)
-    assert ra.split_counts(15) == (11, 2, 2)
+    assert preprocess.split_counts(1) == (1, 0, 0)
+    assert preprocess.split_counts(2) == (1, 0, 1)
+    assert preprocess.split_counts(3) == (1, 1, 1)
+    assert preprocess.split_counts(10) == (8, 1, 1)
+    assert preprocess.split_counts(15) == (11, 2, 2)
     for n in range(3, 200):
-        tr, va, te = ra.split_counts(n)
+        tr, va, te = preprocess.split_counts(n)
         assert tr + va + te == n and min(tr, va, te) >= 1
 
 
@@ -177,11 +178,11 @@ def test_id_maps_round_trip(built):
     cols, umap, imap = read_built(out)
     assert sorted(umap.values()) == list(range(len(umap)))
     assert sorted(imap.values()) == list(range(len(imap)))
-    assert int(cols["userID"].max()) + 1 == len(umap)
-    assert int(cols["itemID"].max()) + 1 == len(imap)
+    assert int(cols.users.max()) + 1 == len(umap)
+    assert int(cols.items.max()) + 1 == len(imap)
     inv_u = {v: k for k, v in umap.items()}
     inv_i = {v: k for k, v in imap.items()}
-    got = {(inv_u[u], inv_i[i]) for u, i in zip(cols["userID"].tolist(), cols["itemID"].tolist())}
+    got = {(inv_u[u], inv_i[i]) for u, i in zip(cols.users.tolist(), cols.items.tolist())}
     assert got == slow_k_core(raw_pairs(RAW / "ratings_Toy.csv"), 5)
     meta = ra.read_item_meta(out / "item_meta.jsonl")
     assert [m["asin"] for m in meta] == [inv_i[i] for i in range(len(imap))]
@@ -223,9 +224,9 @@ def test_python_literal_lines_are_never_evaluated(tmp_path):
     p = tmp_path / "meta.json"
     p.write_text("\n".join(meta[:4] + [evil] + meta[4:]) + "\n")
     with pytest.raises(DataError, match=r"meta.json:5: expected one JSON object or Python dict"):
-        ra.read_metadata([p])
+        raw_formats.read_metadata([p])
     assert not marker.exists()
-    recs, rep = ra.read_metadata([p], skip_bad_lines=True)
+    recs, rep = raw_formats.read_metadata([p], skip_bad_lines=True)
     assert rep["meta_bad_lines_skipped"] == 1 and len(recs) == 40 and not marker.exists()
 
 

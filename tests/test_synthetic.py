@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recgoat_jax.config import DataConfig
-from recgoat_jax.data import load, synthetic
+from recgoat_jax.data import load, preprocess, synthetic, synthetic_features
 from recgoat_jax.data.formats import read_dataset
 
 SMALL = dict(n_users=400, n_items=250, n_interactions=5000,
@@ -82,7 +82,7 @@ def test_split_per_user_is_a_partition():
     rng = np.random.default_rng(0)
     users = np.repeat(np.arange(6), [3, 5, 9, 10, 20, 31])
     rng.shuffle(users)
-    codes = synthetic.split_per_user(users, 6, np.random.default_rng(1))
+    codes = preprocess.split_per_user(users, 6, np.random.default_rng(1))
     assert len(codes) == len(users)  # every row in exactly one split
     counts = np.stack([np.bincount(users[codes == k], minlength=6) for k in range(3)])
     np.testing.assert_array_equal(counts[1], [1, 1, 1, 1, 2, 3])
@@ -94,7 +94,7 @@ def test_k_core_is_iterative():
     # item 9 has one row: dropping it leaves user 5 with 4 rows, so user 5 goes too
     users = np.array([0] * 5 + [1] * 5 + [2] * 5 + [3] * 5 + [4] * 5 + [5] * 5)
     items = np.array([0, 1, 2, 3, 4] * 5 + [0, 1, 2, 3, 9])
-    keep = synthetic.k_core(users, items, 5)
+    keep = preprocess.k_core(users, items, 5)
     assert keep[:25].all() and not keep[25:].any()  # item 9 (1 row) -> user 5 -> gone
 
 
@@ -147,7 +147,7 @@ def test_features_carry_signal(small):
 def test_content_factors_hand_computed():
     # cluster 0: items 0, 2 (centre (1, 2)); cluster 2: item 1 (its own centre); no cluster 1
     f = np.array([[0.0, 2.0], [5.0, 5.0], [2.0, 2.0]])
-    got = synthetic.content_factors(f, np.array([0, 2, 0]), spread=0.5)
+    got = synthetic_features.content_factors(f, np.array([0, 2, 0]), spread=0.5)
     np.testing.assert_allclose(got, [[0.5, 2.0], [5.0, 5.0], [1.5, 2.0]])
 
 
@@ -186,7 +186,7 @@ def test_user_profiles_against_a_slow_loop(profile):
         else:  # mean content factor of the user's train items
             items = ds.train.row(u)
             prof[u] = np.mean([centre[cl[i]] + 0.3 * (f[i] - centre[cl[i]]) for i in items], 0)
-    want = synthetic.nonlinear_view(prof, 24, np.random.default_rng([SMALL["seed"], 2]), 0.3,
+    want = synthetic_features.nonlinear_view(prof, 24, np.random.default_rng([SMALL["seed"], 2]), 0.3,
                                     "text")
     np.testing.assert_allclose(ds.user_features, want, atol=1e-5)
     assert ds.report["user_profile"] == profile

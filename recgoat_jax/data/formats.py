@@ -40,7 +40,6 @@ Nothing else is dropped. A split with no rows (before or after that drop) is an 
 from __future__ import annotations
 
 import itertools
-import re
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -48,14 +47,13 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from recgoat_jax.data.dataset import CSR, Dataset
+from recgoat_jax.data.inter import read_inter, read_text_file, to_int
 from recgoat_jax.errors import DataError
 
 SPLITS = ("train", "valid", "test")
 LIGHTGCN_FILES = ("train.txt", "valid.txt", "test.txt")
-REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
 USER_FEAT_FILE = "user_feat.npy"
 FEAT_SUFFIX = "_feat.npy"
-_INT_RE = re.compile(r"[+-]?[0-9]+\Z")
 _BLOCK_ROWS = 8192  # feature rows checked / cast at a time
 
 
@@ -118,7 +116,7 @@ def read_mmrec(
         layout, path = detect_layout(path)
         if layout != "mmrec":
             raise DataError(f"{path}: no .inter file found (MMRec layout)")
-    users, items, labels = read_inter(path)
+    users, items, labels, _ = read_inter(path)
     sources = tuple(f"{path} (x_label {k} = {s})" for k, s in enumerate(SPLITS))
     return _assemble(
         name or path.parent.resolve().name,
@@ -177,154 +175,6 @@ def read_lightgcn(
 # ----------------------------------------------------------------------------- parsing
 
 
-def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); expected a text file") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return text
-
-
-def _bad_int(token: str) -> bool:
-    return _INT_RE.match(token) is None or not (-(2**63) <= int(token) < 2**63)
-
-
-def _to_int(tokens: list[str], locate) -> np.ndarray:
-    """tokens -> int64 array; on failure, locate(index) names the culprit in a DataError."""
-    try:
-        return np.array(tokens, dtype=np.int64) if tokens else np.zeros(0, np.int64)
-    except (ValueError, OverflowError):
-        pass
-    for k, t in enumerate(tokens):
-        if _bad_int(t):
-            raise DataError(locate(k, t))
-    raise DataError(locate(0, tokens[0]))  # unreachable in practice
-
-
-def read_inter(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Parses an MMRec .inter file -> (users, items, x_labels), int64, file order."""
-    path = Path(path)
-    text = _read_text(path)
-    first, _, rest = text.partition("\n")
-    if not first.strip():
-        raise DataError(
-            f"{path}: line 1: missing header; expected tab-separated columns "
-            "userID, itemID, x_label (rating, timestamp optional)"
-        )
-    header = [c.strip().split(":")[0] for c in first.rstrip("\r").split("\t")]
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        hint = " (is the file tab-separated?)" if len(header) == 1 else ""
-        raise DataError(
-            f"{path}: line 1 (header): missing column(s) {', '.join(missing)}; expected "
-            f"tab-separated columns userID, itemID, x_label (rating, timestamp optional), "
-            f"found: {', '.join(header)}{hint}"
-        )
-    dups = sorted({c for c in header if header.count(c) > 1 and c in REQUIRED_COLUMNS})
-    if dups:
-        raise DataError(f"{path}: line 1 (header): column(s) {', '.join(dups)} appear twice")
-    ncol = len(header)
-    col = {c: header.index(c) for c in REQUIRED_COLUMNS}
-
-    fast = _parse_inter_fast(rest, ncol, [col[c] for c in REQUIRED_COLUMNS])
-    if fast is not None:
-        return fast
-    # slow path: line by line, precise messages
-    body = rest.split("\n")
-    linenos = np.arange(2, len(body) + 2)
-    blank = [not ln.strip() for ln in body]
-    if any(blank):
-        keep = ~np.array(blank)
-        body = [ln for ln, b in zip(body, blank) if not b]
-        linenos = linenos[keep]
-    if not body:
-        raise DataError(f"{path}: no interaction rows after the header; expected at least one")
-    fields = [ln.rstrip("\r").split("\t") for ln in body]
-    nf = np.fromiter(map(len, fields), dtype=np.int64, count=len(fields))
-    bad = np.nonzero(nf != ncol)[0]
-    if len(bad):
-        k = int(bad[0])
-        raise DataError(
-            f"{path}: line {linenos[k]}: {nf[k]} tab-separated fields, expected {ncol} "
-            f"(as in the header: {', '.join(header)})"
-        )
-    out = []
-    for c in REQUIRED_COLUMNS:
-        j = col[c]
-        what = "0, 1 or 2" if c == "x_label" else "a non-negative integer id"
-        tokens = [f[j].strip() for f in fields]
-        vals = _to_int(
-            tokens,
-            lambda k, t, c=c, what=what: f"{path}: line {linenos[k]}, column {c}: "
-            f"expected {what}, got {t!r}",
-        )
-        if c == "x_label":
-            wrong = np.nonzero((vals < 0) | (vals > 2))[0]
-        else:
-            wrong = np.nonzero(vals < 0)[0]
-        if len(wrong):
-            k = int(wrong[0])
-            raise DataError(
-                f"{path}: line {linenos[k]}, column {c}: expected {what}, got {tokens[k]!r}"
-            )
-        out.append(vals)
-    return out[0], out[1], out[2]
-
-
-def _int_field(arr: np.ndarray, fs: np.ndarray, fe: np.ndarray) -> np.ndarray | None:
-    """Plain decimal digits in arr[fs:fe] -> int64, or None if any field is anything else."""
-    w = fe - fs
-    if len(w) == 0 or w.min() <= 0 or w.max() > 18:
-        return None
-    val = np.zeros(len(w), dtype=np.int64)
-    for p in range(int(w.max())):
-        m = p < w
-        c = arr[np.where(m, fs + p, fs)].astype(np.int64) - 48
-        if ((c < 0) | (c > 9))[m].any():
-            return None
-        val = np.where(m, val * 10 + c, val)
-    return val
-
-
-def _parse_inter_fast(body: str, ncol: int, cols: list[int]) -> tuple | None:
-    """Vectorised parse of well-formed .inter rows (plain digits in the needed columns,
-    exactly ncol tab-separated fields per line, no blank lines, x_label in 0..2).
-    Returns None on anything else, so the slow path can name the line."""
-    raw = body.encode("utf-8").replace(b"\r\n", b"\n")
-    if not raw or b"\r" in raw:
-        return None
-    arr = np.frombuffer(raw, dtype=np.uint8)
-    if arr[-1] != 10:
-        arr = np.concatenate([arr, np.array([10], dtype=np.uint8)])
-    nl = np.flatnonzero(arr == 10)
-    starts = np.concatenate([[0], nl[:-1] + 1])
-    ends = nl
-    if (ends <= starts).any():
-        return None
-    tabs = np.flatnonzero(arr == 9)
-    if len(tabs) != len(nl) * (ncol - 1):
-        return None
-    if ncol > 1:
-        tabs = tabs.reshape(len(nl), ncol - 1)
-        if not ((tabs[:, 0] >= starts) & (tabs[:, -1] < ends)).all():
-            return None
-    out = []
-    for j in cols:
-        fs = starts if j == 0 else tabs[:, j - 1] + 1
-        fe = ends if j == ncol - 1 else tabs[:, j]
-        v = _int_field(arr, fs, fe)
-        if v is None:
-            return None
-        out.append(v)
-    if out[2].max() > 2:
-        return None
-    return out[0], out[1], out[2]
-
-
 def read_lightgcn_split(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
     """Parses one LightGCN file -> (users, items, max uid listed or -1), int64.
 
@@ -332,7 +182,7 @@ def read_lightgcn_split(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
     towards n_users.
     """
     path = Path(path)
-    text = _read_text(path)
+    text = read_text_file(path)
     tok = [ln.split() for ln in text.splitlines()]
     lens = np.fromiter(map(len, tok), dtype=np.int64, count=len(tok))
     flat = list(itertools.chain.from_iterable(tok))
@@ -344,7 +194,7 @@ def read_lightgcn_split(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
         pos = "user id (first field)" if field == 1 else f"field {field} (item id)"
         return f"{path}: line {line_of[k]}, {pos}"
 
-    vals = _to_int(flat, lambda k, t: f"{where(k)}: expected a non-negative integer, got {t!r}")
+    vals = to_int(flat, lambda k, t: f"{where(k)}: expected a non-negative integer, got {t!r}")
     neg = np.nonzero(vals < 0)[0]
     if len(neg):
         k = int(neg[0])

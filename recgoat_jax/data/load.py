@@ -35,32 +35,60 @@ def _looks_like_path(dataset: str) -> bool:
     )
 
 
-def resolve_dataset_dir(dataset: str, root: str | Path = "data") -> Path:
-    """A registered name -> ``<root>/<name>/``; a path -> that directory.
+def resolve_dataset_dir(
+    dataset: str,
+    root: str | os.PathLike = "data",
+    *,
+    must_exist: bool = True,
+    option: str | None = None,
+) -> Path:
+    """The one dataset resolver: a registered name -> ``<root>/<name>/``; a path -> that
+    directory. Used by the trainer (load_dataset) and by the data / features CLIs.
 
-    A bare name that is not under root but is an existing directory of the current
-    directory is used as a path. Raises DataError when the directory does not exist
-    (except for the demo, which load_dataset creates).
+    option None (the trainer, `data.dataset`): a value that looks like a path (a
+    separator, a leading . or ~, absolute) is that directory; a bare name is
+    ``<root>/<name>/``, else an existing ``./<name>/``; ``demo`` is always
+    ``<root>/demo/`` (load_dataset creates it).
+    option "--dataset" (the CLIs; messages name the flag): an existing directory
+    ``./<value>`` is used first, then ``<root>/<value>/``; a file is an error.
+    must_exist=False (the CLI's `data` command, which creates the directory): a value
+    that looks like a path is returned as is, a bare name as ``<root>/<name>/``.
+    The two lookup orders differ only when both ``./<name>/`` and ``<root>/<name>/``
+    exist; each caller keeps the order it always had.
+    Raises DataError (one line) when nothing is found.
     """
-    if not dataset:
+    if not dataset and option is None:
         raise DataError("data.dataset is empty: expected a dataset name (e.g. demo) or a directory")
+    here, under_root = Path(dataset).expanduser(), Path(root) / dataset
+    if option is not None:
+        if here.is_dir():
+            return here
+        if here.exists():
+            raise DataError(f"{option} {dataset}: is a file, expected a dataset directory or a name")
+        if under_root.is_dir():
+            return under_root
+        if not must_exist:
+            # "data/toy" or "./x" is a path to create; a bare name lives under root
+            return here if (len(here.parts) > 1 or dataset.startswith(".")) else under_root
+        raise DataError(f"{option} {dataset}: no such directory, and no {under_root}/ (set "
+                        "--root, or build it first with the `data` command)")
     if _looks_like_path(dataset):
-        path = Path(dataset).expanduser()
-        if not path.is_dir():
+        if not here.is_dir() and must_exist:
             raise DataError(
                 f"dataset directory '{dataset}' not found: expected a directory with "
                 "<name>.inter (MMRec layout) or train.txt/valid.txt/test.txt"
             )
-        return path
-    path = Path(root) / dataset
-    if path.is_dir() or dataset == DEMO:
-        return path
+        return here
+    if under_root.is_dir() or dataset == DEMO:
+        return under_root
     if Path(dataset).is_dir():
         return Path(dataset)
+    if not must_exist:
+        return under_root
     raise DataError(
-        f"dataset '{dataset}' not found: expected {path / (dataset + '.inter')} (MMRec layout) "
+        f"dataset '{dataset}' not found: expected {under_root / (dataset + '.inter')} (MMRec layout) "
         f"or train.txt/valid.txt/test.txt there (+ text_feat.npy, image_feat.npy): copy MMRec's "
-        f"preprocessed '{dataset}' folder into {path}/, or build it from raw Amazon dumps with "
+        f"preprocessed '{dataset}' folder into {under_root}/, or build it from raw Amazon dumps with "
         f"`make data DATASET={dataset}` then `make features DATASET={dataset}` (README 'Datasets')"
     )
 

@@ -1,18 +1,10 @@
 """Raw McAuley Amazon dumps -> MMRec files (`<name>.inter`, id maps, item metadata).
 
-Formats read (streamed, plain or gzip; gzip is detected by its magic bytes):
-
-- 2014 ratings CSV: `user,item,rating,timestamp`, no header.
-- Reviews, one record a line: JSON (2018) or a Python literal (2014, parsed with
-  `ast.literal_eval`, never `eval`). Fields used: reviewerID, asin, overall,
-  unixReviewTime.
-- Metadata, one record a line, JSON or Python literal. Fields used: asin, title, brand,
-  description (a string in 2014, a list of strings in 2018), categories (2014: a list
-  of category paths) or category (2018: one path), imUrl (2014) or imageURL /
-  imageURLHighRes (2018).
-
-A malformed line is a DataError naming the file and the 1-based line number, unless
-`skip_bad_lines=True`, in which case it is skipped, counted and reported.
+Raw formats (ratings CSV, 2014 / 2018 reviews and metadata, plain or gzip) are read by
+data/raw_formats.py; a malformed line is a DataError naming the file and the 1-based
+line number, unless `skip_bad_lines=True`, in which case it is skipped, counted and
+reported. Steps 4-6 are data/preprocess.py (shared with the demo generator), the
+`.inter` file is written by data/inter.py.
 
 Pipeline of `build_mmrec` (each step is counted in the returned report):
 
@@ -36,322 +28,21 @@ Pipeline of `build_mmrec` (each step is counted in the returned report):
 
 from __future__ import annotations
 
-import ast
-import csv
-import gzip
-import html
-import io
 import json
-import math
 import os
-import re
 from array import array
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from recgoat_jax.data import preprocess
+from recgoat_jax.data.atomic import write_text_atomic
+from recgoat_jax.data.inter import write_inter
+from recgoat_jax.data.preprocess import TEST, TRAIN, VALID
+from recgoat_jax.data.raw_formats import (BadLines, iter_interactions, iter_records,
+                                          normalise_meta, open_text, read_metadata)
 from recgoat_jax.errors import DataError
-
-INTER_HEADER = ("userID", "itemID", "rating", "timestamp", "x_label")
-TRAIN, VALID, TEST = 0, 1, 2
-_TAG = re.compile(r"<[^>]+>")
-_WS = re.compile(r"\s+")
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def open_text(path: str | os.PathLike) -> io.TextIOBase:
-    """Opens a plain or gzip file for streamed text reading (UTF-8)."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(2)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a file") from None
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-    return open(path, "r", encoding="utf-8", errors="replace", newline="")
-
-
-def _parse_record(text: str) -> object:
-    """One JSON or Python-literal record; raises ValueError when it is neither."""
-    s = text.strip()
-    try:
-        return json.loads(s)
-    except ValueError:
-        pass
-    try:
-        return ast.literal_eval(s)
-    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError) as e:
-        raise ValueError(f"not a JSON object or Python literal ({type(e).__name__})") from None
-
-
-class BadLines:
-    """Counts skipped lines (`skip=True`) or raises on the first one."""
-
-    def __init__(self, skip: bool):
-        self.skip = skip
-        self.count = 0
-        self.first: str | None = None
-
-    def __call__(self, path: Path, lineno: int, what: str) -> None:
-        msg = f"{path}:{lineno}: {what}"
-        if not self.skip:
-            raise DataError(msg)
-        self.count += 1
-        if self.first is None:
-            self.first = msg
-
-
-def iter_records(
-    path: str | os.PathLike, *, bad: BadLines | None = None
-) -> Iterator[tuple[int, dict]]:
-    """Yields (line number, dict) for each non-blank line of a JSON / Python-literal file."""
-    path = Path(path)
-    bad = bad or BadLines(skip=False)
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = _parse_record(line)
-            except ValueError as e:
-                bad(path, lineno, f"expected one JSON object or Python dict literal per line: {e}")
-                continue
-            if not isinstance(rec, dict):
-                bad(path, lineno, f"expected a JSON object / dict, got {type(rec).__name__}")
-                continue
-            yield lineno, rec
-
-
-def sniff_kind(path: str | os.PathLike) -> str:
-    """'ratings' (CSV), 'reviews' (records with reviewerID) or 'meta' (records with asin)."""
-    path = Path(path)
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                break
-        else:
-            raise DataError(f"{path}: file is empty")
-    s = line.strip()
-    if s.startswith("{"):
-        try:
-            rec = _parse_record(s)
-        except ValueError as e:
-            raise DataError(f"{path}:{lineno}: cannot parse the first record: {e}") from None
-        if isinstance(rec, dict) and "reviewerID" in rec:
-            return "reviews"
-        if isinstance(rec, dict) and "asin" in rec:
-            return "meta"
-        raise DataError(
-            f"{path}:{lineno}: record has neither reviewerID (reviews) nor asin (metadata)"
-        )
-    if len(next(csv.reader([s]))) == 4:
-        return "ratings"
-    raise DataError(
-        f"{path}:{lineno}: expected a ratings CSV line user,item,rating,timestamp "
-        "or a JSON / Python-literal record"
-    )
-
-
-def iter_interactions(
-    path: str | os.PathLike, *, bad: BadLines | None = None
-) -> Iterator[tuple[str, str, str, int]]:
-    """Yields (user, item, rating as written, timestamp) from a ratings CSV or reviews file."""
-    path = Path(path)
-    bad = bad or BadLines(skip=False)
-    kind = sniff_kind(path)
-    if kind == "meta":
-        raise DataError(f"{path}: this is a metadata file; expected ratings or reviews")
-    if kind == "ratings":
-        with open_text(path) as f:
-            for lineno, row in enumerate(csv.reader(f), 1):
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue
-                if len(row) != 4:
-                    bad(path, lineno, f"expected 4 comma-separated fields "
-                        f"user,item,rating,timestamp, got {len(row)}")
-                    continue
-                user, item, rating, ts = (x.strip() for x in row)
-                err = _check_fields(user, item, rating, ts)
-                if err:
-                    bad(path, lineno, err)
-                    continue
-                yield user, item, rating, int(float(ts))
-        return
-    for lineno, rec in iter_records(path, bad=bad):
-        missing = [k for k in ("reviewerID", "asin") if not rec.get(k)]
-        if missing:
-            bad(path, lineno, f"review record lacks field {missing[0]!r}")
-            continue
-        rating = str(rec.get("overall", "0"))
-        ts = rec.get("unixReviewTime", 0)
-        err = _check_fields(str(rec["reviewerID"]), str(rec["asin"]), rating, str(ts))
-        if err:
-            bad(path, lineno, err.replace("rating", "overall").replace("timestamp", "unixReviewTime"))
-            continue
-        yield str(rec["reviewerID"]), str(rec["asin"]), rating, int(float(ts))
-
-
-def _check_fields(user: str, item: str, rating: str, ts: str) -> str | None:
-    if not user:
-        return "empty user id"
-    if not item:
-        return "empty item id"
-    try:
-        if not math.isfinite(float(rating)):
-            raise ValueError
-    except ValueError:
-        return f"rating {rating!r} is not a number"
-    try:
-        int(float(ts))
-    except (ValueError, OverflowError):
-        return f"timestamp {ts!r} is not an integer"
-    return None
-
-
-def _text(x: object) -> str:
-    """A metadata field as one clean line: lists joined, HTML tags and entities removed."""
-    if x is None:
-        return ""
-    if isinstance(x, (list, tuple)):
-        return " ".join(t for t in (_text(v) for v in x) if t)
-    s = html.unescape(_TAG.sub(" ", str(x)))
-    return _WS.sub(" ", s).strip()
-
-
-def normalise_meta(rec: dict) -> dict:
-    """A 2014 or 2018 metadata record -> {asin, title, brand, categories, description, image_url}.
-
-    categories is a list of category paths (each a list of strings). 2014 gives several
-    paths; 2018 gives one path in `category`.
-    """
-    cats = rec.get("categories")
-    if cats is None and rec.get("category") is not None:
-        cats = [rec["category"]]
-    paths: list[list[str]] = []
-    if isinstance(cats, (list, tuple)):
-        for p in cats:
-            if isinstance(p, (list, tuple)):
-                path = [_text(c) for c in p if _text(c)]
-            else:
-                path = [_text(p)] if _text(p) else []
-            if path:
-                paths.append(path)
-    price = rec.get("price")
-    price = "" if price is None else _text(price)
-    if price and price[0].isdigit():
-        price = "$" + price
-    image = rec.get("imUrl") or rec.get("imageURLHighRes") or rec.get("imageURL") or ""
-    if isinstance(image, (list, tuple)):
-        image = image[0] if image else ""
-    return {
-        "asin": str(rec.get("asin", "")),
-        "title": _text(rec.get("title")),
-        "brand": _text(rec.get("brand")),
-        "categories": paths,
-        "description": _text(rec.get("description")),
-        "price": price,
-        "image_url": str(image),
-    }
-
-
-def read_metadata(
-    paths: Iterable[str | os.PathLike], *, skip_bad_lines: bool = False
-) -> tuple[dict[str, dict], dict]:
-    """asin -> normalised record (first record wins), and a report of what was seen."""
-    out: dict[str, dict] = {}
-    bad = BadLines(skip_bad_lines)
-    dupes = 0
-    for path in paths:
-        for lineno, rec in iter_records(path, bad=bad):
-            asin = rec.get("asin")
-            if not asin:
-                bad(Path(path), lineno, "metadata record lacks field 'asin'")
-                continue
-            asin = str(asin)
-            if asin in out:
-                dupes += 1
-                continue
-            out[asin] = normalise_meta(rec)
-    return out, {"meta_records": len(out), "meta_duplicate_asins": dupes,
-                 "meta_bad_lines_skipped": bad.count}
-
-
-# --------------------------------------------------------------------------- filtering
-
-
-def k_core_mask(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
-    """Boolean mask of the interactions left by iterative k-core filtering.
-
-    users / items are integer codes (0..U-1, 0..I-1) of distinct (user, item) pairs.
-    Repeats until every remaining user and item has at least k interactions.
-    """
-    users = np.asarray(users, dtype=np.int64)
-    items = np.asarray(items, dtype=np.int64)
-    keep = np.ones(len(users), dtype=bool)
-    if k <= 1 or len(users) == 0:
-        return keep
-    n_u = int(users.max()) + 1
-    n_i = int(items.max()) + 1
-    while True:
-        cu = np.bincount(users[keep], minlength=n_u)
-        ci = np.bincount(items[keep], minlength=n_i)
-        new = keep & (cu[users] >= k) & (ci[items] >= k)
-        if new.sum() == keep.sum():
-            return keep
-        keep = new
-
-
-def first_appearance_ids(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(new id per row, old code per new id): ids numbered by first appearance in row order."""
-    codes = np.asarray(codes, dtype=np.int64)
-    uniq, first = np.unique(codes, return_index=True)
-    order = np.argsort(first, kind="stable")
-    old_of_new = uniq[order]
-    new_of_old = np.empty(int(uniq.max()) + 1 if len(uniq) else 0, dtype=np.int64)
-    new_of_old[old_of_new] = np.arange(len(old_of_new))
-    return new_of_old[codes], old_of_new
-
-
-def split_counts(n: int, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> tuple[int, int, int]:
-    """(n_train, n_valid, n_test) for a user with n items; see the module docstring."""
-    total = float(sum(ratios))
-    rv, rt = ratios[1] / total, ratios[2] / total
-    if n <= 1:
-        return n, 0, 0
-    if n == 2:
-        return 1, 0, 1
-    n_valid = max(1, math.floor(n * rv + 0.5))
-    n_test = max(1, math.floor(n * rt + 0.5))
-    while n - n_valid - n_test < 1:  # only with unusual ratios
-        if n_valid >= n_test and n_valid > 1:
-            n_valid -= 1
-        elif n_test > 1:
-            n_test -= 1
-    return n - n_valid - n_test, n_valid, n_test
-
-
-def random_split(
-    users: np.ndarray, n_users: int, seed: int, ratios: Sequence[float] = (0.8, 0.1, 0.1)
-) -> np.ndarray:
-    """x_label per row: each user's rows shuffled (seeded), then cut train/valid/test."""
-    users = np.asarray(users, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    labels = np.zeros(len(users), dtype=np.int8)
-    order = np.argsort(users, kind="stable")
-    bounds = np.searchsorted(users[order], np.arange(n_users + 1))
-    for u in range(n_users):
-        rows = order[bounds[u] : bounds[u + 1]]
-        rows = rows[rng.permutation(len(rows))]
-        n_tr, n_va, _ = split_counts(len(rows), ratios)
-        labels[rows[n_tr : n_tr + n_va]] = VALID
-        labels[rows[n_tr + n_va :]] = TEST
-    return labels
 
 
 # --------------------------------------------------------------------------- building
@@ -363,12 +54,6 @@ def _as_list(p: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[
     if isinstance(p, (str, os.PathLike)):
         return [Path(p)]
     return [Path(x) for x in p]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def build_mmrec(
@@ -444,7 +129,7 @@ def build_mmrec(
         raise DataError("require_meta=True needs a metadata file")
 
     idx = np.nonzero(keep)[0]
-    kc = k_core_mask(users[idx], items[idx], k_core)
+    kc = preprocess.k_core(users[idx], items[idx], k_core)
     idx = idx[kc]
     report["k_core"] = k_core
     report["interactions_after_k_core"] = int(len(idx))
@@ -453,29 +138,28 @@ def build_mmrec(
             f"{paths[0]}: nothing is left after {k_core}-core filtering "
             f"({n_lines} interactions read); lower --k-core or give more data"
         )
-    new_u, old_u = first_appearance_ids(users[idx])
-    new_i, old_i = first_appearance_ids(items[idx])
+    new_u, old_u = preprocess.compact_ids(users[idx], order="first")
+    new_i, old_i = preprocess.compact_ids(items[idx], order="first")
     n_users, n_items = len(old_u), len(old_i)
-    labels = random_split(new_u, n_users, seed, ratios)
+    labels = preprocess.split_per_user(new_u, n_users, np.random.default_rng(seed), ratios,
+                                       shuffle="permutation")
 
     user_names = list(user_code)
     item_names = list(item_code)
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["\t".join(INTER_HEADER)]
-    src = rows[idx]
-    for r, u, i, lab in zip(src.tolist(), new_u.tolist(), new_i.tolist(), labels.tolist()):
-        lines.append(f"{u}\t{i}\t{rating_names[r_arr[r]]}\t{ts_arr[r]}\t{lab}")
-    _write_atomic(out / f"{name}.inter", "\n".join(lines) + "\n")
-    _write_atomic(out / "u_id_mapping.csv",
+    src = rows[idx].tolist()
+    write_inter(out / f"{name}.inter", new_u, new_i, labels,
+                ratings=[rating_names[r_arr[r]] for r in src], timestamps=[ts_arr[r] for r in src])
+    write_text_atomic(out / "u_id_mapping.csv",
                   "user_id\tuserID\n" + "".join(f"{user_names[c]}\t{k}\n" for k, c in enumerate(old_u.tolist())))
-    _write_atomic(out / "i_id_mapping.csv",
+    write_text_atomic(out / "i_id_mapping.csv",
                   "asin\titemID\n" + "".join(f"{item_names[c]}\t{k}\n" for k, c in enumerate(old_i.tolist())))
     if meta_paths:
         meta_lines = []
         for k, c in enumerate(old_i.tolist()):
             rec = meta.get(item_names[c]) or normalise_meta({"asin": item_names[c]})
             meta_lines.append(json.dumps({"itemID": k, **rec}, ensure_ascii=False))
-        _write_atomic(out / "item_meta.jsonl", "\n".join(meta_lines) + "\n")
+        write_text_atomic(out / "item_meta.jsonl", "\n".join(meta_lines) + "\n")
         report["items_without_meta_after_filtering"] = sum(
             1 for c in old_i.tolist() if item_names[c] not in meta)
     report.update(
@@ -488,7 +172,7 @@ def build_mmrec(
         ratios=list(ratios),
         out_dir=str(out),
     )
-    _write_atomic(out / "build_report.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(out / "build_report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -518,42 +202,6 @@ def read_id_mapping(path: str | os.PathLike) -> dict[str, int]:
     if ids != list(range(len(ids))):
         raise DataError(f"{path}: new ids must be 0..{len(ids) - 1}, each once")
     return out
-
-
-def read_inter(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """An MMRec `.inter` file -> int64 arrays userID, itemID, x_label (and timestamp when
-    the header has it), in file order."""
-    path = Path(path)
-    cols: dict[str, list[int]] = {"userID": [], "itemID": [], "x_label": []}
-    with open_text(path) as f:
-        header = f.readline().rstrip("\r\n").split("\t")
-        try:
-            pos = {k: header.index(k) for k in cols}
-        except ValueError:
-            raise DataError(f"{path}:1: header must name userID, itemID and x_label "
-                            f"(tab-separated), got {header!r}") from None
-        if "timestamp" in header:
-            cols["timestamp"] = []
-            pos["timestamp"] = header.index("timestamp")
-        need = max(pos.values()) + 1
-        for lineno, line in enumerate(f, 2):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\r\n").split("\t")
-            if len(parts) < need:
-                raise DataError(f"{path}:{lineno}: expected {len(header)} tab-separated fields, got {len(parts)}")
-            for k, j in pos.items():
-                try:
-                    cols[k].append(int(parts[j]))
-                except ValueError:
-                    if k == "timestamp":  # optional: used only to order histories
-                        try:
-                            cols[k].append(int(float(parts[j])))
-                        except (ValueError, OverflowError):
-                            cols[k].append(-1)
-                        continue
-                    raise DataError(f"{path}:{lineno}: {k} {parts[j]!r} is not an integer") from None
-    return {k: np.asarray(v, dtype=np.int64) for k, v in cols.items()}
 
 
 def read_item_meta(path: str | os.PathLike, n_items: int | None = None) -> list[dict]:

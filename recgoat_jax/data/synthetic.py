@@ -53,22 +53,28 @@ Generative model
 Speed (2 busy CPU cores): demo ~1 s; Electronics shape with 384 + 4096-d features
 ~25 s and ~1.5 GB peak memory (features are made in row blocks).
 
-CLI: ``python -m recgoat_jax.data.synthetic --help``.
+Code: the sampling of interactions is synthetic_sample.py, the features
+synthetic_features.py, the k-core / ids / split data/preprocess.py (shared with the
+raw-dump builder), the .inter writer data/inter.py; this module calibrates, assembles
+and writes. CLI: ``python -m recgoat_jax.data.synthetic --help``.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
-import zlib
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 
 from recgoat_jax.data.dataset import CSR, Dataset
+from recgoat_jax.data.inter import write_inter
+from recgoat_jax.data.preprocess import compact_ids, k_core, split_per_user
+from recgoat_jax.data.synthetic_features import (NOISE, cluster_centres, content_factors,
+                                                 item_features, nonlinear_view)
+from recgoat_jax.data.synthetic_sample import Progress, sample, say
 
 GENERATOR_VERSION = 2  # bump when the output of generate() changes for a given seed
 
@@ -92,198 +98,22 @@ DEMO_PARAMS: dict = dict(
     name="demo",
 )
 
-_LATENT_DIM = 16
-_ITEMS_PER_CLUSTER = 50
-_POP_SIGMA = 1.1  # log-normal popularity prior
-_TEMPERATURE = 0.8
-_GLOBAL_FRAC = 0.5  # share of candidates drawn from the global popularity prior
-_MAX_FAV = 6  # a user likes 1 + Binomial(_MAX_FAV - 1, _FAV_P) clusters
-_FAV_P = 0.5
-_ITEM_SPREAD = 1.0  # within-cluster spread of item factors
-_USER_NOISE = 0.5
-_CAND_MULT = 4  # candidates per interaction
-_FAV_SLOTS = 64
 _CALIBRATION_PASSES = 4  # generate at most this often to land near the targets
 _CALIBRATION_TOL = 0.02
 _PILOT_INTERACTIONS = 400_000
-_CAND_BLOCK = 1 << 20  # candidates processed at a time
-_FEAT_BLOCK = 4096  # feature rows generated at a time
-_NOISE = {"text": 0.3, "image": 2.0}  # per-modality noise; others get _DEFAULT_NOISE
-_DEFAULT_NOISE = 0.9
 USER_PROFILES = ("taste", "history")
-_CONTENT_SPREAD = 0.3  # within-cluster spread kept in the content factors (item features)
-
-Progress = Callable[[str], None] | None
 
 
-def _say(progress: Progress, msg: str) -> None:
-    if progress is not None:
-        progress(msg)
 
-
-# ----------------------------------------------------------------------------- interactions
-
-
-class _InverseCdf:
-    """Exact inverse-CDF draws, searchsorted(cum, r, 'right'), sped up by a guide table."""
-
-    def __init__(self, cum: np.ndarray, slots_per_entry: int = 8):
-        self.cum = cum
-        self.total = float(cum[-1])
-        self.k = max(1024, slots_per_entry * len(cum))
-        edges = np.arange(self.k + 1) * (self.total / self.k)
-        self.lo = np.searchsorted(cum, edges[:-1], side="right")
-        self.exact = self.lo == np.searchsorted(cum, edges[1:], side="right")
-
-    def __call__(self, r: np.ndarray) -> np.ndarray:
-        slot = np.minimum((r * (self.k / self.total)).astype(np.int64), self.k - 1)
-        out = self.lo[slot]
-        amb = ~self.exact[slot]
-        out[amb] = np.searchsorted(self.cum, r[amb], side="right")
-        return np.minimum(out, len(self.cum) - 1)
-
-
-def _latent(rng: np.random.Generator, n_users: int, n_items: int) -> dict:
-    """The hidden state behind the interactions (draws in a fixed order from rng):
-    item factors item_f [I, 16] (cluster centre + spread), cluster [I], popularity prior
-    pop [I], favourite clusters favs [U, 6] with weights w [U, 6], user factors user_f [U, 16]."""
-    d = _LATENT_DIM
-    n_clusters = max(2, round(n_items / _ITEMS_PER_CLUSTER))
-    centers = rng.standard_normal((n_clusters, d)) / math.sqrt(d)
-    cluster = rng.integers(0, n_clusters, n_items)
-    cluster[: min(n_clusters, n_items)] = np.arange(min(n_clusters, n_items))
-    rng.shuffle(cluster)
-    item_f = centers[cluster] + _ITEM_SPREAD * rng.standard_normal((n_items, d)) / math.sqrt(d)
-    pop = np.exp(_POP_SIGMA * rng.standard_normal(n_items))
-    # users: 1.._MAX_FAV favourite clusters with Dirichlet(1) weights
-    sizes = np.bincount(cluster, minlength=n_clusters)
-    cluster_w = np.exp(0.5 * rng.standard_normal(n_clusters)) * (sizes > 0)
-    nf = _MAX_FAV
-    n_fav = 1 + rng.binomial(nf - 1, _FAV_P, n_users)
-    favs = rng.choice(n_clusters, size=(n_users, nf), p=cluster_w / cluster_w.sum())
-    w = rng.gamma(1.0, 1.0, (n_users, nf)) * (np.arange(nf)[None, :] < n_fav[:, None])
-    w /= w.sum(axis=1, keepdims=True)
-    user_f = _USER_NOISE * rng.standard_normal((n_users, d)) / math.sqrt(d)
-    for k in range(nf):
-        user_f += w[:, k : k + 1] * centers[favs[:, k]]
-    return {"n_clusters": n_clusters, "item_f": item_f, "cluster": cluster, "pop": pop,
-            "favs": favs, "w": w, "user_f": user_f}
-
-
-def _sample(
-    seed: int, n_users: int, n_items: int, n_interactions: int, min_count: int,
-    progress: Progress = None,
-) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Raw interactions before filtering -> (users, items, latent state: _latent())."""
-    rng = np.random.default_rng([seed, 0])
-    lat = _latent(rng, n_users, n_items)
-    n_clusters, nf = lat["n_clusters"], _MAX_FAV
-    item_f, cluster, pop = lat["item_f"], lat["cluster"], lat["pop"]
-    favs, w, user_f = lat["favs"], lat["w"], lat["user_f"]
-
-    # items grouped by cluster, with cumulative popularity for inverse-CDF draws
-    by_cluster = np.argsort(cluster, kind="stable")
-    cum_pop = np.cumsum(pop[by_cluster])
-    sizes = np.bincount(cluster, minlength=n_clusters)
-    c_end_idx = np.cumsum(sizes)
-    c_start_idx = c_end_idx - sizes
-    padded = np.concatenate([[0.0], cum_pop])
-    c_lo, c_hi = padded[c_start_idx], padded[c_end_idx]
-    in_cluster = _InverseCdf(cum_pop)
-    global_draw = _InverseCdf(np.cumsum(pop))
-
-    # favourite cluster per slot: drawing a uniform slot = drawing a cluster ~ w (1/64 steps);
-    # slot s goes to favourite #{k : s >= t_k}, t_k = slots below the k-th cumulative weight
-    ns = _FAV_SLOTS
-    t = np.floor(np.cumsum(w, axis=1)[:, :-1] * ns + 0.5).astype(np.int64).clip(0, ns)
-    row = np.arange(n_users)[:, None] * (ns + 1)
-    counts = np.bincount((row + t).ravel(), minlength=n_users * (ns + 1)).reshape(n_users, ns + 1)
-    fav_slot = np.cumsum(counts[:, :ns], axis=1)
-    fav_table = np.take(favs.ravel(), np.arange(n_users)[:, None] * nf + fav_slot)
-    fav_table = fav_table.astype(np.int32)
-    del t, row, counts, fav_slot
-
-    # degrees
-    extra = max(n_interactions / n_users - min_count, 0.0)
-    shape = 0.7
-    lam = rng.gamma(shape, extra / shape, n_users) if extra > 0 else np.zeros(n_users)
-    deg = min_count + rng.poisson(lam)
-    deg = np.minimum(deg, max(min_count, n_items // 2)).astype(np.int64)
-
-    user_f32 = user_f.astype(np.float32)
-    item_f32 = item_f.astype(np.float32)
-    n_cand = deg * _CAND_MULT
-    cand_end = np.cumsum(n_cand)
-    out_u, out_i = [], []
-    u0 = 0
-    while u0 < n_users:
-        base = cand_end[u0 - 1] if u0 > 0 else 0
-        u1 = int(np.searchsorted(cand_end, base + _CAND_BLOCK, side="right"))
-        u1 = max(u1, u0 + 1)
-        cu = np.repeat(np.arange(u0, u1), n_cand[u0:u1])
-        uf = np.repeat(user_f32[u0:u1], n_cand[u0:u1], axis=0)
-        m = len(cu)
-        ci = np.empty(m, dtype=np.int64)
-        glob = rng.random(m) < _GLOBAL_FRAC
-        ng = int(glob.sum())
-        # from the global popularity prior
-        ci[glob] = global_draw(rng.random(ng) * global_draw.total)
-        # from one of the user's clusters, by popularity within it
-        cl = ~glob
-        c = fav_table[cu[cl], rng.integers(0, _FAV_SLOTS, m - ng)]
-        r = c_lo[c] + rng.random(m - ng) * (c_hi[c] - c_lo[c])
-        pos = np.clip(in_cluster(r), c_start_idx[c], c_end_idx[c] - 1)
-        ci[cl] = by_cluster[pos]
-        score = np.einsum("md,md->m", uf, np.take(item_f32, ci, axis=0))
-        score /= np.float32(_TEMPERATURE)
-        del uf
-        e = np.maximum(rng.standard_exponential(m, dtype=np.float32), np.float32(1e-30))
-        score -= np.log(e)  # + Gumbel(0, 1)
-        # duplicate candidates of a user: keep the best score
-        key = (cu - u0) * n_items + ci
-        o = np.argsort(key, kind="stable")
-        key, score = key[o], score[o]
-        starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
-        best = np.maximum.reduceat(score, starts).astype(np.float64)
-        key = key[starts]
-        ul, ci = key // n_items, key % n_items
-        # top-deg per user by score: sort by (user asc, score desc) with one float key
-        frac = (best.max() - best) / (best.max() - best.min() + 1e-9) * 0.999
-        o = np.argsort(ul + frac, kind="stable")
-        ul, ci = ul[o], ci[o]
-        ustart = np.searchsorted(ul, np.arange(u1 - u0))
-        keep = (np.arange(len(ul)) - ustart[ul]) < deg[u0 + ul]
-        out_u.append(ul[keep] + u0)
-        out_i.append(ci[keep])
-        u0 = u1
-    users = np.concatenate(out_u)
-    items = np.concatenate(out_i)
-    _say(progress, f"  sampled {len(users):,} interactions for {n_users:,} users, "
-         f"{n_items:,} items")
-    return users, items, lat
-
-
-def k_core(users: np.ndarray, items: np.ndarray, min_count: int = 5) -> np.ndarray:
-    """Iterative k-core filter: boolean mask of the (user, item) rows that survive."""
-    keep = np.ones(len(users), dtype=bool)
-    while True:
-        uc = np.bincount(users[keep], minlength=int(users.max()) + 1 if len(users) else 0)
-        ic = np.bincount(items[keep], minlength=int(items.max()) + 1 if len(items) else 0)
-        bad = keep & ((uc[users] < min_count) | (ic[items] < min_count))
-        if not bad.any():
-            return keep
-        keep &= ~bad
+# ----------------------------------------------------------------------------- generate
 
 
 def _core(seed, n_users, n_items, n_interactions, min_count, progress):
-    users, items, lat = _sample(seed, n_users, n_items, n_interactions, min_count, progress)
+    users, items, lat = sample(seed, n_users, n_items, n_interactions, min_count, progress)
     keep = k_core(users, items, min_count)
-    users, items = users[keep], items[keep]
     # contiguous ids, in the order of the old ones
-    u_present = np.bincount(users, minlength=n_users) > 0
-    users = (np.cumsum(u_present) - 1)[users]
-    present = np.bincount(items, minlength=n_items) > 0
-    items = (np.cumsum(present) - 1)[items]
+    users, u_present = compact_ids(users[keep], order="sorted")
+    items, present = compact_ids(items[keep], order="sorted")
     truth = {"pop_cluster": np.bincount(lat["cluster"], weights=lat["pop"],
                                         minlength=lat["n_clusters"]),
              **{k: lat[k][present] for k in ("item_f", "cluster", "pop")},
@@ -291,101 +121,6 @@ def _core(seed, n_users, n_items, n_interactions, min_count, progress):
     return users.astype(np.int64), items.astype(np.int64), truth
 
 
-def split_per_user(
-    users: np.ndarray, n_users: int, rng: np.random.Generator, ratios=(0.8, 0.1, 0.1)
-) -> np.ndarray:
-    """Per-user random split -> split code per row (0 train, 1 valid, 2 test).
-
-    valid and test get round(ratio * n) rows each, at least 1; a user needs >= 3 rows.
-    """
-    n = np.bincount(users, minlength=n_users)
-    n_valid = np.maximum(1, np.floor(ratios[1] * n + 0.5)).astype(np.int64)
-    n_test = np.maximum(1, np.floor(ratios[2] * n + 0.5)).astype(np.int64)
-    order = np.argsort(users + rng.random(len(users)), kind="stable")  # by user, random within
-    starts = np.concatenate([[0], np.cumsum(n)[:-1]])
-    rank = np.empty(len(users), dtype=np.int64)
-    rank[order] = np.arange(len(users)) - starts[users[order]]
-    from_end = n[users] - rank  # 1 .. n
-    code = np.zeros(len(users), dtype=np.int8)
-    code[from_end <= n_test[users] + n_valid[users]] = 1
-    code[from_end <= n_test[users]] = 2
-    return code
-
-
-# ----------------------------------------------------------------------------- features
-
-
-def _name_seed(name: str) -> int:
-    return zlib.crc32(name.encode("utf-8"))
-
-
-def nonlinear_view(
-    factors: np.ndarray, dim: int, rng: np.random.Generator, noise: float, kind: str,
-    block: int = _FEAT_BLOCK,
-) -> np.ndarray:
-    """A noisy non-linear [n, dim] float32 view of factors, generated in row blocks.
-
-    kind "text": L2-normalised tanh features; "image": non-negative relu features.
-    """
-    n, d = factors.shape
-    hidden = 64
-    a1 = 2.0 * rng.standard_normal((d, hidden))
-    b1 = rng.normal(0.0, 0.3, hidden)
-    a2 = (rng.standard_normal((hidden, dim)) / math.sqrt(hidden)).astype(np.float32)
-    # uniform noise with std `noise` (3x cheaper to draw than gaussian): c * (U - 0.5)
-    c = np.float32(noise * math.sqrt(12.0))
-    bias = (rng.normal(0.0, 0.3, dim) - 0.5 * c).astype(np.float32)
-    out = np.empty((n, dim), dtype=np.float32)
-    buf = np.empty((min(block, n), dim), dtype=np.float32)
-    for s in range(0, n, block):
-        h = np.tanh(factors[s : s + block] @ a1 + b1).astype(np.float32)
-        z = out[s : s + block]
-        np.matmul(h, a2, out=z)
-        u = buf[: len(z)]
-        rng.random(out=u, dtype=np.float32)
-        u *= c
-        z += u
-        z += bias
-        if kind == "image":
-            np.maximum(z, 0.0, out=z)
-        else:
-            np.tanh(z, out=z)
-            z /= np.linalg.norm(z, axis=1, keepdims=True) + 1e-12
-    return out
-
-
-def cluster_centres(item_f: np.ndarray, cluster: np.ndarray, n_clusters: int) -> np.ndarray:
-    """[n_clusters, 16]: the mean factor of each cluster's items (0 for an empty cluster)."""
-    sums = np.zeros((n_clusters, item_f.shape[1]))
-    np.add.at(sums, cluster, item_f)
-    return sums / np.maximum(np.bincount(cluster, minlength=n_clusters), 1)[:, None]
-
-
-def content_factors(item_f: np.ndarray, cluster: np.ndarray,
-                    spread: float = _CONTENT_SPREAD) -> np.ndarray:
-    """What an item's content shows, [n_items, 16]: its cluster's centre (the mean factor
-    of the cluster's items) plus `spread` times its own offset from that centre."""
-    centre = cluster_centres(item_f, cluster, int(cluster.max()) + 1)[cluster]
-    return centre + spread * (item_f - centre)
-
-
-def item_features(
-    content: np.ndarray, feature_dims: Mapping[str, int], seed: int,
-    progress: Progress = None,
-) -> dict[str, np.ndarray]:
-    """Modality name -> [n_items, dim] float32 noisy non-linear views of the content
-    factors [n_items, 16]."""
-    feats = {}
-    for name, dim in feature_dims.items():
-        rng = np.random.default_rng([seed, 1, _name_seed(name)])
-        kind = "image" if name == "image" else "text"
-        feats[name] = nonlinear_view(content, int(dim), rng, _NOISE.get(name, _DEFAULT_NOISE),
-                                     kind)
-        _say(progress, f"  {name} features {feats[name].shape[0]:,} x {feats[name].shape[1]:,}")
-    return feats
-
-
-# ----------------------------------------------------------------------------- generate
 
 
 def _next_density(hist: list[tuple[float, float, float, float]], k: int, target: float) -> float:
@@ -421,12 +156,12 @@ def _calibrated_core(seed, targets, min_count, calibrate, progress):
         x_in = x_t / state["kept_x"]
         inputs = (max(1, round(x_in / state["a"])), max(1, round(x_in / state["b"])),
                   max(1, round(x_in)))
-        _say(progress, f"  {label}: inputs {inputs[0]:,} users, {inputs[1]:,} items, "
+        say(progress, f"  {label}: inputs {inputs[0]:,} users, {inputs[1]:,} items, "
              f"{inputs[2]:,} interactions")
         out = _core(seed, *inputs, min_count, progress)
         got = (int(out[0].max()) + 1, int(out[1].max()) + 1, len(out[0])) if len(out[0]) else None
         if got:
-            _say(progress, f"    {min_count}-core kept {got[0]:,} users, {got[1]:,} items, "
+            say(progress, f"    {min_count}-core kept {got[0]:,} users, {got[1]:,} items, "
                  f"{got[2]:,} interactions")
         return out, inputs, got
 
@@ -524,9 +259,9 @@ def generate_with_truth(
             f"and per item (got {n_interactions} for {n_users} users and {n_items} items)"
         )
     nu, ni = int(users.max()) + 1, int(items.max()) + 1
-    split = split_per_user(users, nu, np.random.default_rng([seed, 3]))
+    split = split_per_user(users, nu, np.random.default_rng([seed, 3]), shuffle="keys")
     csrs = [CSR.from_pairs(users[split == k], items[split == k], nu) for k in range(3)]
-    _say(progress, f"  after {min_count}-core: {nu:,} users, {ni:,} items, {len(users):,} "
+    say(progress, f"  after {min_count}-core: {nu:,} users, {ni:,} items, {len(users):,} "
          f"interactions ({time.perf_counter() - t0:.1f} s)")
     content = content_factors(item_f, truth["cluster"])
     truth = {**truth, "content": content}
@@ -545,7 +280,7 @@ def generate_with_truth(
         prof /= np.maximum(csrs[0].row_lengths(), 1)[:, None]
     if user_feature_dim > 0:
         user_feats = nonlinear_view(
-            prof, user_feature_dim, np.random.default_rng([seed, 2]), _NOISE["text"], "text"
+            prof, user_feature_dim, np.random.default_rng([seed, 2]), NOISE["text"], "text"
         )
     report = {
         "generator": "recgoat_jax.data.synthetic",
@@ -586,11 +321,7 @@ def write_mmrec(dataset: Dataset, directory: str | Path) -> Path:
         ss.append(np.full(len(u), k, np.int8))
     u, i, s = (np.concatenate(x) for x in (us, its, ss))
     order = np.lexsort((i, s, u))
-    body = "\n".join(
-        map("{}\t{}\t1\t0\t{}".format, u[order].tolist(), i[order].tolist(), s[order].tolist())
-    )
-    inter = directory / f"{dataset.name}.inter"
-    inter.write_text("userID\titemID\trating\ttimestamp\tx_label\n" + body + "\n")
+    inter = write_inter(directory / f"{dataset.name}.inter", u[order], i[order], s[order])
     for m, x in dataset.item_features.items():
         np.save(directory / f"{m}_feat.npy", np.asarray(x, dtype=np.float32))
     if dataset.user_features is not None:

@@ -17,22 +17,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from recgoat_jax.data.atomic import save_npy_atomic, write_json_atomic
 from recgoat_jax.errors import DataError, UserError
 
 MANIFEST_VERSION = 1
-
-
-def save_npy_atomic(path: str | os.PathLike, arr: np.ndarray) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _hash_inputs(items: Sequence, key: Callable[[object], str]) -> str:

@@ -28,7 +28,8 @@ import numpy as np
 from recgoat_jax.data.raw_amazon import read_id_mapping
 from recgoat_jax.errors import DataError, UserError
 from recgoat_jax.features import hf
-from recgoat_jax.features.chunks import encode_rows, resolve_encoder, save_npy_atomic
+from recgoat_jax.data.atomic import save_npy_atomic
+from recgoat_jax.features.chunks import encode_rows, resolve_encoder
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 

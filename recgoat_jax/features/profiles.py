@@ -35,11 +35,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from recgoat_jax.data.raw_amazon import read_inter
+from recgoat_jax.data.atomic import atomic_open, save_npy_atomic
+from recgoat_jax.data.inter import read_inter
 from recgoat_jax.errors import DataError, UserError
 from recgoat_jax.features import hf
 from recgoat_jax.features import text as textfeat
-from recgoat_jax.features.chunks import encode_rows, resolve_encoder, save_npy_atomic
+from recgoat_jax.features.chunks import encode_rows, resolve_encoder
 
 TEMPLATE_LABEL = "template profile (not LLM-written)"
 
@@ -77,24 +78,22 @@ Other (brand loyalty, price sensitivity):"""
 def train_histories(inter_path: str | os.PathLike, max_history: int | None = None
                     ) -> tuple[int, int, list[list[int]]]:
     """(n_users, n_items, per-user TRAIN item ids, most recent first)."""
-    cols = read_inter(inter_path)
-    if len(cols["userID"]) == 0:
+    cols = read_inter(inter_path, timestamps=True)
+    if len(cols.users) == 0:
         raise DataError(f"{inter_path}: no interactions")
-    if cols["userID"].min() < 0 or cols["itemID"].min() < 0:
-        raise DataError(f"{inter_path}: userID and itemID must be >= 0")
-    n_users = int(cols["userID"].max()) + 1
-    n_items = int(cols["itemID"].max()) + 1
-    train = np.nonzero(cols["x_label"] == 0)[0]
-    ts = cols.get("timestamp")
+    n_users = int(cols.users.max()) + 1
+    n_items = int(cols.items.max()) + 1
+    train = np.nonzero(cols.labels == 0)[0]
+    ts = cols.timestamps
     if ts is not None:  # most recent first; ties keep the later row first
         train = train[np.lexsort((-train, -ts[train]))]
     else:
         train = train[::-1]
     hist: list[list[int]] = [[] for _ in range(n_users)]
     for r in train.tolist():
-        h = hist[int(cols["userID"][r])]
+        h = hist[int(cols.users[r])]
         if max_history is None or len(h) < max_history:
-            h.append(int(cols["itemID"][r]))
+            h.append(int(cols.items[r]))
     return n_users, n_items, hist
 
 
@@ -327,12 +326,10 @@ def build_user_features(
     feat, present, stats = encode_rows(profiles, encoder, work / "embed", model_id=model_id,
                                        chunk_size=chunk_size, batch_size=batch_size,
                                        progress=progress, desc="user profiles")
-    tmp = d / "user_profiles.jsonl.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(d / "user_profiles.jsonl", "w") as f:
         for u, p in enumerate(profiles):
             f.write(json.dumps({"userID": u, "kind": kind, "generator": gen_id, "profile": p},
                                ensure_ascii=False) + "\n")
-    os.replace(tmp, d / "user_profiles.jsonl")
     save_npy_atomic(d / "user_feat.npy", feat)
     report.update({"dim": int(feat.shape[1]), "users_without_profile": int((~present).sum()),
                    "fallback": "mean of the other users' rows, L2-normalised",

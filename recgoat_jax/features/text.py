@@ -39,16 +39,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from recgoat_jax.data.raw_amazon import read_id_mapping, read_item_meta, read_metadata
+from recgoat_jax.data.atomic import save_npy_atomic, write_json_atomic
+from recgoat_jax.data.raw_amazon import read_id_mapping, read_item_meta
+from recgoat_jax.data.raw_formats import read_metadata
 from recgoat_jax.errors import DataError, UserError
 from recgoat_jax.features import hf
-from recgoat_jax.features.chunks import (encode_rows, resolve_encoder, save_npy_atomic,
-                                         write_json_atomic)
-
-# names this module has always offered, now defined in chunks.py and hf.py
-from recgoat_jax.features.chunks import MANIFEST_VERSION, encode_chunked  # noqa: F401
-from recgoat_jax.features.chunks import fill_missing_with_mean  # noqa: F401
-from recgoat_jax.features.hf import pick_device_dtype  # noqa: F401
+from recgoat_jax.features.chunks import encode_rows, resolve_encoder
 
 DEFAULT_TEMPLATE = "{title} {brand} {category} {description}"
 TEMPLATE_FIELDS = ("title", "brand", "category", "categories", "description", "price", "asin")
@@ -103,7 +99,7 @@ def _find_one(dataset_dir: Path, pattern: str, what: str) -> Path:
     found = sorted(dataset_dir.glob(pattern))
     if not found:
         raise DataError(f"{dataset_dir}: no {what} ({pattern}) found; build it with "
-                        "`python -m recgoat_jax.features.cli data`")
+                        "`python -m recgoat_jax.data.cli`")
     pref = [p for p in found if p.stem == dataset_dir.name]
     return (pref or found)[0]
 

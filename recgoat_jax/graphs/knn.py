@@ -17,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import scipy.sparse as sp
+
+from recgoat_jax.data.atomic import savez_atomic
 
 GRAPH_VERSION = 1  # bump when the construction rule changes: invalidates cached graphs
 
@@ -233,13 +234,5 @@ def cached_graph(
     s = np.asarray(s, np.int32)
     r = np.asarray(r, np.int32)
     d.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-graph-", suffix=".npz", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, senders=s, receivers=r)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    savez_atomic(path, senders=s, receivers=r)
     return s, r
