@@ -30,18 +30,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import jax
 import numpy as np
-import optax
 
-from recgoat_jax import config as config_lib
-from recgoat_jax.data.load import load_dataset
 from recgoat_jax.errors import UserError
-from recgoat_jax.evaluate import Evaluator
-from recgoat_jax.graphs.inputs import model_inputs, shapes_of
-from recgoat_jax.model.registry import build_model
-from recgoat_jax.train.checkpoint import Checkpoints
-from recgoat_jax.train.step import init_state
 
 CHECKPOINTS = ("best", "latest")
 FORMATS = ("csv", "jsonl")
@@ -63,6 +54,8 @@ class LoadedRun:
 
     def embeddings(self):
         """(user_emb [n_users, d], item_emb [n_items, d]), eval mode, as in evaluation."""
+        import jax
+
         return jax.jit(self.model.embed)(self.params, self.inputs)
 
 
@@ -76,6 +69,19 @@ def load_run(run_dir: str | Path, checkpoint: str = "best",
     moved since training); relative paths in the config are taken from the current
     directory, as in training. Raises UserError for anything wrong with the inputs.
     """
+    # jax and the model stack load only here, so --help and argument errors answer at once
+    # (as in train/cli.py)
+    import jax
+    import optax
+
+    from recgoat_jax import config as config_lib
+    from recgoat_jax.data.load import load_dataset
+    from recgoat_jax.evaluate import Evaluator
+    from recgoat_jax.graphs.inputs import model_inputs, shapes_of
+    from recgoat_jax.model.registry import build_model
+    from recgoat_jax.train.checkpoint import Checkpoints
+    from recgoat_jax.train.step import init_state
+
     if checkpoint not in CHECKPOINTS:
         raise UserError(f"--checkpoint {checkpoint!r}: expected one of {', '.join(CHECKPOINTS)}")
     run_dir = Path(run_dir)

@@ -15,6 +15,7 @@ from recgoat_jax.data import synthetic
 from recgoat_jax.graphs import mm_adj
 from recgoat_jax.graphs.bipartite import dense_adjacency, edge_list
 from recgoat_jax.model.freedom import FREEDOM, prune_adjacency, sample_keep
+from recgoat_jax.model.registry import build_model
 
 from graph_helpers import small_graph
 
@@ -299,3 +300,11 @@ def test_shipped_freedom_configs():
                 m.freedom_dropout, m.init) == ("freedom", 64, 2, 1, 10, 0.1, 0.8, "xavier")
         assert (t.lr, t.batch_size, t.seed, t.epochs, t.patience, t.reg_weight) == \
             (1e-3, 2048, 999, 1000, 20, 1e-4)
+        # and the model built from it carries them (config -> model wiring)
+        model = build_model(cfg, {"n_users": 5, "n_items": 7, "user_feature_dim": None,
+                                  "item_feature_dims": {"image": 3, "text": 4}})
+        assert isinstance(model, FREEDOM)
+        assert (model.dim, model.n_ui_layers, model.mm_layers, model.dropout,
+                model.reg_weight, model.init_name) == (m.dim, m.n_layers, m.mm_layers,
+                                                       m.freedom_dropout, t.reg_weight, m.init)
+        assert model.feature_dims == (("image", 3), ("text", 4))

@@ -125,3 +125,24 @@ def test_cli_user_errors_are_one_line(args, expect):
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and expect in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_recgoat_diagnostics_logged_at_evaluation(tiny, tmp_path):
+    """The Lemma 3.3 and reference-OAT values come from the evaluation-time diagnostics
+    hook (metrics.jsonl "diagnostics"), not from the differentiated step (train/...)."""
+    cfg = _cfg("recgoat", epochs=2, **{"model.oat": "reference", "model.cmcl": "reference",
+                                       "train.lambda_ot": 0, "train.checkpoint": "false"})
+    train(cfg, run_dir=tmp_path / "run", dataset=tiny, progress=False, log=lambda s: None)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        assert set(k for k in row if k.startswith("train/")) == {
+            "train/loss", "train/bpr", "train/reg", "train/cmcl"}
+        d = row["diagnostics"]
+        for m in ("image", "text"):
+            assert 0.0 <= d[f"lemma/{m}/lhs"] <= 2.0 and d[f"lemma/{m}/rhs"] > 0
+            assert d[f"oat/{m}/plan_mass"] == pytest.approx(1.0, abs=0.5)
+            assert {f"oat/{m}/norm_zT", f"oat/{m}/norm_zDelta",
+                    f"oat/{m}/plan_marginal_err"} <= set(d)
+    assert rows[0]["diagnostics"] != rows[1]["diagnostics"]  # recomputed with new params
