@@ -223,6 +223,7 @@ def test_keep_frequency_follows_degree_weights():
 # ----------------------------------------------------------------------------- (4) loss
 
 
+@pytest.mark.slow
 def test_loss_equals_numpy():
     model, params, inputs, train, _ = _setup(seed=2, reg_weight=0.3)
     params = jax.tree_util.tree_map(lambda x: x * 3.0, params)  # larger scores: a real test
@@ -255,6 +256,7 @@ def test_loss_equals_numpy():
 # ----------------------------------------------------------------------------- (5) train
 
 
+@pytest.mark.slow
 def test_train_end_to_end(tmp_path):
     from recgoat_jax.train.loop import Trainer, train
 

@@ -4,6 +4,7 @@ against an independent dense NumPy LightGCN."""
 import functools
 
 import jax
+import pytest
 import jax.numpy as jnp
 import numpy as np
 
@@ -47,6 +48,7 @@ def _dense_lightgcn(train, users, items):
     return ref[:12], ref[12:]
 
 
+@pytest.mark.slow
 def test_user_branch_merge_add_and_ego():
     # add: e_u = LightGCN(user ego) + z_u; ego: e_u = LightGCN(user ego + z_u). Dense reference.
     for merge in ("add", "ego"):

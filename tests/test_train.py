@@ -36,6 +36,7 @@ def _cfg(model="lightgcn", epochs=6, **extra):
     return make_config(overrides=sets)
 
 
+@pytest.mark.slow
 def test_run_dir_outputs(tiny, tmp_path):
     res = train(_cfg(epochs=3), run_dir=tmp_path / "run", dataset=tiny, progress=False,
                 log=lambda s: None)
@@ -56,6 +57,7 @@ class _Kill(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["lightgcn", "recgoat"])
 def test_resume_equals_uninterrupted(tiny, tmp_path, model):
     cfg = _cfg(model, epochs=5)
@@ -79,6 +81,7 @@ def test_resume_equals_uninterrupted(tiny, tmp_path, model):
     np.testing.assert_allclose([r["train/loss"] for r in b], [r["train/loss"] for r in a], rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [{}, {"model.ui_encoder": "gat", "model.oat": "reference",
                                         "model.cmcl": "reference", "model.fusion": "concat"}])
 def test_recgoat_step_is_deterministic(tiny, extra):
