@@ -9,7 +9,7 @@ ARGS ?=
 CONFIG ?= $(firstword $(wildcard experiments/configs/$(MODEL)_$(notdir $(DATASET)).yaml) experiments/configs/$(MODEL).yaml)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install train test bench reproduce-baselines ablation realdata data features clean
+.PHONY: help install train test test-fast bench reproduce-baselines ablation realdata data features clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -30,8 +30,11 @@ install: $(VENV)/.installed  ## create .venv and install pinned requirements
 train: install  ## train MODEL on DATASET (default: RecGOAT on the built-in demo data)
 	$(PY) -m recgoat_jax.train --config $(CONFIG) --dataset $(DATASET) $(ARGS)
 
-test: install  ## run the test suite
+test: install  ## run the test suite (what CI runs)
 	$(PY) -m pytest -q tests
+
+test-fast: install  ## the tests not marked slow (< 60 s): unit and hand-computed checks
+	$(PY) -m pytest -q -m "not slow" tests
 
 # Baby, Sports and Electronics shapes; RecGOAT at Electronics shape is left to GPUs
 # (ARGS="--runs electronics:recgoat"): its item kNN alone is ~30 TFLOP on a CPU.

@@ -27,7 +27,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    name: str = "lightgcn"  # mf | lightgcn | recgoat
+    name: str = "lightgcn"  # mf | lightgcn | freedom | recgoat (model/registry.py)
     dim: int = 64
     n_layers: int = 3  # LightGCN propagation layers
     init: str = "xavier"  # xavier (MMRec: Xavier-uniform) | normal (N(0, 0.1^2))

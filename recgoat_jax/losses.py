@@ -53,3 +53,17 @@ def info_nce(a: jax.Array, b: jax.Array, tau: float, weight: jax.Array | None = 
         logits = jnp.where(weight[None, :] > 0, logits, -1e9)
     log_p = jnp.diagonal(logits) - jax.nn.logsumexp(logits, axis=1)
     return _wmean(-log_p, weight)
+
+
+def weighted_sum(terms) -> tuple[jax.Array, dict]:
+    """The one place a model's loss is composed from named terms.
+
+    terms: sequence of (name, weight, value) -> (sum_k weight_k * value_k in the given
+    order, {name: unweighted value}), the second being what the trainer logs as
+    train/<name>.
+    """
+    total = None
+    for _, weight, value in terms:
+        t = weight * value
+        total = t if total is None else total + t
+    return total, {name: value for name, _, value in terms}

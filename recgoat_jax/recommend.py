@@ -39,35 +39,48 @@ FORMATS = ("csv", "jsonl")
 
 
 class LoadedRun:
-    """A run's config, rebuilt Trainer (dataset, model, inputs, evaluator) and params."""
+    """A run's config, dataset, model, model inputs, evaluator and restored params."""
 
-    def __init__(self, cfg, trainer, params, epoch: int, checkpoint: str):
+    def __init__(self, cfg, dataset, model, inputs, evaluator, params, epoch: int,
+                 checkpoint: str):
         self.cfg = cfg
-        self.trainer = trainer
-        self.dataset = trainer.dataset
+        self.dataset = dataset
+        self.model = model
+        self.inputs = inputs
+        self.evaluator = evaluator
         self.params = params
         self.epoch = epoch
         self.checkpoint = checkpoint
 
     def embeddings(self):
         """(user_emb [n_users, d], item_emb [n_items, d]), eval mode, as in evaluation."""
-        return self.trainer.embed_fn(self.params, self.trainer.inputs)
+        import jax
+
+        return jax.jit(self.model.embed)(self.params, self.inputs)
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best",
              dataset: str | None = None) -> LoadedRun:
-    """Rebuilds the run's model and inputs (via the Trainer, so exactly as in training and
-    evaluation, on one device) and restores its params.
+    """Rebuilds the run's model and inputs (registry + graphs/inputs.py, exactly as training
+    and evaluation build them, on one device) and restores its params; no Trainer (no
+    sampler, optimizer step or compilation of training).
 
     dataset: a name or directory that replaces the run's data.dataset (when the data
     moved since training); relative paths in the config are taken from the current
     directory, as in training. Raises UserError for anything wrong with the inputs.
     """
+    # jax and the model stack load only here, so --help and argument errors answer at once
+    # (as in train/cli.py)
     import jax
+    import optax
 
     from recgoat_jax import config as config_lib
+    from recgoat_jax.data.load import load_dataset
+    from recgoat_jax.evaluate import Evaluator
+    from recgoat_jax.graphs.inputs import model_inputs, shapes_of
+    from recgoat_jax.model.registry import build_model
     from recgoat_jax.train.checkpoint import Checkpoints
-    from recgoat_jax.train.loop import Trainer
+    from recgoat_jax.train.step import init_state
 
     if checkpoint not in CHECKPOINTS:
         raise UserError(f"--checkpoint {checkpoint!r}: expected one of {', '.join(CHECKPOINTS)}")
@@ -86,9 +99,12 @@ def load_run(run_dir: str | Path, checkpoint: str = "best",
     # inference runs on one device of one process, whatever the run was trained with
     overrides += ["train.data_parallel=false", "train.distributed=false"]
     cfg = config_lib.make_config(cfg_path, overrides)
-    trainer = Trainer(cfg, log=lambda *a, **k: None)
+    ds = load_dataset(cfg.data)
+    model = build_model(cfg, shapes_of(ds))
+    inputs = model_inputs(model, ds, cfg)
     # structure only (no compute): params, or the whole train state for `latest`
-    like_state = jax.eval_shape(trainer.init_state)
+    like_state = jax.eval_shape(
+        lambda: init_state(model.init(jax.random.PRNGKey(0), inputs), optax.adam(cfg.train.lr)))
     ckpts = Checkpoints(run_dir)
     try:
         if checkpoint == "best":
@@ -98,13 +114,14 @@ def load_run(run_dir: str | Path, checkpoint: str = "best",
             params, epoch = state.params, meta["epoch"]
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{ckpt_dir}: checkpoint does not match the model rebuilt from "
-                        f"{cfg_path} and dataset {trainer.dataset.name} "
+                        f"{cfg_path} and dataset {ds.name} "
                         f"({str(e).splitlines()[0][:120]})") from None
     finally:
         ckpts.close()
     if params is None:
         raise UserError(f"{ckpt_dir}: no '{checkpoint}' checkpoint")
-    return LoadedRun(cfg, trainer, params, int(epoch), checkpoint)
+    evaluator = Evaluator(ds, ks=cfg.eval.ks, batch_users=cfg.eval.batch_users)
+    return LoadedRun(cfg, ds, model, inputs, evaluator, params, int(epoch), checkpoint)
 
 
 def _check_users(users, n_users: int) -> np.ndarray:
@@ -138,7 +155,7 @@ def recommend(run_dir: str | Path, users: Sequence[int] | np.ndarray | None = No
         users = ds.train.users_with_items()
     users = _check_users(users, ds.n_users)
     user_emb, item_emb = run.embeddings()
-    items, scores = run.trainer.evaluator.topk(user_emb, item_emb, users, k, mask_train=mask_train)
+    items, scores = run.evaluator.topk(user_emb, item_emb, users, k, mask_train=mask_train)
     return users, items, scores
 
 

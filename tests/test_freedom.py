@@ -16,6 +16,7 @@ from recgoat_jax.graphs import mm_adj
 from recgoat_jax.graphs.bipartite import dense_adjacency, edge_list
 from recgoat_jax.model.edge_pruning import prune_adjacency, sample_keep
 from recgoat_jax.model.freedom import FREEDOM
+from recgoat_jax.model.registry import build_model
 
 from graph_helpers import small_graph
 
@@ -223,6 +224,7 @@ def test_keep_frequency_follows_degree_weights():
 # ----------------------------------------------------------------------------- (4) loss
 
 
+@pytest.mark.slow
 def test_loss_equals_numpy():
     model, params, inputs, train, _ = _setup(seed=2, reg_weight=0.3)
     params = jax.tree_util.tree_map(lambda x: x * 3.0, params)  # larger scores: a real test
@@ -255,6 +257,7 @@ def test_loss_equals_numpy():
 # ----------------------------------------------------------------------------- (5) train
 
 
+@pytest.mark.slow
 def test_train_end_to_end(tmp_path):
     from recgoat_jax.train.loop import Trainer, train
 
@@ -300,3 +303,11 @@ def test_shipped_freedom_configs():
                 m.freedom_dropout, m.init) == ("freedom", 64, 2, 1, 10, 0.1, 0.8, "xavier")
         assert (t.lr, t.batch_size, t.seed, t.epochs, t.patience, t.reg_weight) == \
             (1e-3, 2048, 999, 1000, 20, 1e-4)
+        # and the model built from it carries them (config -> model wiring)
+        model = build_model(cfg, {"n_users": 5, "n_items": 7, "user_feature_dim": None,
+                                  "item_feature_dims": {"image": 3, "text": 4}})
+        assert isinstance(model, FREEDOM)
+        assert (model.dim, model.n_ui_layers, model.mm_layers, model.dropout,
+                model.reg_weight, model.init_name) == (m.dim, m.n_layers, m.mm_layers,
+                                                       m.freedom_dropout, t.reg_weight, m.init)
+        assert model.feature_dims == (("image", 3), ("text", 4))

@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from recgoat_jax.data.dataset import CSR
 from recgoat_jax.graphs.bipartite import dense_adjacency, normalized_adjacency
@@ -32,6 +33,7 @@ def test_propagation_equals_dense_reference():
     np.testing.assert_allclose(np.concatenate([eu, ei]), ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_custom_gradient_equals_dense_gradient():
     train, adj = _graph(1)
     m = LightGCN(12, 9, dim=3, n_layers=2, init_name="normal")

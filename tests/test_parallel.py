@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # one 8-device compile of every model (~1 min)
+
 N_DEV = 8
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 20

@@ -184,6 +184,7 @@ def test_llm_resume_generates_only_missing_users(ds):
     assert rep["llm_users_generated"] == 4
 
 
+@pytest.mark.slow
 def test_user_feat_with_real_minilm(ds):
     pytest.importorskip("torch", reason="torch is not installed (requirements-features.txt)")
     enc = tf.load_encoder()

@@ -1,11 +1,16 @@
 """How RecGOAT's user branch enters the user vectors (model.user_merge add / ego), checked
 against an independent dense NumPy LightGCN."""
 
+import functools
+
 import jax
+import pytest
 import jax.numpy as jnp
 import numpy as np
 
 from recgoat_jax.graphs.bipartite import dense_adjacency
+from recgoat_jax.model import recgoat_parts
+from recgoat_jax.model.fusion import fusion_factory
 from recgoat_jax.model.recgoat import RecGOATNet
 
 from graph_helpers import small_graph as _graph
@@ -23,8 +28,11 @@ def _recgoat_user_branch(merge):
               "item_features": {"text": jnp.asarray(rng.standard_normal((9, 6)), jnp.float32)},
               "item_knn": {"text": (jnp.arange(9, dtype=jnp.int32),) * 2}}
     net = RecGOATNet(n_users=12, n_items=9, dim=8, modalities=("text",), heads=2,
-                     user_branch=True, user_merge=merge, oat="none",
-                     init_weights=(("text", 0.5),))
+                     encode_ui=functools.partial(recgoat_parts.lightgcn_ui, n_layers=3),
+                     align=recgoat_parts.no_align,
+                     make_fusion=fusion_factory("oat", 8, ("text",), {"text": 0.5},
+                                                name="fusion"),
+                     user_branch=True, user_into_ego=merge == "ego")
     params = net.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
                       inputs)["params"]
     out = net.apply({"params": params}, inputs)
@@ -40,6 +48,7 @@ def _dense_lightgcn(train, users, items):
     return ref[:12], ref[12:]
 
 
+@pytest.mark.slow
 def test_user_branch_merge_add_and_ego():
     # add: e_u = LightGCN(user ego) + z_u; ego: e_u = LightGCN(user ego + z_u). Dense reference.
     for merge in ("add", "ego"):

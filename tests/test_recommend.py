@@ -75,6 +75,7 @@ def _read_csv(path: Path) -> dict[int, list[int]]:
     return {u: [i for _, i in sorted(v)] for u, v in lists.items()}
 
 
+@pytest.mark.slow  # uses the trained run
 def test_exported_lists_reproduce_test_metrics(run, tmp_path):
     out = tmp_path / "recs.csv"
     assert main(["--run-dir", str(run["dir"]), "--k", str(K), "--out", str(out)]) == 0
@@ -98,6 +99,7 @@ def test_exported_lists_reproduce_test_metrics(run, tmp_path):
     assert got_v["recall@20"] == pytest.approx(run["results"]["valid"]["recall@20"], abs=1e-5)
 
 
+@pytest.mark.slow  # uses the trained run
 def test_train_items_masked_unless_asked(run):
     loaded = load_run(run["dir"])
     assert loaded.epoch == run["results"]["best_epoch"]
@@ -113,6 +115,7 @@ def test_train_items_masked_unless_asked(run):
     assert seen > 0  # a trained model ranks (some) train items at the top
 
 
+@pytest.mark.slow  # uses the trained run
 def test_users_file_subset_and_latest(run, tmp_path):
     full_users, full_items, full_scores = recommend(run["dir"], k=5)
     pick = [int(full_users[7]), int(full_users[2]), int(full_users[7]), int(full_users[30])]
@@ -131,6 +134,7 @@ def test_users_file_subset_and_latest(run, tmp_path):
     assert load_run(run["dir"], "latest").epoch == run["results"]["epochs_run"] - 1
 
 
+@pytest.mark.slow  # uses the trained run
 @pytest.mark.parametrize("content, line", [("3\nabc\n", 2), ("1\n-4\n", 2),
                                             ("\n\n99999\n", 3), ("2\n1.5\n", 2)])
 def test_bad_users_file(run, tmp_path, capsys, content, line):
@@ -142,6 +146,7 @@ def test_bad_users_file(run, tmp_path, capsys, content, line):
     assert str(f) in err and f"line {line}" in err
 
 
+@pytest.mark.slow  # uses the trained run
 def test_user_errors_are_one_line(run, tmp_path, capsys):
     cases = [
         ["--run-dir", str(tmp_path)],                                   # not a run dir

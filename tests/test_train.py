@@ -36,6 +36,7 @@ def _cfg(model="lightgcn", epochs=6, **extra):
     return make_config(overrides=sets)
 
 
+@pytest.mark.slow
 def test_run_dir_outputs(tiny, tmp_path):
     res = train(_cfg(epochs=3), run_dir=tmp_path / "run", dataset=tiny, progress=False,
                 log=lambda s: None)
@@ -56,6 +57,7 @@ class _Kill(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["lightgcn", "recgoat"])
 def test_resume_equals_uninterrupted(tiny, tmp_path, model):
     cfg = _cfg(model, epochs=5)
@@ -79,6 +81,7 @@ def test_resume_equals_uninterrupted(tiny, tmp_path, model):
     np.testing.assert_allclose([r["train/loss"] for r in b], [r["train/loss"] for r in a], rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [{}, {"model.ui_encoder": "gat", "model.oat": "reference",
                                         "model.cmcl": "reference", "model.fusion": "concat"}])
 def test_recgoat_step_is_deterministic(tiny, extra):
@@ -125,3 +128,24 @@ def test_cli_user_errors_are_one_line(args, expect):
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and expect in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_recgoat_diagnostics_logged_at_evaluation(tiny, tmp_path):
+    """The Lemma 3.3 and reference-OAT values come from the evaluation-time diagnostics
+    hook (metrics.jsonl "diagnostics"), not from the differentiated step (train/...)."""
+    cfg = _cfg("recgoat", epochs=2, **{"model.oat": "reference", "model.cmcl": "reference",
+                                       "train.lambda_ot": 0, "train.checkpoint": "false"})
+    train(cfg, run_dir=tmp_path / "run", dataset=tiny, progress=False, log=lambda s: None)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        assert set(k for k in row if k.startswith("train/")) == {
+            "train/loss", "train/bpr", "train/reg", "train/cmcl"}
+        d = row["diagnostics"]
+        for m in ("image", "text"):
+            assert 0.0 <= d[f"lemma/{m}/lhs"] <= 2.0 and d[f"lemma/{m}/rhs"] > 0
+            assert d[f"oat/{m}/plan_mass"] == pytest.approx(1.0, abs=0.5)
+            assert {f"oat/{m}/norm_zT", f"oat/{m}/norm_zDelta",
+                    f"oat/{m}/plan_marginal_err"} <= set(d)
+    assert rows[0]["diagnostics"] != rows[1]["diagnostics"]  # recomputed with new params

@@ -1,6 +1,10 @@
 """What the trainer and evaluator expect of a model (pure functions over pytrees).
 
-inputs: a dict of device arrays built once by train/inputs.py from the model's `needs`
+Every model (MF, LightGCN, FREEDOM, RecGOAT) is a frozen dataclass built once by its
+module's `build(cfg, shapes)` (listed in model/registry.py), holding only static
+choices; its params are a pytree returned by `init` and passed to every function.
+
+inputs: a dict of device arrays built once by graphs/inputs.py from the model's `needs`
   ("adjacency": (rows, cols, vals) of the normalised user-item graph; "item_features":
   {modality: [n_items, d_m]}; "item_knn": {modality: (senders, receivers)};
   "user_features": [n_users, d_u]; "user_knn": (senders, receivers);
@@ -35,7 +39,10 @@ class Model(Protocol):
         score(u, i) = user_emb[u] . item_emb[i]."""
         ...
 
-    # Optional hook (train/loop.py checks hasattr):
+    # Optional hooks (train/loop.py checks hasattr):
+    #   diagnostics(params, inputs, batch) -> {name: scalar}
+    # called (jitted) at each evaluation, outside the train step, on a fixed probe batch
+    # (the first batch of epoch 0); logged in metrics.jsonl under "diagnostics".
     #   pre_epoch(inputs, key) -> inputs
     # called (jitted) once per epoch with the full inputs and
     # key = fold_in(fold_in(dropout_key, epoch), PRE_EPOCH_FOLD); the returned inputs

@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 
 from recgoat_jax import losses
+from recgoat_jax.config import Config
+from recgoat_jax.errors import ConfigError
 from recgoat_jax.model.base import init_embedding
 from recgoat_jax.model.edge_pruning import prune_inputs
 from recgoat_jax.model.lightgcn import _csr_matmul, propagate
@@ -116,4 +118,14 @@ class FREEDOM:
             fp = feat[p] @ proj["w"] + proj["b"]  # = (feat @ W + b)[p]
             fn = feat[n] @ proj["w"] + proj["b"]
             mm = mm + losses.bpr(jnp.sum(eu * fp, -1), jnp.sum(eu * fn, -1), w)
-        return bpr + self.reg_weight * mm, {"bpr": bpr, "mm_bpr": mm}
+        return losses.weighted_sum([("bpr", 1.0, bpr), ("mm_bpr", self.reg_weight, mm)])
+
+
+def build(cfg: Config, shapes: dict) -> FREEDOM:
+    dims = tuple(shapes["item_feature_dims"].items())
+    if not dims:
+        raise ConfigError("config key 'model.name': freedom needs item features "
+                          "(<modality>_feat.npy); the dataset has none")
+    m = cfg.model
+    return FREEDOM(shapes["n_users"], shapes["n_items"], dims, m.dim, m.n_layers, m.mm_layers,
+                   m.freedom_dropout, cfg.train.reg_weight, m.init)

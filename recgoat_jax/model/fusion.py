@@ -20,7 +20,8 @@ ablation arms differ only in how the parts are combined. LayerNorm eps 1e-5 (tor
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import functools
+from typing import Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -113,7 +114,7 @@ class ConcatFusion(_LinearFusion):
     mode: str = "concat"
 
 
-def make_fusion(
+def fusion_factory(
     kind: str,
     dim: int,
     modalities: Sequence[str] | None = None,
@@ -122,16 +123,23 @@ def make_fusion(
     name: str | None = None,
     normalize: bool = True,
     residual_init: float = 0.0,
-) -> nn.Module:
-    """Fusion module by name: "oat" | "sum" | "concat" | "residual" (normalize does not
-    apply to residual, which never normalises)."""
+) -> Callable[[], nn.Module]:
+    """The fusion module's constructor, chosen once by name: "oat" | "sum" | "concat" |
+    "residual" (normalize does not apply to residual, which never normalises). Call it
+    inside a parent's compact method to create the (named) submodule there."""
     mods = tuple(modalities) if modalities is not None else None
     if kind == "oat":
-        return OATFusion(mods, dict(init_weights or {}), dropout, normalize, name=name)
+        return functools.partial(OATFusion, mods, dict(init_weights or {}), dropout, normalize,
+                                 name=name)
     if kind == "sum":
-        return SumFusion(dim, mods, dropout, normalize, name=name)
+        return functools.partial(SumFusion, dim, mods, dropout, normalize, name=name)
     if kind == "concat":
-        return ConcatFusion(dim, mods, dropout, normalize, name=name)
+        return functools.partial(ConcatFusion, dim, mods, dropout, normalize, name=name)
     if kind == "residual":
-        return ResidualFusion(mods, residual_init, dropout, name=name)
+        return functools.partial(ResidualFusion, mods, residual_init, dropout, name=name)
     raise ValueError(f"unknown fusion {kind!r}; expected oat, sum, concat or residual")
+
+
+def make_fusion(kind: str, dim: int, *args, **kwargs) -> nn.Module:
+    """Fusion module by name (fusion_factory's constructor, called)."""
+    return fusion_factory(kind, dim, *args, **kwargs)()

@@ -79,8 +79,7 @@ class GATLayer(nn.Module):
 
     The graph must contain self loops (a node without incoming edges outputs only the
     bias). No activation: ModalityEncoder applies it.
-    Attributes: out_dim = heads * head_dim; sorted_receivers: promise that receivers are
-    sorted (as produced by recgoat_jax.graphs.knn) so segment ops may use the hint.
+    Attributes: out_dim = heads * head_dim.
     """
 
     out_dim: int
@@ -88,7 +87,6 @@ class GATLayer(nn.Module):
     feat_drop: float = 0.1
     attn_drop: float = 0.1
     negative_slope: float = 0.2
-    sorted_receivers: bool = False
 
     @nn.compact
     def __call__(self, graph: jraph.GraphsTuple, deterministic: bool = True, return_attention: bool = False):
@@ -116,12 +114,10 @@ class GATLayer(nn.Module):
         el = jnp.einsum("nhf,hf->nh", h, a_l)
         er = jnp.einsum("nhf,hf->nh", h, a_r)
         logits = jax.nn.leaky_relu(el[senders] + er[receivers], self.negative_slope)  # [E, H]
-        alpha = jraph.segment_softmax(
-            logits, receivers, num_segments=n, indices_are_sorted=self.sorted_receivers
-        )
+        alpha = jraph.segment_softmax(logits, receivers, num_segments=n)
         alpha_used = nn.Dropout(self.attn_drop)(alpha, deterministic=deterministic)
         messages = h[senders] * alpha_used[..., None]  # [E, H, F]
-        out = jraph.segment_sum(messages, receivers, num_segments=n, indices_are_sorted=self.sorted_receivers)
+        out = jraph.segment_sum(messages, receivers, num_segments=n)
         out = out.reshape(n, self.out_dim) + bias
         if return_attention:
             return out, alpha
@@ -141,7 +137,6 @@ class ModalityEncoder(nn.Module):
     heads: int = 8
     dropout: float = 0.1
     use_gat: bool = True
-    sorted_receivers: bool = False
 
     @nn.compact
     def __call__(self, features: jax.Array, senders: jax.Array, receivers: jax.Array,
@@ -163,7 +158,6 @@ class ModalityEncoder(nn.Module):
                 heads=self.heads,
                 feat_drop=self.dropout,
                 attn_drop=self.dropout,
-                sorted_receivers=self.sorted_receivers,
                 name=f"gat_{layer}",
             )(g, deterministic=deterministic)
             h = jax.nn.leaky_relu(h, 0.2)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jax.experimental import sparse as jsparse
 
 from recgoat_jax import losses
+from recgoat_jax.config import Config
 from recgoat_jax.model.base import init_embedding
 
 
@@ -97,14 +98,23 @@ class LightGCN:
         eu = user_emb[u]
         pos = jnp.sum(eu * item_emb[p], axis=-1)
         neg = jnp.sum(eu * item_emb[n], axis=-1)
-        bpr = losses.bpr(pos, neg, w)
         reg = losses.emb_l2(params["user"][u], params["item"][p], params["item"][n],
                             weight=w, mode=self.reg_mode)
-        loss = bpr + self.reg_weight * reg
-        return loss, {"bpr": bpr, "reg": reg}
+        return losses.weighted_sum([("bpr", 1.0, losses.bpr(pos, neg, w)),
+                                    ("reg", self.reg_weight, reg)])
 
 
 def MF(n_users: int, n_items: int, dim: int = 64, init_name: str = "xavier",
        reg_weight: float = 1e-4, reg_mode: str = "mmrec") -> LightGCN:
     """MF-BPR: LightGCN with no propagation (score = ego user . ego item)."""
     return LightGCN(n_users, n_items, dim, 0, init_name, reg_weight, reg_mode)
+
+
+def build(cfg: Config, shapes: dict) -> LightGCN:
+    return LightGCN(shapes["n_users"], shapes["n_items"], cfg.model.dim, cfg.model.n_layers,
+                    cfg.model.init, cfg.train.reg_weight, unit_items=cfg.model.unit_items)
+
+
+def build_mf(cfg: Config, shapes: dict) -> LightGCN:
+    return MF(shapes["n_users"], shapes["n_items"], cfg.model.dim, cfg.model.init,
+              cfg.train.reg_weight)

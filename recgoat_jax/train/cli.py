@@ -23,7 +23,7 @@ def parse_args(argv=None):
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML config (schema: recgoat_jax/config.py)")
     p.add_argument("--dataset", help="dataset name or directory (sets data.dataset)")
-    p.add_argument("--model", help="model name (sets model.name): mf, lightgcn, recgoat")
+    p.add_argument("--model", help="model name (sets model.name): mf, lightgcn, freedom, recgoat")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set model.dim=64 (repeatable)")
     p.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")

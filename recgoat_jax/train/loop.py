@@ -2,7 +2,8 @@
 
 Run directory:
   config.yaml     the fully resolved config
-  metrics.jsonl   one line per evaluation (epoch, loss parts, valid/test metrics, times)
+  metrics.jsonl   one line per evaluation (epoch, loss parts, valid/test metrics, times,
+                  and the model's evaluation-time "diagnostics" when it has the hook)
   results.json    dataset, model, best_epoch, valid/test at the best valid epoch, times
   checkpoints/    orbax: latest (for --resume) and best (params at the best valid epoch)
 
@@ -33,9 +34,9 @@ from recgoat_jax.errors import ConfigError
 from recgoat_jax.data.load import load_dataset
 from recgoat_jax.data.sampler import BPRSampler
 from recgoat_jax.evaluate import Evaluator, format_table
+from recgoat_jax.graphs.inputs import model_inputs, shapes_of
 from recgoat_jax.model.registry import build_model
 from recgoat_jax.train.checkpoint import Checkpoints
-from recgoat_jax.train.inputs import build_inputs, shapes_of
 from recgoat_jax.train.parallel import DataParallel, maybe_initialize_distributed
 from recgoat_jax.train.step import init_state, make_train_step, zeros_acc
 
@@ -74,11 +75,7 @@ class Trainer:
         self.dataset = dataset if dataset is not None else load_dataset(cfg.data)
         self.shapes = shapes_of(self.dataset)
         self.model = build_model(cfg, self.shapes)
-        cache = str(Path(cfg.data.root) / ".cache")
-        self.inputs = build_inputs(self.model.needs, self.dataset, cfg, cache_dir=cache)
-        if cfg.train.mixed_precision:  # stored once in bf16 for the bf16 projections
-            self.inputs = _features_bf16(self.inputs)
-        self.inputs = self.place(self.inputs)
+        self.inputs = self.place(model_inputs(self.model, self.dataset, cfg))
         self.tx = optax.adam(cfg.train.lr)
         t = cfg.train
         self.sampler = BPRSampler(self.dataset.train, self.dataset.n_items, t.batch_size,
@@ -104,6 +101,9 @@ class Trainer:
         if hook is not None:
             self.pre_epoch_fn = jax.jit(hook,
                                         out_shardings=self.dp.replicated if self.dp else None)
+        # optional model hook (model/base.py): evaluation-time diagnostics on a probe batch
+        self.diagnostics_fn = (jax.jit(self.model.diagnostics)
+                               if hasattr(self.model, "diagnostics") else None)
         root = jax.random.PRNGKey(t.seed)
         self.init_key, self.dropout_key = jax.random.split(root)
 
@@ -134,6 +134,25 @@ class Trainer:
         init = jax.jit(self.model.init, out_shardings=self.dp.replicated if self.dp else None)
         return self.place(init_state(init(self.init_key, self.inputs), self.tx))
 
+    def probe_batch(self) -> dict:
+        """The batch diagnostics are computed on: the first batch of epoch 0 (fixed, so
+        values are comparable across evaluations and device counts)."""
+        if not hasattr(self, "_probe"):
+            b = self.sampler.epoch(0)
+            self._probe = {"users": jnp.asarray(b.users[0]), "pos": jnp.asarray(b.pos[0]),
+                           "neg": jnp.asarray(b.neg[0]), "weight": jnp.asarray(b.weight[0])}
+        return self._probe
+
+    def diagnostics(self, params) -> dict:
+        """{name: float} of the model's diagnostics hook ({} without one), eval mode."""
+        if self.diagnostics_fn is None:
+            return {}
+        inputs = self.inputs
+        if self.dp is not None:  # on this process's first device, as evaluate
+            params, inputs = self.dp.local(params), self.dp.local(inputs)
+        return {k: float(v) for k, v in
+                self.diagnostics_fn(params, inputs, self.probe_batch()).items()}
+
     def aux_names(self, state) -> tuple[str, ...]:
         bs = self.sampler.batch_size  # shapes only: no need to sample an epoch
         batch = {k: jax.ShapeDtypeStruct((bs,), jnp.int32) for k in ("users", "pos", "neg")}
@@ -148,15 +167,6 @@ class Trainer:
         else:  # once, on this process's first device (zero-copy views of the replicas)
             user_emb, item_emb = self.embed_fn(self.dp.local(params), self.dp.local(self.inputs))
         return {s: self.evaluator.evaluate(user_emb, item_emb, s) for s in ("valid", "test")}
-
-
-def _features_bf16(inputs: dict) -> dict:
-    out = dict(inputs)
-    if "item_features" in out:
-        out["item_features"] = {m: v.astype(jnp.bfloat16) for m, v in out["item_features"].items()}
-    if "user_features" in out:
-        out["user_features"] = out["user_features"].astype(jnp.bfloat16)
-    return out
 
 
 def _device_batches(b) -> dict:
@@ -249,9 +259,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         row = {"epoch": epoch, **{f"train/{k}": v for k, v in acc.items()},
                "valid": res["valid"], "test": res["test"],
                "epoch_time_s": epoch_times[-1], "eval_time_s": eval_times[-1]}
-        if hasattr(trainer.model, "diagnostics"):
-            row["diagnostics"] = {k: float(v) for k, v in
-                                  trainer.model.diagnostics(state.params, trainer.inputs).items()}
+        if trainer.diagnostics_fn is not None:
+            row["diagnostics"] = trainer.diagnostics(state.params)
         improved = res["valid"][metric] > best
         if improved:
             best, best_epoch, bad, best_row = res["valid"][metric], epoch, 0, row

@@ -11,21 +11,19 @@ all-reduces the gradients, so the update equals the single-device one.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 import jax
 import jax.numpy as jnp
 import optax
+from flax.training.train_state import TrainState
+
+from recgoat_jax.train.parallel import batch_sharding, replicated
 
 
-class TrainState(NamedTuple):
-    params: Any
-    opt_state: Any
-    step: jax.Array  # int32 scalar, counts optimizer updates
-
-
-def init_state(params, tx: optax.GradientTransformation) -> TrainState:
-    return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
+def init_state(params, tx: optax.GradientTransformation, apply_fn=None) -> TrainState:
+    """flax's TrainState (params, opt_state, tx; apply_fn unused by the step) with an int32
+    array step counting optimizer updates (an array, so it checkpoints and donates)."""
+    return TrainState.create(apply_fn=apply_fn, params=params, tx=tx).replace(
+        step=jnp.zeros((), jnp.int32))
 
 
 def zeros_acc(aux_names) -> dict:
@@ -35,6 +33,8 @@ def zeros_acc(aux_names) -> dict:
 def make_train_step(model, tx: optax.GradientTransformation, donate: bool = True, mesh=None):
     """Returns step(state, acc, inputs, batches, i, key) -> (state, acc).
 
+    tx: the optimizer the states were created with (init_state); the update runs through
+    state.apply_gradients, i.e. state.tx.
     mesh: a jax.sharding.Mesh with axis 'data' (train/parallel.py) for data parallelism;
     None: plain single-device jit.
 
@@ -48,20 +48,16 @@ def make_train_step(model, tx: optax.GradientTransformation, donate: bool = True
         k = jax.random.fold_in(key, state.step)
         (loss, aux), grads = jax.value_and_grad(model.loss, has_aux=True)(
             state.params, inputs, batch, k)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         n = jnp.sum(batch["weight"])
         new_acc = {"loss": acc["loss"] + loss * n}
         for name in acc:
             if name != "loss":
                 new_acc[name] = acc[name] + aux[name] * n
-        return TrainState(params, opt_state, state.step + 1), new_acc
+        return state.apply_gradients(grads=grads), new_acc
 
     donate_argnums = (0, 1) if donate else ()
     if mesh is None:
         return jax.jit(step, donate_argnums=donate_argnums)
-    from recgoat_jax.train.parallel import batch_sharding, replicated
-
     rep = replicated(mesh)
     return jax.jit(step, donate_argnums=donate_argnums,
                    in_shardings=(rep, rep, rep, batch_sharding(mesh), rep, rep),

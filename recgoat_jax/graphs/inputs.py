@@ -1,0 +1,157 @@
+"""The device-resident model inputs a model declares in `needs` (model/base.py), built
+once per run from a Dataset, beside the graph code they come from.
+
+One builder per input name, all module-level (no import inside a function):
+  adjacency      normalised user-item CSR pair (graphs/bipartite.py)
+  ui_edges       user-item graph over U + I nodes as GAT edges (RecGOAT ui_encoder=gat)
+  ui_edge_list   train edges in "ui" CSR order (FREEDOM's edge pruning)
+  mm_adj         FREEDOM's frozen item-item graph (graphs/mm_adj.py)
+  item_knn       {modality: (senders, receivers)} item-item kNN (graphs/knn.py, cached)
+  user_knn       (senders, receivers) user-user kNN (graphs/knn.py, cached)
+  item_features  {modality: [I, D_m]}; user_features [U, D_u]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from recgoat_jax.config import Config
+from recgoat_jax.data.dataset import Dataset
+from recgoat_jax.graphs import knn, mm_adj
+from recgoat_jax.graphs.bipartite import edge_list, normalized_adjacency
+
+
+def shapes_of(dataset: Dataset) -> dict:
+    """What a model's build(cfg, shapes) may read: {"n_users", "n_items",
+    "item_feature_dims": {m: D_m}, "user_feature_dim": D_u or None}."""
+    return {
+        "n_users": dataset.n_users,
+        "n_items": dataset.n_items,
+        "item_feature_dims": {m: int(v.shape[1]) for m, v in dataset.item_features.items()},
+        "user_feature_dim": None if dataset.user_features is None
+        else int(dataset.user_features.shape[1]),
+    }
+
+
+def _edges(pair) -> tuple:
+    s, r = pair
+    return (jnp.asarray(s, jnp.int32), jnp.asarray(r, jnp.int32))
+
+
+def adjacency(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
+    adj = normalized_adjacency(dataset.train, dataset.n_users, dataset.n_items)
+    return {k: tuple(jnp.asarray(a) for a in v) for k, v in adj.items()}
+
+
+def ui_edges(dataset: Dataset, cfg: Config | None = None, cache_dir: str | None = None):
+    """(senders, receivers) of the user-item graph over U + I nodes, both directions plus
+    self loops (what jraph-style GAT needs), sorted by receiver."""
+    users, items = dataset.train.to_pairs()
+    users = users.astype(np.int64)
+    items = items.astype(np.int64) + dataset.n_users
+    n = dataset.n_users + dataset.n_items
+    loops = np.arange(n, dtype=np.int64)
+    s = np.concatenate([users, items, loops])
+    r = np.concatenate([items, users, loops])
+    order = np.lexsort((s, r))
+    return jnp.asarray(s[order], jnp.int32), jnp.asarray(r[order], jnp.int32)
+
+
+def ui_edge_list(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
+    return {k: jnp.asarray(v) for k, v in
+            edge_list(dataset.train, dataset.n_users, dataset.n_items).items()}
+
+
+def item_features(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
+    return {m: jnp.asarray(v, jnp.float32) for m, v in dataset.item_features.items()}
+
+
+def user_features(dataset: Dataset, cfg: Config, cache_dir: str | None):
+    return jnp.asarray(dataset.user_features, jnp.float32)
+
+
+def item_knn(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
+    """{modality: (senders, receivers)} of the item-item kNN graph (model.knn_k)."""
+    k, out = cfg.model.knn_k, {}
+    for name, feats in dataset.item_features.items():
+        pair = knn.cached_graph(
+            cache_dir, {"kind": "item_knn", "features": np.asarray(feats), "k": k},
+            lambda f=feats: knn.item_knn(np.asarray(f, np.float32), k))
+        out[name] = _edges(pair)
+    return out
+
+
+def user_knn(dataset: Dataset, cfg: Config, cache_dir: str | None):
+    """(senders, receivers) of the user-user kNN graph (model.user_knn_k): from the user
+    features when the dataset has them, else from co-interactions."""
+    k = cfg.model.user_knn_k
+    if dataset.user_features is not None:
+        feats = dataset.user_features
+        pair = knn.cached_graph(
+            cache_dir, {"kind": "user_knn_features", "features": np.asarray(feats), "k": k},
+            lambda: knn.user_knn_from_features(np.asarray(feats, np.float32), k))
+    else:
+        users, items = dataset.train.to_pairs()
+        pair = knn.cached_graph(
+            cache_dir, {"kind": "user_knn_interactions", "users": users, "items": items,
+                        "n_items": dataset.n_items, "k": k},
+            lambda: knn.user_knn_from_interactions(users, items, dataset.n_users,
+                                                   dataset.n_items, k))
+    return _edges(pair)
+
+
+def mm_adj_input(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
+    """FREEDOM's frozen item-item graph from the raw features (graphs/mm_adj.py) ->
+    {"fwd": (data, indices, indptr) of mm_adj [I, I] CSR, "bwd": the same for mm_adj^T}.
+    The per-modality neighbour lists are cached (values follow from them)."""
+    m = cfg.model
+    neighbours = {}
+    for name, feats in dataset.item_features.items():
+        neighbours[name] = knn.cached_graph(
+            cache_dir, {"kind": "freedom_knn_with_self", "features": np.asarray(feats),
+                        "k": m.knn_k},
+            lambda f=feats: mm_adj.knn_neighbours(np.asarray(f, np.float32), m.knn_k))
+    adj = mm_adj.mm_adjacency(neighbours, dataset.n_items, m.mm_image_weight)
+    return {k: tuple(jnp.asarray(a) for a in v) for k, v in adj.items()}
+
+
+BUILDERS: dict[str, Callable] = {
+    "adjacency": adjacency,
+    "ui_edges": ui_edges,
+    "ui_edge_list": ui_edge_list,
+    "mm_adj": mm_adj_input,
+    "item_features": item_features,
+    "user_features": user_features,
+    "item_knn": item_knn,
+    "user_knn": user_knn,
+}
+
+
+def build_inputs(needs, dataset: Dataset, cfg: Config, cache_dir: str | None = None) -> dict:
+    """needs: names from BUILDERS. Returns {name: arrays} on the default device."""
+    unknown = [n for n in needs if n not in BUILDERS]
+    if unknown:
+        raise ValueError(f"unknown model input(s) {unknown}; expected among {sorted(BUILDERS)}")
+    return {n: BUILDERS[n](dataset, cfg, cache_dir) for n in needs}
+
+
+def features_bf16(inputs: dict) -> dict:
+    """train.mixed_precision: item/user features stored once in bf16 (bf16 projections)."""
+    out = dict(inputs)
+    if "item_features" in out:
+        out["item_features"] = {m: v.astype(jnp.bfloat16) for m, v in out["item_features"].items()}
+    if "user_features" in out:
+        out["user_features"] = out["user_features"].astype(jnp.bfloat16)
+    return out
+
+
+def model_inputs(model, dataset: Dataset, cfg: Config) -> dict:
+    """What training, evaluation and `recommend` feed `model`: build_inputs of its needs
+    (graph caches under <data.root>/.cache), bf16 features under train.mixed_precision."""
+    cache = str(Path(cfg.data.root) / ".cache")
+    inputs = build_inputs(model.needs, dataset, cfg, cache_dir=cache)
+    return features_bf16(inputs) if cfg.train.mixed_precision else inputs

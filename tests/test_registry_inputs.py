@@ -1,0 +1,115 @@
+"""model/registry.py (one way to register: every model's build) and graphs/inputs.py (the
+inputs a model's `needs` name), on a tiny generated dataset; no training."""
+
+import jax
+import numpy as np
+import pytest
+
+from recgoat_jax.config import make_config
+from recgoat_jax.data import synthetic
+from recgoat_jax.errors import ConfigError
+from recgoat_jax.graphs import inputs as gi
+from recgoat_jax.model import registry
+from recgoat_jax.model.freedom import FREEDOM
+from recgoat_jax.model.lightgcn import LightGCN
+from recgoat_jax.model.recgoat import RecGOAT
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return synthetic.generate(n_users=40, n_items=30, n_interactions=400,
+                              feature_dims={"text": 6, "image": 5}, seed=0,
+                              user_feature_dim=4, name="tiny")
+
+
+def _cfg(name, *sets):
+    return make_config(overrides=[f"model.name={name}", "model.dim=8", "model.gat_heads=2",
+                                  "model.knn_k=3", "model.user_knn_k=3", *sets])
+
+
+@pytest.mark.parametrize("name,cls,sets,needs", [
+    ("mf", LightGCN, [], ()),
+    ("lightgcn", LightGCN, [], ("adjacency",)),
+    ("freedom", FREEDOM, [], ("adjacency", "ui_edge_list", "mm_adj", "item_features")),
+    ("recgoat", RecGOAT, [],  # user_branch auto: on, the dataset has user features
+     ("item_features", "item_knn", "adjacency", "user_knn", "user_features")),
+    ("recgoat", RecGOAT, ["model.ui_encoder=gat", "model.user_branch=off"],
+     ("item_features", "item_knn", "ui_edges")),
+])
+def test_build_model_and_its_inputs(tiny, name, cls, sets, needs):
+    cfg = _cfg(name, *sets)
+    model = registry.build_model(cfg, gi.shapes_of(tiny))
+    assert isinstance(model, cls) and tuple(model.needs) == needs
+    inputs = gi.build_inputs(model.needs, tiny, cfg)
+    assert set(inputs) == set(needs)
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0), inputs)
+    assert jax.tree_util.tree_leaves(params)
+
+
+def test_registry_names_and_errors(tiny):
+    assert registry.names() == ["freedom", "lightgcn", "mf", "recgoat"]
+    with pytest.raises(ConfigError, match="unknown model 'nope'; expected one of freedom"):
+        registry.build_model(_cfg("nope"), gi.shapes_of(tiny))
+    shapes = {**gi.shapes_of(tiny), "item_feature_dims": {}}
+    with pytest.raises(ConfigError, match="freedom needs item features"):
+        registry.build_model(_cfg("freedom"), shapes)
+
+
+def test_inputs_shapes(tiny):
+    cfg = _cfg("recgoat")
+    got = gi.build_inputs(sorted(gi.BUILDERS), tiny, cfg)
+    n_u, n_i = tiny.n_users, tiny.n_items
+    s, r = got["ui_edges"]
+    n_edges = len(tiny.train.to_pairs()[0])
+    assert s.shape == r.shape == (2 * n_edges + n_u + n_i,)
+    assert np.all(np.diff(np.asarray(r)) >= 0)  # sorted by receiver
+    assert set(got["item_knn"]) == {"text", "image"}
+    for s, r in [*got["item_knn"].values(), got["user_knn"]]:
+        assert s.dtype == r.dtype == np.int32 and s.shape == r.shape
+    assert got["item_features"]["text"].shape == (n_i, 6)
+    assert got["user_features"].shape == (n_u, 4)
+    assert got["mm_adj"]["fwd"][2].shape == (n_i + 1,)  # CSR indptr
+    assert got["ui_edge_list"]["users"].shape == (n_edges,)
+    bf = gi.features_bf16(got)
+    assert bf["item_features"]["text"].dtype == "bfloat16" and bf["adjacency"] is got["adjacency"]
+    with pytest.raises(ValueError, match="unknown model input"):
+        gi.build_inputs(["adjacency", "nope"], tiny, cfg)
+
+
+def test_recgoat_edge_dropout_prunes_the_training_graph_only(tiny):
+    cfg = _cfg("recgoat", "model.user_branch=off", "model.edge_dropout=0.75")
+    model = registry.build_model(cfg, gi.shapes_of(tiny))
+    assert "ui_edge_list" in model.needs and model.pre_epoch is not None
+    inputs = gi.build_inputs(model.needs, tiny, cfg)
+    pruned = jax.jit(model.pre_epoch)(inputs, jax.random.PRNGKey(3))
+    n_edges = int(inputs["ui_edge_list"]["weight"].shape[0])
+    data, full = np.asarray(pruned["adjacency"]["ui"][0]), np.asarray(inputs["adjacency"]["ui"][0])
+    assert np.count_nonzero(data) == int(n_edges * 0.25) and np.count_nonzero(full) == n_edges
+    # kept edges renormalised over the kept graph: 1/sqrt(deg_u deg_i) with kept degrees
+    users = np.repeat(np.arange(tiny.n_users), np.diff(np.asarray(inputs["adjacency"]["ui"][2])))
+    items = np.asarray(inputs["adjacency"]["ui"][1])
+    keep = data != 0
+    du = np.bincount(users[keep], minlength=tiny.n_users)
+    di = np.bincount(items[keep], minlength=tiny.n_items)
+    np.testing.assert_allclose(data[keep], 1 / np.sqrt(du[users[keep]] * di[items[keep]]), rtol=1e-5)
+    assert registry.build_model(_cfg("recgoat", "model.user_branch=off"),
+                                gi.shapes_of(tiny)).pre_epoch is None
+    with pytest.raises(ConfigError, match="model.edge_dropout"):
+        registry.build_model(_cfg("recgoat", "model.ui_encoder=gat", "model.edge_dropout=0.5"),
+                             gi.shapes_of(tiny))
+
+
+def test_recgoat_item_graph_id_adds_the_id_rows_before_the_item_gat(tiny):
+    # projection only (no GAT): z_m = W x_m + b + item ego row exactly
+    base = ["model.user_branch=off", "model.item_gat=false", "model.oat=none"]
+    outs = {}
+    for flag in (False, True):
+        cfg = _cfg("recgoat", *base, f"model.item_graph_id={str(flag).lower()}")
+        model = registry.build_model(cfg, gi.shapes_of(tiny))
+        inputs = gi.build_inputs(model.needs, tiny, cfg)
+        params = model.init(jax.random.PRNGKey(0), inputs)
+        outs[flag] = model.forward(params, inputs)
+    for m in ("text", "image"):
+        np.testing.assert_allclose(np.asarray(outs[True]["z"][m]),
+                                   np.asarray(outs[False]["z"][m] + outs[False]["item_ego"]),
+                                   rtol=1e-5, atol=1e-6)
