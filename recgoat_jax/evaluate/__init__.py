@@ -1,0 +1,19 @@
+"""Full-ranking evaluation (MMRec protocol), jitted, in blocks.
+
+Every user with truth items in the split gets ALL items scored by inner product
+``user_emb[u] @ item_emb.T``, its TRAIN items masked (valid items are not masked when
+testing), and Recall / NDCG / Precision / MAP / HitRate at each K, averaged over those
+users. Ties go to the lower item index.
+
+  metrics.py    the metric math: metrics_from_hits, metric keys, format_table
+  blocks.py     ranking rules; jitted per-block kernels; host-side block plans / packing
+  evaluator.py  Evaluator: plans built once per dataset, evaluate / evaluate_sums / topk
+
+Import from here: ``from recgoat_jax.evaluate import Evaluator, format_table, ...``.
+"""
+
+from recgoat_jax.evaluate.blocks import _eval_rank_block, _eval_topk_block, _topk_block
+from recgoat_jax.evaluate.evaluator import Evaluator
+from recgoat_jax.evaluate.metrics import DEFAULT_KS, METRICS, format_table, metrics_from_hits
+
+__all__ = ["DEFAULT_KS", "METRICS", "Evaluator", "format_table", "metrics_from_hits"]

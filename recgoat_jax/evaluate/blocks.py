@@ -1,0 +1,187 @@
+"""Ranking in blocks: the jitted per-block kernels and the host-side planning and
+packing of users / truth pairs / train items into equal-shaped blocks.
+
+Ranking order and ties
+----------------------
+Items are ranked by score, descending; equal scores (float equality, so -0.0 == +0.0)
+are broken by the LOWER item index first. That is what ``jax.lax.top_k`` does (XLA's
+TopK compares ``(value, -index)``; verified in the tests), except that XLA's comparator
+orders -0.0 below +0.0, so the top_k paths first canonicalise -0.0 to +0.0. Scores must
+not be NaN. A masked (train) item never counts as a hit, even if it is also a truth item
+(it sits at -inf, behind every unmasked item).
+
+Implementation
+--------------
+Everything runs on device with static shapes: every block of both splits has the same
+array shapes, so the block function compiles once per (dataset shape, ks); the loop
+over blocks only dispatches; metric SUMS are accumulated on device and moved to the
+host once per evaluation. Padding rows carry ``n_truth == 0`` (weight 0), and padded
+(row, item) pairs point at row == block size, which the scatters drop.
+
+Two exact methods give identical numbers:
+
+- ``method="rank"`` (default, fast). No sorting: for each truth pair (user u, item t),
+  its 0-based rank is the number of unmasked items ahead of it in the order above,
+  ``#{i: s_i > s_t} + #{i < t: s_i == s_t}``; it is a hit at rank r + 1 iff r < max(ks).
+  Blocks hold whole users, packed greedily so that each block has at most
+  ``batch_users`` truth pairs; the block computes one score row per truth pair
+  (``user_emb[u] @ item_emb.T``, about 1.1 rows per user on Amazon splits), masks the
+  user's train items with -inf by scatter, and counts in one vectorised pass.
+  Why not top_k: on CPU XLA's TopK is a single-threaded custom call that costs more
+  than the matmul itself for 7k items (see the benchmark notes in the report).
+- ``method="topk"``: blocks of ``batch_users`` users; ``jax.lax.top_k`` with
+  k = max(ks) on the masked scores, then truth membership of the returned items via a
+  [block, n_items] boolean built by scatter.
+
+Both feed the matrix form of :func:`metrics.metrics_from_hits` (``_metrics_matrix``).
+``_topk_block`` serves :meth:`Evaluator.topk`, which exports the top-k item lists
+themselves (``jax.lax.top_k``, same masking and ties).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from recgoat_jax.data.dataset import CSR, Dataset
+from recgoat_jax.evaluate.metrics import _HP, _metrics_matrix
+
+
+# ----------------------------------------------------------------------------- device
+def _canonical(scores: jax.Array) -> jax.Array:
+    """-0.0 -> +0.0 (for lax.top_k, whose comparator orders -0.0 below +0.0)."""
+    return jnp.where(scores == 0, jnp.zeros_like(scores), scores)
+
+
+def _scores(user_emb, item_emb, users):
+    return jnp.dot(user_emb[users], item_emb.T, preferred_element_type=jnp.float32)
+
+
+def _block_sums(hits, n_truth, ks):
+    per_user = _metrics_matrix(hits, n_truth, ks)                  # [B, metrics, ks]
+    weight = (n_truth > 0).astype(jnp.float32)
+    return jnp.einsum("b,bmk->mk", weight, per_user, precision=_HP).reshape(-1)
+
+
+@functools.partial(jax.jit, static_argnames=("ks",), donate_argnums=(0,))
+def _eval_rank_block(acc, user_emb, item_emb, p_user, p_item, p_row, n_truth, m_pair,
+                     m_item, *, ks: tuple[int, ...]):
+    """One block of truth pairs. p_*: [P] pair user / truth item / local user row (pads:
+    row P). n_truth: [P] per local user row. m_pair/m_item: [W] train items to mask, by
+    pair (pads: pair P)."""
+    n_pairs = p_user.shape[0]
+    big_k = max(ks)
+    scores = _scores(user_emb, item_emb, p_user)                    # [P, n_items]
+    scores = scores.at[m_pair, m_item].set(-jnp.inf, mode="drop")
+    t_score = jnp.take_along_axis(scores, p_item[:, None], axis=1)  # [P, 1]
+    col = jnp.arange(scores.shape[1], dtype=p_item.dtype)[None, :]
+    ahead = jnp.where(col < p_item[:, None], scores >= t_score, scores > t_score)
+    rank0 = jnp.sum(ahead, axis=1, dtype=jnp.int32)                 # 0-based rank
+    ok = (t_score[:, 0] > -jnp.inf) & (rank0 < big_k)
+    # add, not set: a user's truth items have distinct ranks, but their score rows are
+    # computed separately; should rounding ever make two collide, no hit is lost.
+    hits = jnp.zeros((n_pairs, big_k), jnp.float32).at[
+        jnp.where(ok, p_row, n_pairs), jnp.minimum(rank0, big_k - 1)].add(1.0, mode="drop")
+    return acc + _block_sums(hits, n_truth, ks)
+
+
+@functools.partial(jax.jit, static_argnames=("ks",), donate_argnums=(0,))
+def _eval_topk_block(acc, user_emb, item_emb, users, n_truth, tr_rows, tr_cols, t_rows,
+                     t_cols, *, ks: tuple[int, ...]):
+    """One block of users [B] (pads: n_truth 0); train / truth (row, item) pairs (pads:
+    row B)."""
+    scores = _canonical(_scores(user_emb, item_emb, users))
+    scores = scores.at[tr_rows, tr_cols].set(-jnp.inf, mode="drop")
+    vals, idx = jax.lax.top_k(scores, max(ks))
+    truth = jnp.zeros(scores.shape, jnp.bool_).at[t_rows, t_cols].set(True, mode="drop")
+    hits = jnp.take_along_axis(truth, idx, axis=1) & (vals > -jnp.inf)
+    return acc + _block_sums(hits, n_truth, ks)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "mask_train"))
+def _topk_block(user_emb, item_emb, users, tr_rows, tr_cols, *, k: int, mask_train: bool):
+    scores = _canonical(_scores(user_emb, item_emb, users))
+    if mask_train:
+        scores = scores.at[tr_rows, tr_cols].set(-jnp.inf, mode="drop")
+    vals, idx = jax.lax.top_k(scores, k)
+    return idx.astype(jnp.int32), vals
+
+
+# ----------------------------------------------------------------------------- host prep
+def _round_up(x: int, m: int) -> int:
+    return max(m, -(-x // m) * m)
+
+
+def _expand(csr: CSR, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged gather: (owner j, item) for every item of csr row rows[j] (rows >= 0)."""
+    lens = csr.indptr[rows + 1] - csr.indptr[rows]
+    owner = np.repeat(np.arange(len(rows)), lens)
+    starts = np.repeat(csr.indptr[rows], lens)
+    offs = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+    return owner, csr.indices[starts + offs].astype(np.int32)
+
+
+def _slots(block_of: np.ndarray, n_blocks: int) -> np.ndarray:
+    """Position of each entry within its block (entries sorted by block)."""
+    counts = np.bincount(block_of, minlength=n_blocks)
+    first = np.cumsum(counts) - counts
+    return np.arange(len(block_of)) - first[block_of]
+
+
+def _pack(block_of, slot, n_blocks, width, columns):
+    """columns: [(values, fill)] -> [n_blocks, width] int32/float32 arrays."""
+    out = []
+    for values, fill in columns:
+        arr = np.full((n_blocks, width), fill, dtype=np.asarray(values).dtype)
+        arr[block_of, slot] = values
+        out.append(arr)
+    return out
+
+
+def _greedy_blocks(counts: np.ndarray, cap: int) -> np.ndarray:
+    """Block id per user, consecutive users, at most `cap` pairs per block (one-off host
+    precomputation; counts[j] <= cap)."""
+    out = np.empty(len(counts), np.int64)
+    block, fill = 0, 0
+    for j, c in enumerate(counts.tolist()):
+        if fill + c > cap:
+            block, fill = block + 1, 0
+        out[j] = block
+        fill += c
+    return out
+
+
+def _rank_plan(ds: Dataset, split: str, cap: int) -> dict:
+    truth = ds.split(split)
+    users = truth.users_with_items().astype(np.int64)
+    counts = truth.row_lengths()[users]
+    ublock = _greedy_blocks(counts, cap)
+    n_blocks = int(ublock[-1]) + 1 if len(users) else 0
+    urow = _slots(ublock, n_blocks)
+    owner, t_item = _expand(truth, users)                       # truth pairs, user order
+    pblock = ublock[owner]
+    pslot = _slots(pblock, n_blocks)
+    m_owner, m_item = _expand(ds.train, users[owner])           # train items per pair
+    mblock = pblock[m_owner]
+    mslot = _slots(mblock, n_blocks)
+    return dict(n_blocks=n_blocks, ublock=ublock, urow=urow, users=users, counts=counts,
+                owner=owner, t_item=t_item, pblock=pblock, pslot=pslot, m_owner=m_owner,
+                m_item=m_item, mblock=mblock, mslot=mslot,
+                width=int(np.bincount(mblock, minlength=max(n_blocks, 1)).max(initial=0)))
+
+
+def _user_plan(ds: Dataset, users: np.ndarray, block: int, truth: CSR | None) -> dict:
+    n_blocks = -(-len(users) // block)
+    ublock = np.arange(len(users)) // block
+    out = dict(n_blocks=n_blocks, users=users, ublock=ublock, urow=np.arange(len(users)) % block)
+    for name, csr in (("train", ds.train), ("truth", truth)):
+        if csr is None:
+            continue
+        owner, items = _expand(csr, users)
+        out[name] = (ublock[owner], out["urow"][owner].astype(np.int32), items)
+        out[name + "_width"] = int(np.bincount(ublock[owner], minlength=max(n_blocks, 1))
+                                   .max(initial=0))
+    return out
