@@ -1,8 +1,9 @@
 """Metric math of the full-ranking evaluation (MMRec protocol): per-user metrics from a
 ranked hit matrix, the metric keys, and the printed table.
 
-For every user with at least one item in the evaluated split, all items are scored and
-ranked with the user's TRAIN items masked (blocks.py); from the ranked hits, for each K:
+Protocol (spec/protocol.md, "Evaluation protocol"): for every user with at least one
+item in the evaluated split, all items are scored and ranked with the user's TRAIN items
+masked (blocks.py); from the ranked hits, for each K:
 
 - recall@K    = hits / |truth|
 - ndcg@K      = DCG / IDCG, binary gains, DCG = sum over hits at rank r (1-based) of
