@@ -138,7 +138,13 @@ def timing(ds, epochs: int = 6) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "amazon-baby"))
+    p.add_argument("--data", default=str(ROOT / "data" / "baby"),
+                   help="the real Amazon Baby split, MMRec layout (baby.inter) or LightGCN layout "
+                        "(train.txt, valid.txt, test.txt); default: data/baby, the registered "
+                        "dataset's directory. Get MMRec's preprocessed baby folder (linked from "
+                        "github.com/enoche/MMRec's README; the split of the published numbers) or "
+                        "build a split from the raw Amazon Baby dumps with make data "
+                        "(docs/protocol.md)")
     p.add_argument("--grid", choices=sorted(GRIDS), default="default")
     p.add_argument("--models", default="lightgcn,mf")
     p.add_argument("--out", default=str(ROOT / "experiments" / "results" / "baby_baselines.json"))
@@ -151,7 +157,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.exists() else {}
     report.update({"command": " ".join([Path(sys.executable).name] + sys.argv),
-                   "dataset": "amazon-baby (../shared/data/amazon-baby)", "grid": args.grid,
+                   "dataset": "amazon-baby (MMRec's Baby split)", "grid": args.grid,
                    "published": PUBLISHED, "mmrec_torch_same_machine": MMREC_TORCH_BABY,
                    "versions": versions()})
     report.setdefault("runs", {})
