@@ -24,11 +24,11 @@ from recgoat_jax.config import make_config  # noqa: E402
 from recgoat_jax.data.formats import read_dataset  # noqa: E402
 from recgoat_jax.train.loop import train, versions  # noqa: E402
 
-PUBLISHED = {  # protocol.md: Recall@10 / Recall@20 / NDCG@10 / NDCG@20
+PUBLISHED = {  # docs/protocol.md: Recall@10 / Recall@20 / NDCG@10 / NDCG@20
     "mf": {"recall@10": .0357, "recall@20": .0575, "ndcg@10": .0192, "ndcg@20": .0249},
     "lightgcn": {"recall@10": .0479, "recall@20": .0754, "ndcg@10": .0257, "ndcg@20": .0328},
 }
-MMREC_TORCH_BABY = {"epoch_time_s": 5.9, "eval_time_s": 3.1}  # protocol.md, same machine kind
+MMREC_TORCH_BABY = {"epoch_time_s": 5.9, "eval_time_s": 3.1}  # docs/protocol.md, same machine kind
 
 GRIDS = {
     "full": {
@@ -87,7 +87,7 @@ def write_outputs(out_json: Path, report: dict) -> None:
     lines += ["", "In the per-run table, eval s is valid + test together (two full rankings) and the "
               "machine was shared with other jobs (ablation, tests), so those times are inflated.",
               f"MMRec PyTorch LightGCN on the same machine kind: {MMREC_TORCH_BABY['epoch_time_s']} s "
-              f"per epoch, {MMREC_TORCH_BABY['eval_time_s']} s per full evaluation (protocol.md)."]
+              f"per epoch, {MMREC_TORCH_BABY['eval_time_s']} s per full evaluation (docs/protocol.md)."]
     out_json.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
