@@ -5,7 +5,7 @@ an XLA gather of [E, d] rows, a sorted segment-sum of the same size, one LightGC
 and 3 layers (+ gradient) in the gather + segment-sum form, and the same in the CSR
 form used by recgoat_jax.model.lightgcn. -> experiments/results/cpu_gather_vs_csr.json
 
-    python experiments/bench_sparse.py [--data ../shared/data/amazon-baby]
+    python experiments/bench_sparse.py [--data DIR]     # default data/baby (see --help)
 """
 
 from __future__ import annotations
@@ -41,7 +41,13 @@ def ms(f, *args, n: int = 10) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "amazon-baby"))
+    p.add_argument("--data", default=str(ROOT / "data" / "baby"),
+                   help="the real Amazon Baby split, MMRec layout (baby.inter) or LightGCN layout "
+                        "(train.txt, valid.txt, test.txt); default: data/baby, the registered "
+                        "dataset's directory. Get MMRec's preprocessed baby folder (linked from "
+                        "github.com/enoche/MMRec's README; the split of the published numbers) or "
+                        "build a split from the raw Amazon Baby dumps with make data "
+                        "(docs/protocol.md)")
     args = p.parse_args(argv)
     ds = read_dataset(args.data, "baby")
     nu, ni = ds.n_users, ds.n_items

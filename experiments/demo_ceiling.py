@@ -13,7 +13,7 @@ with that rule and the hidden state (generate_with_truth) estimates the data's c
 
 and how well each item view identifies an item's cluster (the hidden variable that drives
 most interactions): the share of an item's 10 cosine nearest neighbours in its own cluster,
-for the true factors, each modality's features (the spec's item-item kNN input) and the
+for the true factors, each modality's features (RecGOAT's item-item kNN input) and the
 train co-interaction counts; and, for users, the share of a user's 10 nearest users that
 share its top favourite cluster, by each kind of user profile the generator makes.
 Results: experiments/results/demo_ceiling.json.

@@ -24,11 +24,11 @@ from recgoat_jax.config import make_config  # noqa: E402
 from recgoat_jax.data.formats import read_dataset  # noqa: E402
 from recgoat_jax.train.loop import train, versions  # noqa: E402
 
-PUBLISHED = {  # protocol.md: Recall@10 / Recall@20 / NDCG@10 / NDCG@20
+PUBLISHED = {  # docs/protocol.md: Recall@10 / Recall@20 / NDCG@10 / NDCG@20
     "mf": {"recall@10": .0357, "recall@20": .0575, "ndcg@10": .0192, "ndcg@20": .0249},
     "lightgcn": {"recall@10": .0479, "recall@20": .0754, "ndcg@10": .0257, "ndcg@20": .0328},
 }
-MMREC_TORCH_BABY = {"epoch_time_s": 5.9, "eval_time_s": 3.1}  # protocol.md, same machine kind
+MMREC_TORCH_BABY = {"epoch_time_s": 5.9, "eval_time_s": 3.1}  # docs/protocol.md, same machine kind
 
 GRIDS = {
     "full": {
@@ -87,7 +87,7 @@ def write_outputs(out_json: Path, report: dict) -> None:
     lines += ["", "In the per-run table, eval s is valid + test together (two full rankings) and the "
               "machine was shared with other jobs (ablation, tests), so those times are inflated.",
               f"MMRec PyTorch LightGCN on the same machine kind: {MMREC_TORCH_BABY['epoch_time_s']} s "
-              f"per epoch, {MMREC_TORCH_BABY['eval_time_s']} s per full evaluation (protocol.md)."]
+              f"per epoch, {MMREC_TORCH_BABY['eval_time_s']} s per full evaluation (docs/protocol.md)."]
     out_json.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
@@ -138,7 +138,13 @@ def timing(ds, epochs: int = 6) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "amazon-baby"))
+    p.add_argument("--data", default=str(ROOT / "data" / "baby"),
+                   help="the real Amazon Baby split, MMRec layout (baby.inter) or LightGCN layout "
+                        "(train.txt, valid.txt, test.txt); default: data/baby, the registered "
+                        "dataset's directory. Get MMRec's preprocessed baby folder (linked from "
+                        "github.com/enoche/MMRec's README; the split of the published numbers) or "
+                        "build a split from the raw Amazon Baby dumps with make data "
+                        "(docs/protocol.md)")
     p.add_argument("--grid", choices=sorted(GRIDS), default="default")
     p.add_argument("--models", default="lightgcn,mf")
     p.add_argument("--out", default=str(ROOT / "experiments" / "results" / "baby_baselines.json"))
@@ -151,7 +157,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.exists() else {}
     report.update({"command": " ".join([Path(sys.executable).name] + sys.argv),
-                   "dataset": "amazon-baby (../shared/data/amazon-baby)", "grid": args.grid,
+                   "dataset": "amazon-baby (MMRec's Baby split)", "grid": args.grid,
                    "published": PUBLISHED, "mmrec_torch_same_machine": MMREC_TORCH_BABY,
                    "versions": versions()})
     report.setdefault("runs", {})

@@ -32,7 +32,7 @@ class ModelConfig:
     n_layers: int = 3  # LightGCN propagation layers
     init: str = "xavier"  # xavier (MMRec: Xavier-uniform) | normal (N(0, 0.1^2))
     unit_items: bool = False  # LightGCN: score against unit item rows, as RecGOAT does
-    # --- RecGOAT (see shared spec recgoat.md) ---
+    # --- RecGOAT (see docs/method.md) ---
     knn_k: int = 20  # item-item kNN per modality
     user_knn_k: int = 10  # user-user kNN
     gat_layers: int = 1
@@ -52,7 +52,7 @@ class ModelConfig:
     # not in the paper (README "RecGOAT on real data"), both off by default:
     edge_dropout: float = 0.0  # FREEDOM's degree-sensitive pruning of the user-item graph
     item_graph_id: bool = False  # item GAT input: projected features + the item's ID ego row
-    fusion_normalize: bool = True  # L2-normalise fused item rows (spec); False: keep the norm
+    fusion_normalize: bool = True  # L2-normalise fused item rows (method); False: keep the norm
     init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))
     ot_epsilon: float = 0.01
     ot_iterations: int = 100

@@ -25,7 +25,7 @@ def emb_l2(*embs: jax.Array, weight: jax.Array | None = None, mode: str = "mmrec
     """Regulariser on the batch's ego embeddings, each [B, d].
 
     mode "mmrec" (MMRec's EmbLoss): sum_k ||E_k||_F / B  (Frobenius norm, not squared).
-    mode "squared" (the RecGOAT spec): mean_b sum_k ||E_k[b]||^2.
+    mode "squared" (RecGOAT, docs/method.md): mean_b sum_k ||E_k[b]||^2.
     """
     if weight is None:
         weight = jnp.ones(embs[0].shape[0], embs[0].dtype)

@@ -150,7 +150,7 @@ def test_bpr_and_l2_terms_by_hand():
     bpr = float(RL.bpr_term(_rows(out, batch), batch))
     assert bpr == pytest.approx(np.mean([np.log1p(np.exp(-1.0)), np.log1p(np.exp(-4.0))]),
                                 rel=1e-6)
-    # the spec's squared form: mean over real rows of ||u||^2 + ||p||^2 + ||n||^2
+    # RecGOAT's squared form (docs/method.md): mean over real rows of ||u||^2 + ||p||^2 + ||n||^2
     reg = float(RL.l2_term(out, batch))
     assert reg == pytest.approx(((1 + 2 + 1) + (4 + 2 + 1)) / 2, rel=1e-6)
 

@@ -1,6 +1,6 @@
 """Readers for the two on-disk dataset layouts, with validation.
 
-Layouts (see the shared spec protocol.md, "Data formats"):
+Layouts (see docs/protocol.md, "Data formats"):
 
 * MMRec: ``<dir>/<name>.inter``, tab-separated, header line with at least the columns
   ``userID``, ``itemID``, ``x_label`` (others, e.g. ``rating`` and ``timestamp``, are

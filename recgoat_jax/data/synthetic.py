@@ -80,7 +80,7 @@ GENERATOR_VERSION = 2  # bump when the output of generate() changes for a given 
 
 DEFAULT_FEATURE_DIMS = {"text": 384, "image": 4096}
 
-# users / items / interactions after 5-core, from the shared spec protocol.md
+# users / items / interactions after 5-core, from docs/protocol.md
 SHAPES: dict[str, tuple[int, int, int]] = {
     "baby": (19_445, 7_050, 160_792),
     "sports": (35_598, 18_357, 296_337),
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None, help="dataset name (file <name>.inter); "
                    "default: the --shape name, else 'synthetic'")
     p.add_argument("--shape", choices=sorted(SHAPES), default=None,
-                   help="preset sizes of the real dataset (protocol.md); --users/--items/"
+                   help="preset sizes of the real dataset (docs/protocol.md); --users/--items/"
                    "--interactions override single values")
     p.add_argument("--users", type=int, default=None, help="target users (default 3000)")
     p.add_argument("--items", type=int, default=None, help="target items (default 1500)")

@@ -1,7 +1,7 @@
 """Metric math of the full-ranking evaluation (MMRec protocol): per-user metrics from a
 ranked hit matrix, the metric keys, and the printed table.
 
-Protocol (spec/protocol.md, "Evaluation protocol"): for every user with at least one
+Protocol (docs/protocol.md, "Evaluation protocol"): for every user with at least one
 item in the evaluated split, all items are scored and ranked with the user's TRAIN items
 masked (blocks.py); from the ranked hits, for each K:
 

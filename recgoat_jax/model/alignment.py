@@ -1,6 +1,6 @@
 """Modality-to-ID alignment: OAT (distribution level) and CMCL (instance level).
 
-Two faithful variants of each (see the project spec, "Two faithful variants"):
+Two faithful variants of each (see docs/method.md, "Paper vs released code"):
 
 OAT `reference` (released code): a transport plan T [d, d] between embedding DIMENSIONS,
   from an entropic Sinkhorn on C[p, q] = scale * mean_i (z[i, p] - e[i, q])^2, computed

@@ -52,7 +52,7 @@ class Model(Protocol):
 
 def init_embedding(key: jax.Array, n: int, dim: int, init: str) -> jax.Array:
     """[n, dim] table. xavier: U(-b, b), b = sqrt(6 / (n + dim)) as torch's
-    xavier_uniform_ (MMRec); normal: N(0, 0.1^2) (the RecGOAT spec)."""
+    xavier_uniform_ (MMRec); normal: N(0, 0.1^2) (RecGOAT, docs/method.md)."""
     if init == "xavier":
         bound = (6.0 / (n + dim)) ** 0.5
         return jax.random.uniform(key, (n, dim), jnp.float32, -bound, bound)

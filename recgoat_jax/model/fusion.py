@@ -52,7 +52,7 @@ class OATFusion(nn.Module):
     modalities: Sequence[str] | None = None
     init_weights: Mapping[str, float] | None = None
     dropout: float = 0.1
-    normalize: bool = True  # unit item rows (the spec); False keeps LayerNorm's scale
+    normalize: bool = True  # unit item rows (docs/method.md); False keeps LayerNorm's scale
 
     @nn.compact
     def __call__(self, e_items: jax.Array, zhats: Mapping[str, jax.Array], deterministic: bool = True):
@@ -95,7 +95,7 @@ class _LinearFusion(nn.Module):
     dim: int
     modalities: Sequence[str] | None = None
     dropout: float = 0.1
-    normalize: bool = True  # unit item rows (the spec); False keeps LayerNorm's scale
+    normalize: bool = True  # unit item rows (docs/method.md); False keeps LayerNorm's scale
     mode: str = "sum"
 
     @nn.compact

@@ -1,4 +1,4 @@
-"""RecGOAT assembled from its parts (shared spec recgoat.md):
+"""RecGOAT assembled from its parts (docs/method.md):
 
   ID branch       LightGCN over the user-item graph (or a GAT on it)  -> e_u [U, d], e_i [I, d]
   user branch     GAT over the user-user kNN graph -> z_u, added to e_u (user_merge=add)

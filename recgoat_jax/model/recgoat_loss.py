@@ -10,7 +10,7 @@ composes them:
 
   loss = bpr + reg_weight * reg + lambda_cl * cmcl + lambda_ot * ot
   bpr   BPR of e_u . z_i (positive vs negative item)
-  reg   the spec's L2: mean squared norm of the batch's ego embeddings
+  reg   RecGOAT's L2 (docs/method.md): mean squared norm of the batch's ego embeddings
   cmcl  cmcl_paper_term or cmcl_reference_term on the first cl_rows(B, train.cl_rows) rows
         (present when model.cmcl != none and train.lambda_cl > 0)
   ot    ot_term: the paper OAT's Sinkhorn divergence on the first model.ot_batch_items

@@ -11,7 +11,7 @@ from recgoat_jax.errors import UserError
 EPILOG = """examples:
   python -m recgoat_jax.train                                  # RecGOAT-free LightGCN on demo
   python -m recgoat_jax.train --config experiments/configs/recgoat_demo.yaml
-  python -m recgoat_jax.train --dataset ../shared/data/amazon-baby --set model.name=lightgcn
+  python -m recgoat_jax.train --dataset data/baby --set model.name=lightgcn
   python -m recgoat_jax.train --resume runs/demo-recgoat-20261127-120000
 Datasets: a registered name (looked up as <data.root>/<name>/) or a directory in MMRec
 (<name>.inter + *_feat.npy) or LightGCN (train.txt/valid.txt/test.txt) layout; 'demo'
