@@ -7,6 +7,7 @@ a wrong type or a bad value is a ConfigError naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -119,13 +120,95 @@ CHOICES = {
 }
 
 
-# --- FREEDOM value ranges: key -> (test, what is expected), checked like CHOICES ---
+# --- value ranges of every numeric key: key -> (test, what is expected), checked at load
+# like CHOICES (a float must also be finite; tuples are checked element by element) ---
+def _int_at_least(lo: int):
+    return (lambda v: v >= lo, f"an integer >= {lo}")
+
+
+_POSITIVE = (lambda v: v > 0, "a number > 0")
+_NON_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
+_PROBABILITY_BELOW_1 = (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+_UNIT = (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+
 RANGES = {
-    "model.edge_dropout": (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
-    "model.freedom_dropout": (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
-    "model.mm_image_weight": (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
-    "model.mm_layers": (lambda v: v >= 0, "an integer >= 0"),
+    # model
+    "model.dim": _int_at_least(1),
+    "model.n_layers": _int_at_least(0),
+    "model.knn_k": _int_at_least(1),
+    "model.user_knn_k": _int_at_least(1),
+    "model.gat_layers": _int_at_least(0),  # 0: projection only
+    "model.gat_heads": _int_at_least(1),
+    "model.dropout": _PROBABILITY_BELOW_1,
+    "model.residual_init": (lambda v: True, "a finite number"),
+    "model.edge_dropout": _PROBABILITY_BELOW_1,
+    "model.init_weights": _NON_NEGATIVE,  # each modality's fusion weight
+    "model.ot_epsilon": _POSITIVE,
+    "model.ot_iterations": _int_at_least(1),
+    "model.ot_cost_scale": _POSITIVE,
+    "model.ot_paper_epsilon": _POSITIVE,
+    "model.ot_tau": (lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
+    "model.ot_batch_items": _int_at_least(1),
+    "model.ot_paper_iterations": _int_at_least(1),
+    "model.freedom_dropout": _PROBABILITY_BELOW_1,
+    "model.mm_image_weight": _UNIT,
+    "model.mm_layers": _int_at_least(0),
+    # train
+    "train.epochs": _int_at_least(1),
+    "train.batch_size": _int_at_least(1),
+    "train.lr": _POSITIVE,
+    "train.seed": _int_at_least(0),
+    "train.reg_weight": _NON_NEGATIVE,
+    "train.lambda_cl": _NON_NEGATIVE,
+    "train.lambda_ot": _NON_NEGATIVE,
+    "train.cl_tau": _POSITIVE,
+    "train.cl_w": _UNIT,
+    "train.cl_rows": _int_at_least(0),  # 0: all rows
+    "train.eval_every": _int_at_least(1),
+    "train.patience": _int_at_least(1),
+    # eval
+    "eval.ks": _int_at_least(1),  # each K
+    "eval.batch_users": _int_at_least(1),
 }
+
+
+def _numeric_keys(cls: type = None, prefix: str = "") -> list[str]:
+    """Every int / float key of the schema (and tuples of them), e.g. 'train.lr'."""
+    cls = cls or Config
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out += _numeric_keys(tp, f"{prefix}{f.name}.")
+        elif tp in (int, float) or (typing.get_origin(tp) is tuple and any(
+                a in (int, float) or typing.get_origin(a) is tuple
+                for a in typing.get_args(tp))):
+            out.append(f"{prefix}{f.name}")
+    return out
+
+
+def _check_range(key: str, value: Any) -> None:
+    """ConfigError unless every number in value is finite and within RANGES[key]."""
+    test, expected = RANGES.get(key, (None, ""))
+    if isinstance(value, tuple):
+        if key == "eval.ks" and not value:
+            raise ConfigError(f"config key {key!r}: expected at least one K, got []")
+        for v in value:
+            num = v[1] if isinstance(v, tuple) else v
+            if isinstance(num, (int, float)) and not isinstance(num, bool):
+                _check_one(key, num, test, expected, shown=list(value) if not isinstance(
+                    v, tuple) else dict(value))
+        return
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_one(key, value, test, expected, shown=value)
+
+
+def _check_one(key, v, test, expected, shown) -> None:
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ConfigError(f"config key {key!r}: expected a finite number, got {shown!r}")
+    if test is not None and not test(v):
+        raise ConfigError(f"config key {key!r}: expected {expected}, got {shown!r}")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -199,9 +282,7 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
             if allowed and kwargs[key] not in allowed:
                 raise ConfigError(f"config key {full!r}: expected one of {', '.join(allowed)}, "
                                   f"got {kwargs[key]!r}")
-            test, expected = RANGES.get(full, (None, ""))
-            if test is not None and not test(kwargs[key]):
-                raise ConfigError(f"config key {full!r}: expected {expected}, got {kwargs[key]!r}")
+            _check_range(full, kwargs[key])
     return cls(**kwargs)
 
 
@@ -276,3 +357,42 @@ def replace(cfg: Config, **sections: dict) -> Config:
 
 def dump_yaml(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+# --- dataset names and where configs are found -------------------------------------------
+# One registered name per dataset (data/<name>/, configs recgoat_<name>.yaml, downloads);
+# an alias is accepted everywhere a name is and means the registered name.
+DATASET_ALIASES = {"elec": "electronics"}  # MMRec's folder name for Amazon Electronics
+
+
+def canonical_dataset(name: str) -> str:
+    """A dataset alias -> its registered name ('elec' -> 'electronics'); others unchanged."""
+    return DATASET_ALIASES.get(name.lower(), name) if name else name
+
+
+def dataset_names(name: str) -> list[str]:
+    """Every name of the dataset `name` (as given first, then the registered name, then
+    its aliases): the directories <root>/<n>/ the dataset may be found in."""
+    canon = canonical_dataset(name)
+    out = [name, canon] + [a for a, c in DATASET_ALIASES.items() if c == canon]
+    return list(dict.fromkeys(out))
+
+
+def config_dirs() -> list[Path]:
+    """Where shipped configs live: experiments/configs/ of a source checkout, else the
+    copy installed with the package (recgoat_jax/configs/, see pyproject.toml)."""
+    here = Path(__file__).resolve().parent
+    dirs = [here.parent / "experiments" / "configs", here / "configs"]
+    return [d for d in dirs if d.is_dir()]
+
+
+def find_config(model: str, dataset: str = "demo") -> Path | None:
+    """The shipped config for `model` on `dataset`: <model>_<dataset>.yaml (dataset by its
+    registered name; a directory by its last component), else <model>.yaml; None if
+    neither exists (the schema defaults are used)."""
+    ds = canonical_dataset(Path(dataset).name) if dataset else ""
+    for d in config_dirs():
+        for name in ([f"{model}_{ds}.yaml"] if ds else []) + [f"{model}.yaml"]:
+            if (d / name).is_file():
+                return d / name
+    return None
