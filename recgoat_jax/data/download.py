@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Mapping
 
+from recgoat_jax.config import canonical_dataset
 from recgoat_jax.errors import ConfigError, DataError, UserError
 
 ENV_REGISTRY = "RECGOAT_DOWNLOADS"
@@ -46,7 +47,7 @@ DEFAULT_REGISTRY: dict[str, list[dict]] = {
     "baby": _mcauley_2014("Baby"),
     "sports": _mcauley_2014("Sports_and_Outdoors"),
     "clothing": _mcauley_2014("Clothing_Shoes_and_Jewelry"),
-    "elec": _mcauley_2014("Electronics"),
+    "electronics": _mcauley_2014("Electronics"),  # alias elec (config.DATASET_ALIASES)
 }
 
 
@@ -99,7 +100,7 @@ def load_registry(path: str | os.PathLike | None = None) -> dict[str, list[dict]
     if not isinstance(data, Mapping):
         raise ConfigError(f"{p}: expected a mapping dataset name -> list of entries")
     for name, entries in data.items():
-        reg[str(name).lower()] = _validate_entries(str(name), entries, str(p))
+        reg[canonical_dataset(str(name).lower())] = _validate_entries(str(name), entries, str(p))
     return reg
 
 
@@ -210,7 +211,7 @@ def fetch_dataset(
 ) -> list[Path]:
     """Downloads every file of a registered dataset into raw_dir; returns their paths."""
     reg = registry if registry is not None else load_registry()
-    key = name.lower()
+    key = canonical_dataset(name.lower())  # elec -> electronics
     if key not in reg:
         raise ConfigError(f"unknown dataset {name!r} for download; known: {', '.join(sorted(reg))} "
                           f"(add one with {ENV_REGISTRY}=registry.yaml)")

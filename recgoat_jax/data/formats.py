@@ -359,6 +359,30 @@ def _warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
+# warn when more than this share of the id range has no interaction at all
+UNUSED_ID_SHARE = 0.5
+
+
+def unused_id_notes(where: str, train, valid, test, n_users: int, n_items: int) -> dict:
+    """Ids are used as row numbers (n = largest id + 1), so ids without any interaction
+    still get an embedding row, a place in the kNN graphs and a rank in evaluation. When
+    more than UNUSED_ID_SHARE of the item (or user) id range has no interaction, prints a
+    warning with the counts and returns them for the report (the trainer logs it)."""
+    notes: dict = {}
+    seen_items = int(np.unique(np.concatenate([c.indices for c in (train, valid, test)])).size)
+    seen_users = int(np.count_nonzero(train.row_lengths() + valid.row_lengths()
+                                      + test.row_lengths()))
+    for what, n, seen in (("item", n_items, seen_items), ("user", n_users, seen_users)):
+        if n and n - seen > UNUSED_ID_SHARE * n:
+            _warn(f"{where}: the largest {what} id is {n - 1} but only {seen} {what}s have "
+                  f"interactions ({n - seen} of {n} ids unused); every id still gets an "
+                  f"embedding row and unused items are ranked in evaluation; re-number the "
+                  f"ids contiguously (the `data` command does) unless this is intended")
+            notes[f"{what}s_with_interactions"] = seen
+            notes[f"unused_{what}_ids"] = n - seen
+    return notes
+
+
 def _assemble(
     name: str,
     directory: Path,
@@ -388,6 +412,7 @@ def _assemble(
             f"{where}: dropped {dv} valid and {dt} test rows of "
             f"{report['dropped_users_no_train']} users with no train rows (as MMRec does)"
         )
+    report.update(unused_id_notes(where, train, valid, test, n_users, n_items))
     item_feats = read_item_features(directory, n_items, modalities, size_source)
     user_feats = read_user_features(directory, n_users, size_source) if user_features else None
     report = {"layout": layout, "files": list(files), **report}

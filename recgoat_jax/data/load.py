@@ -4,6 +4,8 @@
   (atomically: a temporary directory renamed into place) and then reads it back through
   the ordinary MMRec reader, so the demo exercises the real file path.
 * A name (no path separator) is ``<root>/<name>/``; anything else is a directory path.
+  A dataset's alias (config.DATASET_ALIASES, e.g. ``elec`` for ``electronics``) finds
+  the same directory: ``<root>/electronics/`` or ``<root>/elec/``, whichever exists.
 * Reading (layout detection, validation, features) is ``formats.read_dataset``.
 """
 
@@ -16,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from recgoat_jax.config import DataConfig
+from recgoat_jax.config import DataConfig, canonical_dataset, dataset_names
 from recgoat_jax.data import synthetic
 from recgoat_jax.data.dataset import Dataset
 from recgoat_jax.data.formats import read_dataset
@@ -60,6 +62,11 @@ def resolve_dataset_dir(
     if not dataset and option is None:
         raise DataError("data.dataset is empty: expected a dataset name (e.g. demo) or a directory")
     here, under_root = Path(dataset).expanduser(), Path(root) / dataset
+    # a registered name or its alias (config.DATASET_ALIASES): the first <root>/<n>/ found
+    for n in dataset_names(dataset):
+        if (Path(root) / n).is_dir() and not _looks_like_path(dataset):
+            under_root = Path(root) / n
+            break
     if option is not None:
         if here.is_dir():
             return here
@@ -172,7 +179,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         directory, name = ensure_demo(cfg.root), DEMO
     else:
         directory = resolve_dataset_dir(cfg.dataset, cfg.root)
-        name = directory.resolve().name if _looks_like_path(cfg.dataset) else cfg.dataset
+        name = (directory.resolve().name if _looks_like_path(cfg.dataset)
+                else canonical_dataset(cfg.dataset))
     return read_dataset(
         directory,
         name,
