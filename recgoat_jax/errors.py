@@ -11,3 +11,8 @@ class DataError(UserError):
 
 class ConfigError(UserError):
     """A config file or --set override is invalid."""
+
+
+class TrainingDiverged(UserError, FloatingPointError):
+    """The training loss became NaN or infinite (also a FloatingPointError, which the
+    experiment drivers catch to record a diverged run)."""

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from recgoat_jax import config as config_lib
 from recgoat_jax.config import Config
 from recgoat_jax.data.dataset import Dataset
-from recgoat_jax.errors import ConfigError
+from recgoat_jax.errors import ConfigError, TrainingDiverged, UserError
 from recgoat_jax.data.load import load_dataset
 from recgoat_jax.data.sampler import BPRSampler
 from recgoat_jax.evaluate import Evaluator, format_table
@@ -181,6 +181,72 @@ def _read_metrics(path: Path, last_epoch: int) -> list[dict]:
     return [r for r in rows if r["epoch"] <= last_epoch]
 
 
+def check_finite(epoch: int, losses: dict, cfg: Config, run_dir: Path | str = "") -> None:
+    """TrainingDiverged (one line: the epoch, the non-finite terms, what to try) unless
+    every loss term of the epoch is finite."""
+    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+    if not bad:
+        return
+    lr = cfg.train.lr
+    terms = ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
+    raise TrainingDiverged(
+        f"epoch {epoch}: the training loss is not finite ({terms}); try a lower learning "
+        f"rate (--set train.lr={lr / 10:g}, now {lr:g}), smaller loss weights "
+        f"(train.lambda_cl / train.lambda_ot) or another train.seed; the last good "
+        f"checkpoint is in {run_dir or 'the run directory'}")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_changes(old: Config | None, new: Config) -> list[str]:
+    """'key old -> new' for every config key that differs (run_dir aside)."""
+    if old is None:
+        return []
+    a, b = _flat(config_lib.to_dict(old)), _flat(config_lib.to_dict(new))
+    return [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if k != "run_dir" and a.get(k) != b.get(k)]
+
+
+def _saved_config(run_dir: Path) -> Config | None:
+    path = run_dir / "config.yaml"
+    try:
+        return config_lib.make_config(path) if path.is_file() else None
+    except ConfigError:
+        return None
+
+
+def _restore_checked(ckpt: Checkpoints, like_state, run_dir: Path, saved_cfg, cfg):
+    """ckpt.restore_latest, with a one-line UserError when the checkpoint's tree or shapes
+    do not match the model built now (a --resume override that changes a shape)."""
+    changes = config_changes(saved_cfg, cfg)
+    what = (f"the overrides ({'; '.join(changes)})" if changes
+            else "the current code and dataset")
+    hint = ("resume without the overrides that change a shape, or start a new run "
+            "(no --resume, or another --run-dir)")
+    try:
+        state, meta = ckpt.restore_latest(like_state)
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"--resume {run_dir}: the checkpoint does not fit the model built "
+                        f"with {what}: {str(e).splitlines()[0].split('. Truncating')[0][:200]}; {hint}") from None
+    want = jax.tree_util.tree_flatten_with_path(like_state)[0]
+    got = jax.tree_util.tree_leaves(state)
+    for (path, a), b in zip(want, got):
+        if np.shape(a) != np.shape(b):
+            raise UserError(f"--resume {run_dir}: the checkpoint does not fit the model built "
+                            f"with {what}: {jax.tree_util.keystr(path)} is saved as "
+                            f"{tuple(np.shape(b))}, the model now needs {tuple(np.shape(a))}; "
+                            f"{hint}")
+    return state, meta
+
+
 def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
           dataset: Dataset | None = None, progress: bool = True, log=print) -> dict:
     """Trains cfg's model; returns the results dict (also written to results.json)."""
@@ -190,7 +256,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     ds = trainer.dataset
     run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg, ds.name))
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config_lib.dump_yaml(cfg))
+    saved_cfg = _saved_config(run_dir) if resume else None
     log(ds.summary())
     for k, v in ds.report.items():
         log(f"  data note: {k} = {v}")
@@ -202,7 +268,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     prior_wall = 0.0
     metrics_path = run_dir / "metrics.jsonl"
     if resume and ckpt is not None and ckpt.latest_epoch() is not None:
-        state, meta = ckpt.restore_latest(state)
+        state, meta = _restore_checked(ckpt, state, run_dir, saved_cfg, cfg)
         state = trainer.place(state)
         start_epoch = meta["epoch"] + 1
         best, best_epoch, bad = meta["best"], meta["best_epoch"], meta["bad"]
@@ -211,6 +277,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         log(f"resumed from {run_dir} at epoch {start_epoch} (best {best:.4f} @ {best_epoch})")
     elif resume:
         log(f"--resume: no checkpoint in {run_dir}; starting from scratch")
+    # written only now, so a refused --resume leaves the run's config as it was
+    (run_dir / "config.yaml").write_text(config_lib.dump_yaml(cfg))
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
 
     aux_names = trainer.aux_names(state)
@@ -249,8 +317,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         n_real = float(batches["weight"].sum())
         acc = {k: float(v) / n_real for k, v in acc.items()}  # one host sync per epoch
         epoch_times.append(time.perf_counter() - te)
-        if not all(math.isfinite(v) for v in acc.values()):
-            raise FloatingPointError(f"epoch {epoch}: non-finite loss {acc}; lower train.lr?")
+        check_finite(epoch, acc, cfg, run_dir)
         if (epoch + 1) % t.eval_every and epoch + 1 != t.epochs:
             continue
         tv = time.perf_counter()
