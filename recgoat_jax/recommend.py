@@ -60,13 +60,13 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best",
-             dataset: str | None = None) -> LoadedRun:
+             dataset: str | None = None, root: str | None = None) -> LoadedRun:
     """Rebuilds the run's model and inputs (registry + graphs/inputs.py, exactly as training
     and evaluation build them, on one device) and restores its params; no Trainer (no
     sampler, optimizer step or compilation of training).
 
     dataset: a name or directory that replaces the run's data.dataset (when the data
-    moved since training); relative paths in the config are taken from the current
+    moved since training); root replaces data.root; relative paths in the config are taken from the current
     directory, as in training. Raises UserError for anything wrong with the inputs.
     """
     # jax and the model stack load only here, so --help and argument errors answer at once
@@ -96,6 +96,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best",
         raise UserError(f"{ckpt_dir}: no '{checkpoint}' checkpoint (was the run trained with "
                         "train.checkpoint false, or stopped before its first evaluation?)")
     overrides = [f"data.dataset={dataset}"] if dataset else []
+    overrides += [f"data.root={root}"] if root else []
     # inference runs on one device of one process, whatever the run was trained with
     overrides += ["train.data_parallel=false", "train.distributed=false"]
     cfg = config_lib.make_config(cfg_path, overrides)
@@ -220,9 +221,9 @@ def write_recommendations(f, users, items, scores, fmt: str = "csv") -> int:
 
 
 EPILOG = """examples:
-  python -m recgoat_jax.recommend --run-dir runs/demo-lightgcn-20260101-120000 --k 20 --out recs.csv
-  python -m recgoat_jax.recommend --run-dir RUN --users users.txt --out recs.jsonl
-  python -m recgoat_jax.recommend --run-dir RUN --k 10 --no-mask-train --checkpoint latest | head
+  recgoat recommend --run-dir runs/demo-recgoat-20260101-120000 --k 20 --out recs.csv
+  recgoat recommend --run-dir RUN --users users.txt --out recs.jsonl
+  recgoat recommend --run-dir RUN --k 10 --no-mask-train --checkpoint latest | head
 
 Output: CSV userID,rank,itemID,score (rank 1 = best) or JSONL {"user", "items", "scores"},
 chosen by the --out extension (.csv / .jsonl) or --format; without --out, CSV on stdout.
@@ -230,30 +231,42 @@ Ids are the dataset's integer ids. Train items are masked as in evaluation, so t
 of test users reproduce the run's test metrics (results.json) for the best checkpoint;
 a user with fewer than K unmasked items gets fewer rows.
 --users FILE: one integer user id per line (blank lines and # comments ignored).
-Errors in the input print one line and exit with status 2."""
+Errors in the input print one line and exit with status 2.
+`python -m recgoat_jax.recommend` takes the same flags."""
+
+DESCRIPTION = "Top-K item recommendations per user from a trained run's checkpoint."
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        prog="python -m recgoat_jax.recommend",
-        description="Top-K item recommendations per user from a trained run's checkpoint.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run-dir", required=True,
-                   help="run directory written by python -m recgoat_jax.train "
-                        "(config.yaml + checkpoints/)")
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--run-dir", required=True, metavar="DIR",
+                   help="run directory written by recgoat train (config.yaml + checkpoints/)")
     p.add_argument("--users", metavar="FILE",
                    help="user ids, one per line (default: every user with train interactions)")
-    p.add_argument("--k", type=int, default=20, help="items per user (default 20)")
+    p.add_argument("--k", type=int, default=20, help="items per user")
     p.add_argument("--out", metavar="FILE", help="output .csv or .jsonl (default: CSV on stdout)")
     p.add_argument("--format", choices=FORMATS,
                    help="output format (default: from the --out extension, else csv)")
     p.add_argument("--no-mask-train", dest="mask_train", action="store_false",
                    help="also rank the user's train items (default: masked, as in evaluation)")
     p.add_argument("--checkpoint", choices=CHECKPOINTS, default="best",
-                   help="best (params at the best valid epoch, default) or latest")
+                   help="best (params at the best valid epoch) or latest")
     p.add_argument("--dataset", metavar="NAME_OR_DIR",
                    help="dataset to use instead of the run's data.dataset (if it moved)")
-    return p.parse_args(argv)
+    p.add_argument("--root", metavar="DIR",
+                   help="where named datasets live, instead of the run's data.root")
+    return p
+
+
+def build_parser(prog: str = "python -m recgoat_jax.recommend") -> argparse.ArgumentParser:
+    from recgoat_jax.cliutil import HelpFormatter
+
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=HelpFormatter)
+    return add_arguments(p)
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def _format_of(args) -> str:
@@ -269,14 +282,17 @@ def _format_of(args) -> str:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    return run(parse_args(argv))
+
+
+def run(args) -> int:
     try:
         fmt = _format_of(args)
         if args.k < 1:
             raise UserError(f"--k {args.k}: expected a positive integer")
         if args.users and not Path(args.users).is_file():
             raise UserError(f"--users {args.users}: file not found")
-        run = load_run(args.run_dir, args.checkpoint, args.dataset)
+        run = load_run(args.run_dir, args.checkpoint, args.dataset, args.root)
         users = read_users(args.users, run.dataset.n_users) if args.users else None
         users, items, scores = recommend(args.run_dir, users, args.k, args.mask_train,
                                          run=run)

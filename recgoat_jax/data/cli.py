@@ -2,37 +2,36 @@
 
     python -m recgoat_jax.data.cli --dataset NAME_OR_DIR [--raw FILE ...] [--download]
 
-`python -m recgoat_jax.features.cli data ...` is the same command (same flags), kept as
-an alias. DATASET is a directory path, else `<root>/<name>/` (root: --root, default
-`data`). User errors print one line and exit with status 2.
+`recgoat data` and `python -m recgoat_jax.features.cli data ...` are the same command
+(same flags). DATASET is a directory path, else `<root>/<name>/` (root: --root, default
+`data` or $RECGOAT_DATA_ROOT). User errors print one line and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Callable
 
+from recgoat_jax.cliutil import HelpFormatter, data_root_default, run_command
 from recgoat_jax.data.load import resolve_dataset_dir
 from recgoat_jax.errors import UserError
 
 EPILOG_DATA = """\
 examples:
   # the project's fixture shop, 2018 JSON reviews + metadata, 5-core
-  python -m recgoat_jax.data.cli --dataset data/toy \\
+  recgoat data --dataset data/toy \\
       --raw tests/fixtures/raw/reviews_Toy_2018.json tests/fixtures/raw/meta_Toy_2018.json.gz
   # raw files already in data/baby/raw/ (ratings_Baby.csv, meta_Baby.json.gz)
-  python -m recgoat_jax.data.cli --dataset baby
+  recgoat data --dataset baby
   # fetch them first (URLs: built-in registry, or RECGOAT_DOWNLOADS=registry.yaml)
-  python -m recgoat_jax.data.cli --dataset baby --download
+  recgoat data --dataset baby --download
 
 Each raw file is recognised by its content: a ratings CSV (user,item,rating,timestamp),
 reviews (JSON or Python-literal lines with reviewerID) or metadata (lines with asin).
 Writes <dir>/<name>.inter, u_id_mapping.csv, i_id_mapping.csv, item_meta.jsonl and
-build_report.json."""
+build_report.json. `python -m recgoat_jax.data.cli` takes the same flags."""
 
 DATA_DESCRIPTION = ("Build MMRec files from raw McAuley Amazon dumps: dedupe, iterative "
                     "k-core, ids by first appearance, seeded per-user 8:1:1 split.")
@@ -62,8 +61,8 @@ def add_common_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """--dataset, --root, --quiet (shared by the data and features commands)."""
     p.add_argument("--dataset", required=True, metavar="NAME_OR_DIR",
                    help="dataset directory, or a name looked up as <root>/<name>/")
-    p.add_argument("--root", default=os.environ.get("RECGOAT_DATA_ROOT", "data"),
-                   help="where named datasets live (default: data, or $RECGOAT_DATA_ROOT)")
+    p.add_argument("--root", metavar="DIR", default=data_root_default(),
+                   help="where named datasets live ($RECGOAT_DATA_ROOT if set)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -78,10 +77,10 @@ def add_data_arguments(d: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="download registry YAML/JSON (default: built-in, or $RECGOAT_DOWNLOADS)")
     d.add_argument("--name", help="file stem of the .inter (default: the directory name)")
     d.add_argument("--k-core", type=positive_int, default=5,
-                   help="min interactions per user and item (5)")
-    d.add_argument("--seed", type=int, default=999, help="split seed (999)")
-    d.add_argument("--split", type=_ratios, default=(0.8, 0.1, 0.1), metavar="TR:VA:TE",
-                   help="split ratios (8:1:1)")
+                   help="min interactions per user and item")
+    d.add_argument("--seed", type=int, default=999, help="split seed")
+    d.add_argument("--split", type=_ratios, default="8:1:1", metavar="TR:VA:TE",
+                   help="split ratios")
     d.add_argument("--require-meta", action="store_true",
                    help="drop items that have no metadata record before the k-core")
     d.add_argument("--skip-bad-lines", action="store_true",
@@ -89,11 +88,15 @@ def add_data_arguments(d: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return d
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m recgoat_jax.data.cli",
-                                 description=DATA_DESCRIPTION, epilog=EPILOG_DATA,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    return add_data_arguments(add_common_arguments(ap))
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every flag of the data command (common + data)."""
+    return add_data_arguments(add_common_arguments(p))
+
+
+def build_parser(prog: str = "python -m recgoat_jax.data.cli") -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description=DATA_DESCRIPTION, epilog=EPILOG_DATA,
+                                 formatter_class=HelpFormatter)
+    return add_arguments(ap)
 
 
 def cmd_data(args) -> int:
@@ -134,20 +137,12 @@ def cmd_data(args) -> int:
     return 0
 
 
-def run_command(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Runs a CLI command: a UserError is one line on stderr and status 2."""
-    try:
-        return command(args)
-    except UserError as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+def run(args: argparse.Namespace) -> int:
+    return run_command(cmd_data, args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(cmd_data, build_parser().parse_args(argv))
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

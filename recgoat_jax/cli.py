@@ -1,0 +1,159 @@
+"""`recgoat`: the one command line of recgoat-jax (console script; `python -m recgoat_jax`
+is the same). Every subcommand also has its own module entry point, with the same flags:
+
+  train      python -m recgoat_jax.train          train a model, write a run directory
+  data       python -m recgoat_jax.data.cli       raw Amazon dumps -> MMRec files
+  features   python -m recgoat_jax.features.cli features   item text / user embeddings
+  recommend  python -m recgoat_jax.recommend      top-K lists from a run's checkpoint
+  report     (recgoat_jax/report.py)              compare run directories
+  demo       (recgoat_jax/data/load.py)           write / regenerate the demo dataset
+  bench      experiments/bench.py                 benchmarks (needs a source checkout)
+
+Shared flag names: --dataset NAME_OR_DIR, --root DIR (where named datasets live, default
+data or $RECGOAT_DATA_ROOT), --quiet (no progress bars), --run-dir DIR, --seed N;
+--model is the recommender (train) and --encoder the text encoder (features).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from recgoat_jax.cliutil import HelpFormatter, data_root_default, run_command
+from recgoat_jax.errors import UserError
+
+EPILOG = """examples:
+  recgoat train --epochs 1            # RecGOAT on the demo data, one epoch
+  recgoat train --model lightgcn --dataset baby
+  recgoat report runs/*
+  recgoat <command> --help            # each command's flags, defaults and examples"""
+
+DEMO_EPILOG = """examples:
+  recgoat demo                        # data/demo/ (once; kept while current)
+  recgoat demo --force --root /tmp/d  # regenerate /tmp/d/demo/
+Other synthetic shapes: python -m recgoat_jax.data.synthetic --help."""
+
+BENCH_EPILOG = """examples:
+  recgoat bench --runs baby:lightgcn
+  recgoat bench --help-bench          # the benchmark script's own flags
+Runs experiments/bench.py of a source checkout (the benchmark scripts are not installed
+with the package); every other argument is passed to it."""
+
+
+# ------------------------------------------------------------------------------ demo
+
+
+def cmd_demo(args) -> int:
+    from recgoat_jax.data import load
+    from recgoat_jax.data.formats import read_dataset
+
+    target = Path(args.root) / load.DEMO
+    if args.force and target.exists():
+        if not (target / load.DEMO_META).is_file():
+            raise UserError(f"{target}: not written by recgoat (no {load.DEMO_META}); "
+                            "move it away to regenerate the demo there")
+        shutil.rmtree(target)
+    state = load._demo_state(target)
+    out = load.ensure_demo(args.root)
+    if state == "foreign":
+        print(f"{out}: left alone (not written by recgoat: no {load.DEMO_META})")
+    ds = read_dataset(out, load.DEMO)
+    print(f"{'up to date' if state == 'ok' else 'wrote'} {out}: {ds.summary()}")
+    return 0
+
+
+def add_demo_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--root", metavar="DIR", default=data_root_default(),
+                   help="where named datasets live, the demo in <root>/demo/ "
+                        "($RECGOAT_DATA_ROOT if set)")
+    p.add_argument("--force", action="store_true",
+                   help="regenerate even when the demo there is current")
+    return p
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def bench_script() -> Path | None:
+    """experiments/bench.py of the source checkout this package runs from, else of the
+    current directory; None when neither exists (an installed package without a checkout)."""
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        script = root / "experiments" / "bench.py"
+        if script.is_file():
+            return script
+    return None
+
+
+def cmd_bench(args) -> int:
+    script = bench_script()
+    if script is None:
+        raise UserError("recgoat bench needs a source checkout (experiments/bench.py is not "
+                        "installed with the package): run it from the repository's directory")
+    rest = ["--help" if a == "--help-bench" else a for a in args.bench_args]
+    root = script.parents[1]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    return subprocess.call([sys.executable, str(script), *rest], cwd=root, env=env)
+
+
+# ------------------------------------------------------------------------------ main
+
+COMMANDS = ("train", "data", "features", "recommend", "report", "demo", "bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from recgoat_jax import recommend, report
+    from recgoat_jax.data import cli as data_cli
+    from recgoat_jax.features import cli as features_cli
+    from recgoat_jax.train import cli as train_cli
+
+    ap = argparse.ArgumentParser(prog="recgoat", description=__doc__, epilog=EPILOG,
+                                 formatter_class=HelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+
+    def add(name, summary, description, epilog, add_arguments, run):
+        p = sub.add_parser(name, help=summary, description=description, epilog=epilog,
+                           formatter_class=HelpFormatter)
+        add_arguments(p)
+        p.set_defaults(run=run)
+        return p
+
+    add("train", "train a model, write a run directory (default: RecGOAT on the demo)",
+        train_cli.__doc__, train_cli.EPILOG, train_cli.add_arguments, train_cli.run)
+    add("data", "raw Amazon dumps -> MMRec files", data_cli.DATA_DESCRIPTION,
+        data_cli.EPILOG_DATA, data_cli.add_arguments, data_cli.run)
+    add("features", "item text / user profile embeddings (features extra)",
+        features_cli.FEATURES_DESCRIPTION, features_cli.EPILOG_FEATURES,
+        features_cli.add_arguments, features_cli.run)
+    add("recommend", "top-K lists from a trained run", recommend.DESCRIPTION,
+        recommend.EPILOG, recommend.add_arguments, recommend.run)
+    add("report", "compare run directories (config differences, best epoch, metrics, time)",
+        report.__doc__, report.EPILOG, report.add_arguments, report.run)
+    add("demo", "write / regenerate the built-in demo dataset",
+        "Write the built-in synthetic demo dataset (deterministic) into <root>/demo/.",
+        DEMO_EPILOG, add_demo_arguments, lambda a: run_command(cmd_demo, a))
+    b = sub.add_parser("bench", help="speed / memory benchmarks (needs a source checkout)",
+                       description="Benchmarks: runs experiments/bench.py.",
+                       epilog=BENCH_EPILOG, formatter_class=HelpFormatter)
+    b.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="ARGS",
+                   help="arguments of experiments/bench.py")
+    b.set_defaults(run=lambda a: run_command(cmd_bench, a))
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"] and argv[1:] not in (["-h"], ["--help"]):
+        # everything after `bench` belongs to experiments/bench.py (argparse's REMAINDER
+        # does not take arguments that look like options)
+        return run_command(cmd_bench, argparse.Namespace(bench_args=argv[1:]))
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
