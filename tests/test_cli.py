@@ -1,0 +1,375 @@
+"""The `recgoat` command line: dispatch and help of every subcommand, the shipped-config
+lookup, the range check of every numeric config key, the non-finite loss message, the
+--resume shape-change error, the unused-id warning, `report`, and packaging."""
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recgoat_jax import cli, config as config_lib
+from recgoat_jax.config import ConfigError, make_config
+from recgoat_jax.errors import TrainingDiverged, UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
+
+
+def _run(*args, cwd=ROOT, env=ENV, timeout=120):
+    return subprocess.run([sys.executable, "-m", "recgoat_jax", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+# ---------------------------------------------------------------- dispatch and help
+
+@pytest.mark.parametrize("command,flag", [
+    ("train", "--epochs"), ("data", "--k-core"), ("features", "--encoder"),
+    ("recommend", "--run-dir"), ("report", "RUN"), ("demo", "--force"),
+])
+def test_every_subcommand_has_help_with_defaults_and_examples(command, flag, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: recgoat {command}")
+    assert flag in out and "examples:" in out and f"recgoat {command}" in out.split("examples:")[1]
+
+
+@pytest.mark.parametrize("command,flag,default", [
+    ("data", "--k-core", "(default: 5)"), ("data", "--split", "(default: 8:1:1)"),
+    ("features", "--batch-size", "(default: 64)"), ("recommend", "--k", "(default: 20)"),
+    ("recommend", "--checkpoint", "(default: best)"),
+])
+def test_help_shows_defaults(command, flag, default, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    opts = out[out.index("options:"):]
+    assert default in opts[opts.index(flag + " "):opts.index(flag + " ") + 160]
+
+
+def test_top_level_help_lists_the_seven_commands():
+    r = _run("--help")
+    assert r.returncode == 0
+    for c in ("train", "data", "features", "recommend", "report", "demo", "bench"):
+        assert f"    {c} " in r.stdout
+
+
+def test_dispatch_reaches_each_command(monkeypatch):
+    """Each subcommand calls its module's run(args) with the flags parsed."""
+    seen = {}
+    from recgoat_jax import recommend, report
+    from recgoat_jax.data import cli as data_cli
+    from recgoat_jax.features import cli as features_cli
+    from recgoat_jax.train import cli as train_cli
+    for name, mod in (("train", train_cli), ("data", data_cli), ("features", features_cli),
+                      ("recommend", recommend), ("report", report)):
+        monkeypatch.setattr(mod, "run", lambda a, n=name: seen.setdefault(n, a) and 0)
+    cli.main(["train", "--epochs", "3", "--quiet", "--model", "mf"])
+    cli.main(["data", "--dataset", "x", "--root", "r", "--seed", "4"])
+    cli.main(["features", "--dataset", "x", "--encoder", "enc", "--quiet"])
+    cli.main(["recommend", "--run-dir", "r", "--k", "5", "--root", "q"])
+    cli.main(["report", "a", "b"])
+    assert (seen["train"].epochs, seen["train"].quiet, seen["train"].model) == (3, True, "mf")
+    assert (seen["data"].dataset, seen["data"].root, seen["data"].seed) == ("x", "r", 4)
+    assert (seen["features"].encoder, seen["features"].quiet) == ("enc", True)
+    assert (seen["recommend"].k, seen["recommend"].root) == (5, "q")
+    assert seen["report"].runs == ["a", "b"]
+
+
+def test_old_flag_names_still_parse():
+    from recgoat_jax.features import cli as features_cli
+    from recgoat_jax.train import cli as train_cli
+    assert train_cli.parse_args(["--no-progress"]).quiet is True
+    a = features_cli.build_parser().parse_args(["features", "--dataset", "d", "--model", "m"])
+    assert a.encoder_old == "m" and a.encoder is None
+
+
+def test_bench_without_checkout_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "bench_script", lambda: None)
+    assert cli.main(["bench", "--runs", "baby:mf"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs a source checkout" in err[0]
+
+
+def test_bench_passes_its_arguments(monkeypatch):
+    got = {}
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: got.setdefault("cmd", cmd) and 0)
+    assert cli.main(["bench", "--runs", "baby:mf", "--steps", "2"]) == 0
+    assert got["cmd"][1].endswith("experiments/bench.py")
+    assert got["cmd"][2:] == ["--runs", "baby:mf", "--steps", "2"]
+
+
+# ---------------------------------------------------------------- config lookup
+
+@pytest.mark.parametrize("argv,expect", [
+    ([], "recgoat_demo.yaml"),
+    (["--model", "recgoat", "--dataset", "data/mine"], "recgoat.yaml"),
+    (["--model", "lightgcn", "--dataset", "baby"], "lightgcn.yaml"),
+    (["--dataset", "elec"], "recgoat_electronics.yaml"),
+    (["--dataset", "electronics"], "recgoat_electronics.yaml"),
+    (["--dataset", "data/elec"], "recgoat_electronics.yaml"),
+    (["--set", "model.name=freedom", "--dataset", "baby"], "freedom_baby.yaml"),
+    (["--config", "my.yaml"], "my.yaml"),
+])
+def test_train_config_lookup(argv, expect):
+    from recgoat_jax.train import cli as train_cli
+    path, why = train_cli.choose_config(train_cli.parse_args(argv))
+    assert path.name == expect, why
+
+
+def test_recgoat_without_config_is_the_full_model():
+    from recgoat_jax.train import cli as train_cli
+    path, _ = train_cli.choose_config(train_cli.parse_args(["--model", "recgoat",
+                                                            "--dataset", "data/x"]))
+    assert path.name == "recgoat.yaml"  # the real-data default, not the schema defaults
+    cfg = make_config(path)
+    assert (cfg.model.name, cfg.model.oat, cfg.model.cmcl, cfg.model.fusion) == (
+        "recgoat", "paper", "paper", "residual")
+    assert cfg.train.lambda_ot == 0.1 and cfg.train.lr == 0.005  # values of recgoat.yaml
+
+
+def test_train_prints_the_config_it_uses():
+    r = _run("train", "--dataset", "elec", "--set", "train.lr=-1")
+    assert r.returncode == 2
+    assert "config: " in r.stdout and "recgoat_electronics.yaml" in r.stdout
+    assert r.stderr.strip() == "error: config key 'train.lr': expected a number > 0, got -1.0"
+
+
+def test_dataset_alias_finds_the_directory(tmp_path):
+    from recgoat_jax.data.download import load_registry
+    from recgoat_jax.data.load import resolve_dataset_dir
+    (tmp_path / "elec").mkdir()
+    assert resolve_dataset_dir("electronics", tmp_path) == tmp_path / "elec"
+    assert resolve_dataset_dir("elec", tmp_path) == tmp_path / "elec"
+    reg = load_registry()
+    assert "electronics" in reg and "elec" not in reg
+    assert config_lib.canonical_dataset("ELEC") == "electronics"
+
+
+# ---------------------------------------------------------------- range checks
+
+@pytest.mark.parametrize("override,msg", [
+    ("train.lr=0", "'train.lr': expected a number > 0, got 0.0"),
+    ("train.lr=.nan", "'train.lr': expected a finite number"),
+    ("train.batch_size=0", "'train.batch_size': expected an integer >= 1, got 0"),
+    ("train.epochs=0", "'train.epochs': expected an integer >= 1, got 0"),
+    ("train.patience=0", "'train.patience': expected an integer >= 1, got 0"),
+    ("train.eval_every=0", "'train.eval_every': expected an integer >= 1"),
+    ("train.reg_weight=-1e-4", "'train.reg_weight': expected a number >= 0"),
+    ("train.lambda_cl=-0.1", "'train.lambda_cl': expected a number >= 0"),
+    ("train.cl_tau=0", "'train.cl_tau': expected a number > 0"),
+    ("train.cl_w=1.5", "'train.cl_w': expected a number in [0, 1]"),
+    ("train.seed=-1", "'train.seed': expected an integer >= 0"),
+    ("model.dropout=1.0", "'model.dropout': expected a number in [0, 1), got 1.0"),
+    ("model.dropout=-0.1", "'model.dropout': expected a number in [0, 1)"),
+    ("model.dim=0", "'model.dim': expected an integer >= 1, got 0"),
+    ("model.knn_k=0", "'model.knn_k': expected an integer >= 1, got 0"),
+    ("model.user_knn_k=0", "'model.user_knn_k': expected an integer >= 1"),
+    ("model.n_layers=-1", "'model.n_layers': expected an integer >= 0"),
+    ("model.gat_heads=0", "'model.gat_heads': expected an integer >= 1"),
+    ("model.ot_tau=0", "'model.ot_tau': expected a number in (0, 1]"),
+    ("model.ot_epsilon=0", "'model.ot_epsilon': expected a number > 0"),
+    ("model.ot_iterations=0", "'model.ot_iterations': expected an integer >= 1"),
+    ("model.init_weights=[[text,-0.5]]", "'model.init_weights': expected a number >= 0"),
+    ("model.residual_init=.inf", "'model.residual_init': expected a finite number"),
+    ("model.mm_image_weight=2", "'model.mm_image_weight': expected a number in [0, 1]"),
+    ("eval.ks=[5,0]", "'eval.ks': expected an integer >= 1, got [5, 0]"),
+    ("eval.ks=[]", "'eval.ks': expected at least one K"),
+    ("eval.batch_users=0", "'eval.batch_users': expected an integer >= 1"),
+])
+def test_range_check_names_the_key(override, msg):
+    with pytest.raises(ConfigError) as e:
+        make_config(overrides=[override])
+    assert msg in str(e.value)
+
+
+def test_every_numeric_key_has_a_range():
+    keys = config_lib._numeric_keys()
+    assert len(keys) >= 30 and "train.lr" in keys and "eval.ks" in keys
+    assert [k for k in keys if k not in config_lib.RANGES] == []
+
+
+def test_range_edges_are_accepted():
+    cfg = make_config(overrides=["model.dropout=0", "model.n_layers=0", "train.cl_rows=0",
+                                 "train.epochs=1", "train.patience=1", "model.ot_tau=1"])
+    assert (cfg.model.dropout, cfg.train.epochs, cfg.model.ot_tau) == (0.0, 1, 1.0)
+
+
+# ---------------------------------------------------------------- training errors
+
+def test_non_finite_loss_message():
+    from recgoat_jax.train.loop import check_finite
+    cfg = make_config(overrides=["train.lr=0.05"])
+    check_finite(3, {"loss": 0.7, "bpr": 0.69}, cfg)  # finite: no error
+    with pytest.raises(TrainingDiverged) as e:
+        check_finite(7, {"loss": float("nan"), "bpr": float("inf"), "reg": 0.1}, cfg, "runs/x")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("epoch 7: the training loss is not finite (bpr=inf, loss=nan)")
+    assert "--set train.lr=0.005" in msg and "runs/x" in msg
+    assert isinstance(e.value, UserError) and isinstance(e.value, FloatingPointError)
+
+
+def test_config_changes_lists_the_overrides():
+    from recgoat_jax.train.loop import config_changes
+    a = make_config(overrides=["model.dim=8"])
+    b = make_config(overrides=["model.dim=16", "train.epochs=5", "run_dir=x"])
+    assert config_changes(a, b) == ["model.dim 8 -> 16", "train.epochs 1000 -> 5"]
+
+
+def _tiny_dir(tmp_path):
+    from recgoat_jax.data import synthetic
+    ds = synthetic.generate(n_users=60, n_items=40, n_interactions=700,
+                            feature_dims={}, seed=0, name="tiny")
+    synthetic.write_mmrec(ds, tmp_path / "tiny")
+    return tmp_path / "tiny"
+
+
+@pytest.mark.slow
+def test_diverging_run_and_resume_shape_change_are_one_line(tmp_path):
+    d = _tiny_dir(tmp_path)
+    common = ["--dataset", str(d), "--model", "mf", "--quiet", "--set", "model.dim=8",
+              "--set", "train.batch_size=64", "--set", "eval.ks=[5,10,20]"]
+    r = _run("train", *common, "--epochs", "3", "--set", "train.lr=1e30",
+             "--run-dir", str(tmp_path / "nan"), cwd=tmp_path)
+    err = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and len(err) == 1, r.stderr
+    assert err[0].startswith("error: epoch 0: the training loss is not finite"), err
+    assert "--set train.lr=1e+29" in err[0] and "Traceback" not in r.stderr
+
+    run = tmp_path / "ok"
+    r = _run("train", *common, "--epochs", "1", "--run-dir", str(run), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    before = (run / "config.yaml").read_text()
+    r = _run("train", "--resume", str(run), "--set", "model.dim=16", "--epochs", "2",
+             cwd=tmp_path)
+    err = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and len(err) == 1, r.stderr
+    assert err[0].startswith(f"error: --resume {run}: the checkpoint does not fit the model")
+    assert "model.dim 8 -> 16" in err[0] and "(150, 16)" not in err[0]
+    assert (run / "config.yaml").read_text() == before  # left as it was
+    # the run's own report
+    r = _run("report", str(run), str(run), cwd=tmp_path)
+    assert r.returncode == 0 and "| ok | - | 0 |" in r.stdout
+
+
+# ---------------------------------------------------------------- unused ids
+
+def test_unused_item_ids_warn_with_counts(tmp_path, capsys):
+    from recgoat_jax.data.formats import read_dataset
+    rows = ["userID\titemID\trating\ttimestamp\tx_label"]
+    for u in range(4):
+        for item, label in ((1, 0), (5, 0), (999, 1), (7, 2)):
+            rows.append(f"{u}\t{item}\t1\t0\t{label}")
+    (tmp_path / "x.inter").write_text("\n".join(rows) + "\n")
+    ds = read_dataset(tmp_path)
+    assert ds.n_items == 1000
+    assert ds.report["items_with_interactions"] == 4 and ds.report["unused_item_ids"] == 996
+    err = capsys.readouterr().err
+    assert "the largest item id is 999 but only 4 items have interactions" in err
+    assert "unused_user_ids" not in ds.report
+
+
+# ---------------------------------------------------------------- report
+
+def _fake_run(d: Path, lr, valid, test, epoch, results=True):
+    d.mkdir(parents=True)
+    cfg = config_lib.to_dict(make_config(overrides=[f"train.lr={lr}"]))
+    (d / "config.yaml").write_text(config_lib.dump_yaml(make_config(overrides=[f"train.lr={lr}"])))
+    row = {"epoch": epoch, "valid": {"recall@20": valid, "ndcg@20": valid / 2},
+           "test": {"recall@20": test, "ndcg@20": test / 2}, "epoch_time_s": 2.0,
+           "eval_time_s": 1.0}
+    if results:
+        (d / "results.json").write_text(json.dumps(
+            {"best_epoch": epoch, "valid": row["valid"], "test": row["test"],
+             "wall_time_s": 61.4}))
+    else:
+        (d / "metrics.jsonl").write_text(json.dumps({**row, "epoch": 0, "valid": {
+            "recall@20": 0.01}}) + "\n" + json.dumps(row) + "\n")
+    return cfg
+
+
+def test_report_compares_runs(tmp_path, capsys):
+    _fake_run(tmp_path / "a", 0.001, 0.25, 0.2, 12)
+    _fake_run(tmp_path / "b", 0.005, 0.3, 0.28, 7, results=False)
+    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| run | differs | best epoch | valid R@20 | valid N@20 |")
+    assert lines[2] == "| a | train.lr=0.001 | 12 | 0.2500 | 0.1250 | 0.2000 | 0.1000 | 61s |"
+    assert lines[3] == "| b (partial) | train.lr=0.005 | 7 | 0.3000 | 0.1500 | 0.2800 | 0.1400 | 6s |"
+    assert cli.main(["report", str(tmp_path)]) == 2  # not a run directory
+    assert "no config.yaml there" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- packaging
+
+def _pins(name):
+    return sorted(x.strip() for x in (ROOT / name).read_text().splitlines()
+                  if x.strip() and not x.startswith("#"))
+
+
+def test_pyproject_pins_match_requirements():
+    import tomllib
+    proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert sorted(proj["dependencies"]) == _pins("requirements.txt")
+    extras = proj["optional-dependencies"]
+    assert sorted(extras["features"]) == _pins("requirements-features.txt")
+    assert sorted(extras["notebook"]) == _pins("requirements-notebook.txt")
+    assert sorted(extras["dev"]) == _pins("requirements-dev.txt")
+    assert proj["scripts"] == {"recgoat": "recgoat_jax.cli:main"}
+    listed = set(proj and __import__("tomllib").loads(
+        (ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts)
+               for p in (ROOT / "recgoat_jax").rglob("__init__.py")}
+    assert on_disk <= listed  # a new subpackage must be listed to be installed
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_trains(tmp_path):
+    """Builds the wheel (no network: --no-deps --no-build-isolation), checks its contents
+    and entry point, installs it with --target, then runs `recgoat train --epochs 1` from
+    the installed copy alone (another directory, no checkout on sys.path; the pinned
+    dependencies come from this interpreter's site-packages)."""
+    wheels = tmp_path / "wheels"
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                        "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (whl,) = wheels.glob("recgoat_jax-*.whl")
+    names = zipfile.ZipFile(whl).namelist()
+    assert "recgoat_jax/cli.py" in names and "recgoat_jax/configs/recgoat_demo.yaml" in names
+    ep = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "recgoat = recgoat_jax.cli:main" in zipfile.ZipFile(whl).read(ep).decode()
+    site = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q",
+                        "--target", str(site), str(whl)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu",
+           "RECGOAT_DATA_ROOT": str(tmp_path / "data")}
+    code = ("import sys, recgoat_jax; assert recgoat_jax.__file__.startswith(sys.argv[1]), "
+            "recgoat_jax.__file__; from recgoat_jax.cli import main; "
+            "sys.exit(main(sys.argv[2:]))")
+    # the demo at full size takes minutes on 2 CPUs: a small dataset, same installed code
+    d = _tiny_dir(tmp_path)
+    r = subprocess.run([sys.executable, "-c", code, str(site), "train", "--epochs", "1",
+                        "--quiet", "--dataset", str(d), "--set", "eval.ks=[5,10,20]",
+                        "--set", "model.dim=16", "--set", "model.knn_k=3",
+                        "--set", "model.user_knn_k=3"],
+                       cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"config: {site}/recgoat_jax/configs/recgoat.yaml" in r.stdout
+    (run,) = (work / "runs").iterdir()
+    res = json.loads((run / "results.json").read_text())
+    assert res["model"] == "recgoat" and res["epochs_run"] == 1
+    assert 0.0 <= res["test"]["recall@20"] <= 1.0
+    r = subprocess.run([sys.executable, "-c", code, str(site), "bench"], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "needs a source checkout" in r.stderr
