@@ -251,7 +251,8 @@ def test_diverging_run_and_resume_shape_change_are_one_line(tmp_path):
     err = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.returncode == 2 and len(err) == 1, r.stderr
     assert err[0].startswith(f"error: --resume {run}: the checkpoint does not fit the model")
-    assert "model.dim 8 -> 16" in err[0] and "(150, 16)" not in err[0]
+    assert "model.dim 8 -> 16" in err[0] and "Traceback" not in r.stderr
+    assert "is saved as (" in err[0] and ", 8), the model now needs (" in err[0]
     assert (run / "config.yaml").read_text() == before  # left as it was
     # the run's own report
     r = _run("report", str(run), str(run), cwd=tmp_path)

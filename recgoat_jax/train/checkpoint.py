@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
 
 
+def tree_key(path) -> str:
+    """A pytree path as 'params/item' (dict keys, attributes and indices alike)."""
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                    for k in path)
+
+
 class Checkpoints:
     def __init__(self, run_dir: str | Path):
         root = Path(run_dir).resolve() / "checkpoints"  # orbax wants absolute paths
+        self.root = root
         # Synchronous saves: when a run dies, every checkpoint it announced is complete.
         opts = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
                                             enable_async_checkpointing=False)
@@ -27,6 +35,28 @@ class Checkpoints:
 
     def latest_epoch(self) -> int | None:
         return self.latest.latest_step()
+
+    def latest_shapes(self) -> dict[str, tuple] | None:
+        """{'params/item': (n_items, d), ...} of the newest `latest` state, read from the
+        checkpoint's metadata without restoring any array (None when unreadable)."""
+        step = self.latest.latest_step()
+        if step is None:
+            return None
+        path = self.root / "latest" / str(step) / "state"
+        absl = logging.getLogger("absl")
+        level = absl.level
+        absl.setLevel(logging.ERROR)  # "metadata file does not exist": harmless here
+        try:
+            with ocp.StandardCheckpointer() as ck:
+                meta = ck.metadata(path)
+        except Exception:  # noqa: BLE001 (any orbax failure: fall back to restore's check)
+            return None
+        finally:
+            absl.setLevel(level)
+        tree = getattr(meta, "item_metadata", meta)
+        return {tree_key(k): tuple(v.shape)
+                for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]
+                if hasattr(v, "shape")}
 
     def restore_latest(self, like_state):
         """-> (state, meta) of the newest checkpoint; like_state gives the structure."""

@@ -231,6 +231,17 @@ def _restore_checked(ckpt: Checkpoints, like_state, run_dir: Path, saved_cfg, cf
             else "the current code and dataset")
     hint = ("resume without the overrides that change a shape, or start a new run "
             "(no --resume, or another --run-dir)")
+    saved = ckpt.latest_shapes()
+    if saved is not None:
+        from recgoat_jax.train.checkpoint import tree_key
+
+        for path, leaf in jax.tree_util.tree_flatten_with_path(like_state)[0]:
+            key, now = tree_key(path), tuple(np.shape(leaf))
+            if saved.get(key, now) != now or key not in saved:
+                was = "absent" if key not in saved else f"saved as {saved[key]}"
+                raise UserError(f"--resume {run_dir}: the checkpoint does not fit the model "
+                                f"built with {what}: {key} is {was}, the model now needs "
+                                f"{now}; {hint}")
     try:
         state, meta = ckpt.restore_latest(like_state)
     except (ValueError, KeyError, TypeError) as e:
