@@ -68,4 +68,4 @@ def test_choose_takes_the_best_valid_point_and_skips_missing(tmp_path):
         (d / "results.json").write_text(json.dumps({"valid": {"recall@20": valid}}))
     best, rows = realdata.choose(tmp_path, "ds", "lightgcn")
     assert best == 2
-    assert [r["valid_recall@20"] for r in rows] == [0.31, None, 0.35, 0.33]
+    assert [r["valid_recall@20"] for r in rows] == [0.31, None, 0.35, 0.33, None, None]
