@@ -235,7 +235,7 @@ def choose(runs_dir: Path, ds: str, model: str) -> tuple[int | None, list[dict]]
 
 
 def _seed_tasks(datasets: dict, models: list[str], ablations: list[str], seeds: list[int],
-                runs_dir: Path) -> list[dict]:
+                runs_dir: Path, ablation_seeds: list[int] | None = None) -> list[dict]:
     """The models' other seeds first, then the ablations seed by seed (seed 0 of every
     ablation before seed 1 of any), so a partial run still covers every ablation."""
     tasks = []
@@ -247,7 +247,7 @@ def _seed_tasks(datasets: dict, models: list[str], ablations: list[str], seeds: 
             _, base, fixed, grid = MODELS[m]
             tasks += [{"key": run_key(ds, m, i, s), "data_dir": data_dir, "config": base,
                        "overrides": fixed + grid[i], "seed": s} for s in seeds if s != 0]
-    for s in seeds:
+    for s in seeds if ablation_seeds is None else ablation_seeds:
         for ds, data_dir in datasets.items():
             for a in ablations:
                 _, parent, extra = ABLATIONS[a]
@@ -408,6 +408,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=",".join(MODELS), help="models to grid (default: all)")
     p.add_argument("--ablations", default=",".join(ABLATIONS), help="ablations (default: all)")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--ablation-seeds", help="seeds of the ablations (default: --seeds)")
     p.add_argument("--jobs", type=int, default=1, help="training processes at once (default 1)")
     p.add_argument("--runs-dir", default=str(ROOT / "runs" / "realdata"))
     p.add_argument("--out", default=str(ROOT / "experiments" / "results" / "realdata.json"))
@@ -453,7 +454,9 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     if not args.summarise_only:
         run_tasks(_grid_tasks(datasets, models), args.jobs, runs_dir)
-        run_tasks(_seed_tasks(datasets, models, ablations, seeds, runs_dir), args.jobs, runs_dir)
+        ab_seeds = [int(s) for s in args.ablation_seeds.split(",")] if args.ablation_seeds else None
+        run_tasks(_seed_tasks(datasets, models, ablations, seeds, runs_dir, ab_seeds),
+                  args.jobs, runs_dir)
     from recgoat_jax.train.loop import versions
 
     out = Path(args.out)
