@@ -40,6 +40,8 @@ HISTORY_DEMO = "demo_history"  # the demo with synthetic user_profile="history",
 UB = "model.user_branch=on"  # the paper's full model has the user-user branch
 VARIANTS = {
     "lightgcn": ("LightGCN (ID only)", "lightgcn", ["train.epochs=300", "train.patience=20"]),
+    "freedom": ("FREEDOM (MMRec semantics; the demo's lr and batch)", "freedom",
+                ["train.epochs=300", "train.patience=20"]),
     "lightgcn_unit_items": ("LightGCN scored against unit item vectors (RecGOAT's scoring, "
                             "no content)", "lightgcn",
                             ["model.unit_items=true", "train.epochs=300", "train.patience=20"]),
@@ -74,7 +76,7 @@ VARIANTS = {
 def config_for(variant: str, seed: int, epochs: int | None):
     _, base, overrides = VARIANTS[variant]
     sets = list(overrides) + [f"train.seed={seed}", "train.checkpoint=false"]
-    if base == "lightgcn":  # same optimisation settings as the RecGOAT runs
+    if base in ("lightgcn", "freedom"):  # same optimisation settings as the RecGOAT runs
         demo = make_config(ROOT / "experiments" / "configs" / "recgoat_demo.yaml")
         sets += [f"train.batch_size={demo.train.batch_size}", f"train.lr={demo.train.lr}"]
     elif epochs:
