@@ -41,9 +41,12 @@ def _grid(a: list[list[str]], b: list[list[str]]) -> list[list[str]]:
     return [x + y for x in a for y in b]
 
 
-# name -> what, config file, fixed overrides, grid (list of override lists). Baselines and
-# the real-data RecGOAT: 6 points, lr {1e-3, 5e-3} x one model-specific knob at three
-# values; the paper / released-code variants: 4 points (two knob values), for time.
+# name -> what, config file, fixed overrides, grid (list of override lists). MF and LightGCN:
+# 6 points, lr {1e-3, 5e-3} x one model-specific knob at three values. FREEDOM and the
+# real-data RecGOAT: the same 6 plus 2 points added after the first 6 ran (FREEDOM: its
+# second MMRec knob, reg_weight 1e-3, at its two best points; RecGOAT: edge pruning 0.5,
+# chosen from exploratory valid runs, experiments/results/realdata_explore.json). The
+# paper / released-code variants: 4 points (two knob values), for time.
 def _six(knob: str, a, b, c) -> list[list[str]]:
     """lr x knob {a, b} first (points 0-3), then lr x c (points 4-5)."""
     return _grid(_LR, [[f"{knob}={a}"], [f"{knob}={b}"]]) + _grid(_LR, [[f"{knob}={c}"]])
@@ -52,9 +55,13 @@ def _six(knob: str, a, b, c) -> list[list[str]]:
 MODELS = {
     "mf": ("MF-BPR", "mf.yaml", [], _six("train.reg_weight", 0.00001, 0.001, 0.1)),
     "lightgcn": ("LightGCN", "lightgcn.yaml", [], _six("train.reg_weight", 0.0001, 0.001, 0.01)),
-    "freedom": ("FREEDOM", "freedom.yaml", [], _six("model.freedom_dropout", 0.8, 0.9, 0.5)),
+    "freedom": ("FREEDOM", "freedom.yaml", [], _six("model.freedom_dropout", 0.8, 0.9, 0.5) + [
+        ["train.lr=0.001", "model.freedom_dropout=0.9", "train.reg_weight=0.001"],
+        ["train.lr=0.005", "model.freedom_dropout=0.5", "train.reg_weight=0.001"]]),
     "recgoat": ("RecGOAT, real-data default (recgoat.yaml: residual fusion, no user "
-                "branch)", "recgoat.yaml", [], _six("train.lambda_cl", 0.0, 0.01, 0.03)),
+                "branch)", "recgoat.yaml", [], _six("train.lambda_cl", 0.0, 0.01, 0.03) + [
+                    ["train.lr=0.005", "train.lambda_cl=0.01", "model.edge_dropout=0.5"],
+                    ["train.lr=0.005", "train.lambda_cl=0.03", "model.edge_dropout=0.5"]]),
     "recgoat_paper": ("RecGOAT, paper variants (OAT fusion, user branch on template "
                       "profiles, paper CMCL + OT)", "recgoat.yaml",
                       ["model.fusion=oat", "model.user_branch=on", "model.init=normal"],
@@ -326,8 +333,8 @@ def write_report(out: Path, report: dict) -> None:
              f"Command: `{report['command']}`  ",
              f"Machine: {report['versions']['platform']}, {report['versions']['device']}; "
              "two runs shared the two cores, so s/epoch are indicative.", "",
-             "Grid: 6 points per model (lr x one knob; 4 for the paper / released-code RecGOAT "
-             "variants), seed 0, chosen by valid Recall@20; "
+             "Grid: 6 points per model (lr x one knob), 8 for FREEDOM and the real-data RecGOAT, "
+             "4 for the paper / released-code RecGOAT variants; seed 0, chosen by valid Recall@20; "
              "then seeds 1, 2 at the chosen point. Ablations: at their parent's chosen point, "
              "3 seeds. Test metrics at the best VALID epoch, mean +- std over seeds.", ""]
     for ds, rows in report["summary"].items():
