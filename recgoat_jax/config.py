@@ -286,6 +286,17 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def flat_dict(d: dict, prefix: str = "") -> dict:
+    """{'model': {'dim': 64}} -> {'model.dim': 64} (nested mappings to dotted keys)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat_dict(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def to_dict(cfg: Any) -> dict:
     """Config -> plain nested dict (tuples as lists), for YAML."""
     def conv(v):

@@ -13,19 +13,10 @@ from pathlib import Path
 
 import yaml
 
+from recgoat_jax.config import flat_dict
 from recgoat_jax.errors import UserError
 
 METRICS = ("recall@20", "ndcg@20")
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def read_run(run_dir: str | Path) -> dict:
@@ -39,7 +30,7 @@ def read_run(run_dir: str | Path) -> dict:
         cfg = yaml.safe_load(cfg_path.read_text()) or {}
     except yaml.YAMLError as e:
         raise UserError(f"{cfg_path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    row = {"run": str(d), "config": _flat(cfg), "partial": False}
+    row = {"run": str(d), "config": flat_dict(cfg), "partial": False}
     res_path, metrics_path = d / "results.json", d / "metrics.jsonl"
     if res_path.is_file():
         try:

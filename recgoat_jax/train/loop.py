@@ -196,21 +196,12 @@ def check_finite(epoch: int, losses: dict, cfg: Config, run_dir: Path | str = ""
         f"checkpoint is in {run_dir or 'the run directory'}")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def config_changes(old: Config | None, new: Config) -> list[str]:
     """'key old -> new' for every config key that differs (run_dir aside)."""
     if old is None:
         return []
-    a, b = _flat(config_lib.to_dict(old)), _flat(config_lib.to_dict(new))
+    a = config_lib.flat_dict(config_lib.to_dict(old))
+    b = config_lib.flat_dict(config_lib.to_dict(new))
     return [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
             if k != "run_dir" and a.get(k) != b.get(k)]
 
