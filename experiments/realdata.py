@@ -41,7 +41,9 @@ def _grid(a: list[list[str]], b: list[list[str]]) -> list[list[str]]:
     return [x + y for x in a for y in b]
 
 
-# name -> what, config file, fixed overrides, grid (list of override lists). MF and LightGCN:
+# name -> what, config file, fixed overrides, grid (list of override lists). The RecGOAT
+# rows pin model.edge_dropout (0 unless a point sets it), so they do not follow a change of
+# recgoat.yaml's default (0.5 since the grid chose it). MF and LightGCN:
 # 6 points, lr {1e-3, 5e-3} x one model-specific knob at three values. FREEDOM and the
 # real-data RecGOAT: the same 6 plus 2 points added after the first 6 ran (FREEDOM: its
 # second MMRec knob, reg_weight 1e-3, at its two best points; RecGOAT: edge pruning 0.5,
@@ -59,17 +61,20 @@ MODELS = {
         ["train.lr=0.001", "model.freedom_dropout=0.9", "train.reg_weight=0.001"],
         ["train.lr=0.005", "model.freedom_dropout=0.5", "train.reg_weight=0.001"]]),
     "recgoat": ("RecGOAT, real-data default (recgoat.yaml: residual fusion, no user "
-                "branch)", "recgoat.yaml", [], _six("train.lambda_cl", 0.0, 0.01, 0.03) + [
+                "branch)", "recgoat.yaml", ["model.edge_dropout=0.0"],
+                _six("train.lambda_cl", 0.0, 0.01, 0.03) + [
                     ["train.lr=0.005", "train.lambda_cl=0.01", "model.edge_dropout=0.5"],
                     ["train.lr=0.005", "train.lambda_cl=0.03", "model.edge_dropout=0.5"]]),
     "recgoat_paper": ("RecGOAT, paper variants (OAT fusion, user branch on template "
                       "profiles, paper CMCL + OT)", "recgoat.yaml",
-                      ["model.fusion=oat", "model.user_branch=on", "model.init=normal"],
+                      ["model.fusion=oat", "model.user_branch=on", "model.init=normal",
+                       "model.edge_dropout=0.0"],
                       _grid(_LR, [["train.lambda_cl=0.005"], ["train.lambda_cl=0.05"]])),
     "recgoat_reference": ("RecGOAT, released-code variants (reference OAT + CMCL, OAT "
                           "fusion, user branch on)", "recgoat.yaml",
                           ["model.fusion=oat", "model.user_branch=on", "model.init=normal",
-                           "model.oat=reference", "model.cmcl=reference", "train.lambda_ot=0"],
+                           "model.oat=reference", "model.cmcl=reference", "train.lambda_ot=0",
+                           "model.edge_dropout=0.0"],
                           _grid([["train.lr=0.0008"], ["train.lr=0.002"]],
                                 [["train.lambda_cl=0.005"], ["train.lambda_cl=0.05"]])),
 }
