@@ -340,8 +340,10 @@ def write_report(out: Path, report: dict) -> None:
              "two runs shared the two cores, so s/epoch are indicative.", "",
              "Grid: 6 points per model (lr x one knob), 8 for FREEDOM and the real-data RecGOAT, "
              "4 for the paper / released-code RecGOAT variants; seed 0, chosen by valid Recall@20; "
-             "then seeds 1, 2 at the chosen point. Ablations: at their parent's chosen point, "
-             "3 seeds. Test metrics at the best VALID epoch, mean +- std over seeds.", ""]
+             "then seeds 1, 2 at the chosen point. Ablations: at their parent's chosen point "
+             "with one part changed, the seeds in the table (--ablation-seeds). Test metrics at "
+             "the best VALID epoch, mean +- std over seeds; valid Recall@20 at that epoch too.",
+             ""]
     for ds, rows in report["summary"].items():
         sig = report.get("signal", {}).get(ds)
         lines += [f"## {ds}", ""]
@@ -356,11 +358,12 @@ def write_report(out: Path, report: dict) -> None:
                          if "profile_neighbours_also_cointeraction_neighbours" in sig else "")
                       + ".", ""]
         lines += [
-                  "| model | chosen point | seeds | test Recall@20 | test NDCG@20 | best epochs "
-                  "| s/epoch |", "|---|---|---|---|---|---|---|"]
+                  "| model | chosen point | seeds | valid Recall@20 | test Recall@20 | test NDCG@20 "
+                  "| best epochs | s/epoch |", "|---|---|---|---|---|---|---|---|"]
         for v, r in rows.items():
             pt = ", ".join(MODELS[v][3][r["chosen_point"]]) if v in MODELS else "(parent's)"
-            lines.append(f"| {v} | {pt} | {r['n_seeds']} | {_fmt(r.get('test_recall@20'))} | "
+            lines.append(f"| {v} | {pt} | {r['n_seeds']} | {_fmt(r.get('valid_recall@20'))} | "
+                         f"{_fmt(r.get('test_recall@20'))} | "
                          f"{_fmt(r.get('test_ndcg@20'))} | {r.get('best_epochs', '')} | "
                          f"{r.get('s_per_epoch', float('nan')):.2f} |")
         base = [v for v in ("lightgcn", "freedom") if "test_recall@20" in rows.get(v, {})]
