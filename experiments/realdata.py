@@ -195,6 +195,8 @@ def _result(runs_dir: Path, key: str) -> dict | None:
     res = json.loads(path.read_text())
     b = runs_dir / key / "buckets.json"
     res["buckets"] = json.loads(b.read_text()) if b.exists() else None
+    c = runs_dir / key / "content.json"
+    res["content"] = json.loads(c.read_text()) if c.exists() else None
     return res
 
 
@@ -306,7 +308,7 @@ def summarise(datasets: dict, models: list[str], ablations: list[str], seeds: li
                 row["per_seed"] = {str(s): {"test": {k: r["test"][k] for k in ("recall@20", "ndcg@20")},
                                             "best_epoch": r["best_epoch"],
                                             "epoch_time_s_median": r["epoch_time_s_median"],
-                                            "buckets": r["buckets"]}
+                                            "buckets": r["buckets"], "content": r["content"]}
                                    for s, r in res.items()}
                 row["buckets"] = _bucket_means([r["buckets"] for r in res.values() if r["buckets"]])
             rows[v] = row
@@ -336,6 +338,7 @@ def write_report(out: Path, report: dict) -> None:
     out.write_text(json.dumps(report, indent=2))
     lines = ["# Real-data results: every model tuned on VALID only", "",
              f"Command: `{report['command']}`  ",
+             *[f"Also: `{c}`  " for c in report.get("extra_commands", [])],
              f"Machine: {report['versions']['platform']}, {report['versions']['device']}; "
              "two runs shared the two cores, so s/epoch are indicative.", "",
              "Grid: 6 points per model (lr x one knob), 8 for FREEDOM and the real-data RecGOAT, "
@@ -487,7 +490,10 @@ def main(argv=None) -> int:
               "signal": _signal(datasets, out),
               "summary": summarise(datasets, [m for m in MODELS if m in models],
                                    [a for a in ABLATIONS if a in ablations], seeds, runs_dir),
-              "note": Path(args.note).read_text() if args.note else old.get("note", "")}
+              "note": Path(args.note).read_text() if args.note else old.get("note", ""),
+              # later invocations that added runs (e.g. more ablation seeds), kept across
+              # --summarise-only rewrites
+              "extra_commands": old.get("extra_commands", [])}
     write_report(out, report)
     print(out.with_suffix(".md").read_text())
     return 0
