@@ -86,14 +86,12 @@ def _check_k(k: int) -> int:
 # ----------------------------------------------------------------------------- builders
 
 
-def item_knn(features: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine kNN graph. features: [n, d] -> (senders, receivers) int32 [n_edges].
-
-    L2-normalise rows, cosine similarity, zero the diagonal, top-k per row (ties: lower
-    index), symmetrise (union of i->j and j->i), deduplicate, add self loops.
-    The diagonal is set to 0, not -inf (as in the released code): a node whose other
-    similarities are all negative can pick itself, which the self loop then absorbs.
-    """
+def cosine_topk(features: np.ndarray, k: int, block: int = 2048,
+                keep_self: bool = False) -> np.ndarray:
+    """Top-min(k, n) cosine neighbours per row -> [n, k'] int (order within a row
+    unspecified; ties: lower index). features: [n, d]. keep_self False sets the diagonal to
+    0 (item_knn's rule), True keeps it (self similarity 1: FREEDOM's rule). Only a
+    [block, n] similarity slab is held at a time."""
     x = np.asarray(features)
     if x.ndim != 2:
         raise ValueError(f"features must be [n, d], got shape {x.shape}")
@@ -104,15 +102,27 @@ def item_knn(features: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarra
     x = _l2_normalize_rows(x)
     block = max(1, int(block))
     kk = min(k, n)
-    srcs, dsts = [], []
+    out = []
     for start in range(0, n, block):
         stop = min(start + block, n)
         s = x[start:stop] @ x.T  # [b, n]; the only O(n)-wide buffer
-        s[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        nbr = _topk_rows(s, kk)
-        srcs.append(np.repeat(np.arange(start, stop), kk))
-        dsts.append(nbr.reshape(-1))
-    return _finish(np.concatenate(srcs), np.concatenate(dsts), n)
+        if not keep_self:
+            s[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        out.append(_topk_rows(s, kk))
+    return np.concatenate(out) if out else np.zeros((0, kk), np.int64)
+
+
+def item_knn(features: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine kNN graph. features: [n, d] -> (senders, receivers) int32 [n_edges].
+
+    L2-normalise rows, cosine similarity, zero the diagonal, top-k per row (ties: lower
+    index), symmetrise (union of i->j and j->i), deduplicate, add self loops.
+    The diagonal is set to 0, not -inf (as in the released code): a node whose other
+    similarities are all negative can pick itself, which the self loop then absorbs.
+    """
+    nbr = cosine_topk(features, k, block)
+    n, kk = nbr.shape
+    return _finish(np.repeat(np.arange(n), kk), nbr.reshape(-1), n)
 
 
 def user_knn_from_features(user_feat: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:

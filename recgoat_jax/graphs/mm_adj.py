@@ -5,7 +5,7 @@ top-k columns of every row INCLUDING the item itself (the diagonal is not zeroed
 item's own similarity 1 is normally among its k), giving k directed edges i -> knn(i).
 Values are MMRec's "normalized laplacian" r[i]^-1/2 r[j]^-1/2 with r = row count + 1e-7,
 i.e. 1 / (k + 1e-7) on every edge (every row has exactly k edges). Ties: lower column
-index wins (graphs/knn.py `_topk_rows`), independent of the block size.
+index wins (graphs/knn.py `cosine_topk`), independent of the block size.
 
 The modality graphs are summed with weights: with image and text, image gets
 `image_weight` and text 1 - image_weight (MMRec's mm_image_weight); a single modality
@@ -27,24 +27,9 @@ def knn_neighbours(features: np.ndarray, k: int,
                    block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Directed cosine kNN including self. features: [I, D] -> (rows, cols) int32 [I * k'],
     k' = min(k, I), rows sorted (row i's k' neighbours in ascending column order)."""
-    x = np.asarray(features)
-    if x.ndim != 2:
-        raise ValueError(f"features must be [n, d], got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("features contain NaN or inf")
-    k = int(k)
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    n = x.shape[0]
-    x = knn._l2_normalize_rows(x)
-    kk = min(k, n)
-    block = max(1, int(block))
-    cols = []
-    for start in range(0, n, block):
-        s = x[start:start + block] @ x.T  # [b, I]; diagonal kept (MMRec)
-        cols.append(np.sort(knn._topk_rows(s, kk), axis=1))
-    rows = np.repeat(np.arange(n, dtype=np.int32), kk)
-    return rows, np.concatenate(cols).reshape(-1).astype(np.int32)
+    nbr = np.sort(knn.cosine_topk(features, k, block, keep_self=True), axis=1)
+    n, kk = nbr.shape
+    return np.repeat(np.arange(n, dtype=np.int32), kk), nbr.reshape(-1).astype(np.int32)
 
 
 def modality_weights(names, image_weight: float) -> dict[str, float]:
