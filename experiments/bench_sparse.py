@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
+
+from reproduce_baselines import BABY_DATA_HELP  # noqa: E402  (same --data meaning)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -42,12 +44,7 @@ def ms(f, *args, n: int = 10) -> float:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(ROOT / "data" / "baby"),
-                   help="the real Amazon Baby split, MMRec layout (baby.inter) or LightGCN layout "
-                        "(train.txt, valid.txt, test.txt); default: data/baby, the registered "
-                        "dataset's directory. Get MMRec's preprocessed baby folder (linked from "
-                        "github.com/enoche/MMRec's README; the split of the published numbers) or "
-                        "build a split from the raw Amazon Baby dumps with make data "
-                        "(docs/protocol.md)")
+                   help=BABY_DATA_HELP)
     args = p.parse_args(argv)
     ds = read_dataset(args.data, "baby")
     nu, ni = ds.n_users, ds.n_items

@@ -136,15 +136,18 @@ def timing(ds, epochs: int = 6) -> dict:
                                "eval_speedup": MMREC_TORCH_BABY["eval_time_s"] / float(np.median(eval_s))}}
 
 
+BABY_DATA_HELP = ("the real Amazon Baby split, MMRec layout (baby.inter) or LightGCN layout "
+                  "(train.txt, valid.txt, test.txt); default: data/baby, the registered "
+                  "dataset's directory. Get MMRec's preprocessed baby folder (linked from "
+                  "github.com/enoche/MMRec's README; the split of the published numbers) or "
+                  "build a split from the raw Amazon Baby dumps with make data "
+                  "(docs/protocol.md)")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(ROOT / "data" / "baby"),
-                   help="the real Amazon Baby split, MMRec layout (baby.inter) or LightGCN layout "
-                        "(train.txt, valid.txt, test.txt); default: data/baby, the registered "
-                        "dataset's directory. Get MMRec's preprocessed baby folder (linked from "
-                        "github.com/enoche/MMRec's README; the split of the published numbers) or "
-                        "build a split from the raw Amazon Baby dumps with make data "
-                        "(docs/protocol.md)")
+                   help=BABY_DATA_HELP)
     p.add_argument("--grid", choices=sorted(GRIDS), default="default")
     p.add_argument("--models", default="lightgcn,mf")
     p.add_argument("--out", default=str(ROOT / "experiments" / "results" / "baby_baselines.json"))
