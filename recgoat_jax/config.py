@@ -53,6 +53,9 @@ class ModelConfig:
     # not in the paper (README "RecGOAT on real data"), both off by default:
     edge_dropout: float = 0.0  # FREEDOM's degree-sensitive pruning of the user-item graph
     item_graph_id: bool = False  # item GAT input: projected features + the item's ID ego row
+    # e_i += mm_adj^L item_ego over FREEDOM's frozen content kNN graph (model.knn_k,
+    # model.mm_image_weight); 0: off (the paper)
+    content_id_layers: int = 0
     fusion_normalize: bool = True  # L2-normalise fused item rows (method); False: keep the norm
     init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))
     ot_epsilon: float = 0.01
@@ -142,6 +145,7 @@ RANGES = {
     "model.dropout": _PROBABILITY_BELOW_1,
     "model.residual_init": (lambda v: True, "a finite number"),
     "model.edge_dropout": _PROBABILITY_BELOW_1,
+    "model.content_id_layers": _int_at_least(0),
     "model.init_weights": _NON_NEGATIVE,  # each modality's fusion weight
     "model.ot_epsilon": _POSITIVE,
     "model.ot_iterations": _int_at_least(1),

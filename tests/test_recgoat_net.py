@@ -63,3 +63,42 @@ def test_user_branch_merge_add_and_ego():
         np.testing.assert_allclose(out["e_u"], ref_u, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(out["e_i"], ref_i, rtol=1e-5, atol=1e-6)
 
+
+
+def test_content_id_layers_add_freedom_item_graph_propagation():
+    # model.content_id_layers = 2: e_i = LightGCN item rows + A (A item_ego), A a hand-made
+    # item-item matrix given as CSR (fwd) and its transpose (bwd); dense reference.
+    from scipy import sparse
+
+    train, adj = _graph()
+    rng = np.random.default_rng(3)
+    a = np.zeros((9, 9))
+    for i in range(9):  # each item: itself 0.5, the next item 0.3, item 0 0.2 (summed if equal)
+        a[i, i] += 0.5
+        a[i, (i + 1) % 9] += 0.3
+        a[i, 0] += 0.2
+
+    def csr(m):
+        c = sparse.csr_matrix(m)
+        return (jnp.asarray(c.data, jnp.float32), jnp.asarray(c.indices, jnp.int32),
+                jnp.asarray(c.indptr, jnp.int32))
+
+    inputs = {"adjacency": adj, "mm_adj": {"fwd": csr(a), "bwd": csr(a.T)},
+              "item_features": {"text": jnp.asarray(rng.standard_normal((9, 6)), jnp.float32)},
+              "item_knn": {"text": (jnp.arange(9, dtype=jnp.int32),) * 2}}
+    outs = {}
+    for layers in (0, 2):
+        net = RecGOATNet(n_users=12, n_items=9, dim=8, modalities=("text",), heads=2,
+                         encode_ui=functools.partial(recgoat_parts.lightgcn_ui, n_layers=3),
+                         align=recgoat_parts.no_align,
+                         make_fusion=fusion_factory("residual", 8, ("text",), {"text": 0.5},
+                                                    name="fusion"),
+                         content_id_layers=layers)
+        params = net.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
+                          inputs)["params"]
+        outs[layers] = net.apply({"params": params}, inputs)
+    ue, ie = (np.asarray(outs[2][k], np.float64) for k in ("user_ego", "item_ego"))
+    ref_u, ref_i = _dense_lightgcn(train, ue, ie)
+    np.testing.assert_allclose(outs[2]["e_u"], ref_u, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outs[2]["e_i"], ref_i + a @ (a @ ie), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outs[0]["e_i"], ref_i, rtol=1e-5, atol=1e-6)

@@ -35,6 +35,8 @@ def _cfg(name, *sets):
      ("item_features", "item_knn", "adjacency", "user_knn", "user_features")),
     ("recgoat", RecGOAT, ["model.ui_encoder=gat", "model.user_branch=off"],
      ("item_features", "item_knn", "ui_edges")),
+    ("recgoat", RecGOAT, ["model.user_branch=off", "model.content_id_layers=1"],
+     ("item_features", "item_knn", "adjacency", "mm_adj")),
 ])
 def test_build_model_and_its_inputs(tiny, name, cls, sets, needs):
     cfg = _cfg(name, *sets)

@@ -12,6 +12,9 @@
   score           y(u, i) = e_u . z_i
   edge pruning    model.edge_dropout > 0: FREEDOM's degree-sensitive pruning of the
                   user-item graph, redrawn each epoch (pre_epoch; not in the paper)
+  content graph   model.content_id_layers = L > 0: e_i += mm_adj^L item_ego, FREEDOM's
+                  propagation of the item ID rows over its frozen content kNN graph
+                  (graphs/mm_adj.py; not in the paper)
 
 Loss = BPR + lambda_reg * L2(ego) + lambda_cl * CMCL (+ lambda_ot * L_OT): named weighted
 terms (model/recgoat_loss.py) picked once by `build`. The whole forward runs over all
@@ -40,6 +43,7 @@ from recgoat_jax.errors import ConfigError
 from recgoat_jax.model import recgoat_loss, recgoat_parts
 from recgoat_jax.model.base import init_embedding
 from recgoat_jax.model.edge_pruning import prune_inputs
+from recgoat_jax.model.freedom import mm_propagate
 from recgoat_jax.model.fusion import fusion_factory
 from recgoat_jax.model.gat import ModalityEncoder
 
@@ -67,6 +71,7 @@ class RecGOATNet(nn.Module):
     item_graph_id: bool = False  # item GAT input = W x_m + the item's ID ego row (not in the paper)
     user_branch: bool = False
     user_into_ego: bool = False  # model.user_merge: ego (True) or add (False)
+    content_id_layers: int = 0  # e_i += mm_adj^L item_ego (FREEDOM; not in the paper)
     compute_dtype: Any = jnp.float32
 
     @nn.compact
@@ -89,6 +94,13 @@ class RecGOATNet(nn.Module):
         e_u, e_i = self.encode_ui(inputs, u0, item_ego, deterministic)  # ID branch
         if z_user is not None and not self.user_into_ego:
             e_u = e_u + z_user
+        if self.content_id_layers:
+            # FREEDOM's item side: ID rows smoothed over the frozen content kNN graph, so an
+            # item with few interactions borrows the ID rows of items whose text is alike.
+            h = item_ego
+            for _ in range(self.content_id_layers):
+                h = mm_propagate(inputs["mm_adj"], h)
+            e_i = e_i + h
 
         # Modality encoders and OAT.
         z, zhat, diag = {}, {}, {}
@@ -189,6 +201,7 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
                                    residual_init=m.residual_init),
         init_name=m.init, gat_layers=m.gat_layers, heads=m.gat_heads, dropout=m.dropout,
         item_gat=m.item_gat, item_graph_id=m.item_graph_id, user_branch=user_branch, user_into_ego=m.user_merge == "ego",
+        content_id_layers=m.content_id_layers,
         compute_dtype=jnp.bfloat16 if t.mixed_precision else jnp.float32)
     needs = ["item_features", "item_knn", ui_input]
     if m.edge_dropout > 0:
@@ -196,6 +209,8 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
             raise ConfigError("config key 'model.edge_dropout': edge pruning needs "
                               "model.ui_encoder=lightgcn")
         needs.append("ui_edge_list")
+    if m.content_id_layers:
+        needs.append("mm_adj")
     if user_branch:
         needs.append("user_knn")
         if has_user_features:
