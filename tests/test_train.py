@@ -149,3 +149,23 @@ def test_recgoat_diagnostics_logged_at_evaluation(tiny, tmp_path):
             assert {f"oat/{m}/norm_zT", f"oat/{m}/norm_zDelta",
                     f"oat/{m}/plan_marginal_err"} <= set(d)
     assert rows[0]["diagnostics"] != rows[1]["diagnostics"]  # recomputed with new params
+
+
+def test_min_epochs_defers_early_stopping(tiny, tmp_path):
+    # patience 1 alone stops at the first evaluation without a new best; min_epochs 6
+    # keeps training to 6 epochs, and the best epoch is still the best valid one.
+    rows_of = lambda run: [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    short = train(_cfg(epochs=8, **{"train.patience": 1, "train.checkpoint": "false"}),
+                  run_dir=tmp_path / "a", dataset=tiny, progress=False, log=lambda s: None)
+    rows = rows_of(tmp_path / "a")
+    assert short["stopped_early"] and short["epochs_run"] < 6
+    # it stopped right after the first evaluation that did not beat the best so far
+    vals = [r["valid"]["recall@20"] for r in rows]
+    assert vals[-1] <= max(vals[:-1]) and all(b > a for a, b in zip(vals[:-2], vals[1:-1]))
+    longer = train(_cfg(epochs=8, **{"train.patience": 1, "train.min_epochs": 6,
+                                     "train.checkpoint": "false"}),
+                   run_dir=tmp_path / "b", dataset=tiny, progress=False, log=lambda s: None)
+    rows = rows_of(tmp_path / "b")
+    assert longer["epochs_run"] >= 6 and [r["epoch"] for r in rows][:6] == list(range(6))
+    vals = [r["valid"]["recall@20"] for r in rows]
+    assert longer["best_epoch"] == int(np.argmax(vals))

@@ -348,7 +348,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
                     "best_row": best_row,
                     "wall_time_s": prior_wall + time.perf_counter() - t0}
             ckpt.save_latest(epoch, state, meta)
-        if bad >= t.patience:
+        if bad >= t.patience and epoch + 1 >= t.min_epochs:
             log(f"early stop: no valid {metric} improvement in {t.patience} evaluations")
             stopped_early = True
             break
