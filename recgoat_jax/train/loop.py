@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import logging
 import math
 import platform
 import sys
@@ -250,8 +251,10 @@ def _restore_checked(ckpt: Checkpoints, like_state, run_dir: Path, saved_cfg, cf
 
 
 def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
-          dataset: Dataset | None = None, progress: bool = True, log=print) -> dict:
-    """Trains cfg's model; returns the results dict (also written to results.json)."""
+          dataset: Dataset | None = None, progress: bool = True, log=None) -> dict:
+    """Trains cfg's model; returns the results dict (also written to results.json).
+    Status lines go to `log` (a callable), by default this module's logger at INFO."""
+    log = log or logging.getLogger(__name__).info
     t0 = time.perf_counter()
     maybe_initialize_distributed(cfg)  # train.distributed: before any other JAX call
     trainer = Trainer(cfg, dataset, log=log)
