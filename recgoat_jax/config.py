@@ -87,6 +87,7 @@ class TrainConfig:
     eval_every: int = 1
     patience: int = 20  # evaluations without valid improvement before stopping
     checkpoint: bool = True
+    tensorboard: bool = True  # event files of metrics.jsonl's scalars in <run_dir>/tb/
     mixed_precision: bool = False  # bf16 matmuls, fp32 params and losses
     data_parallel: bool = False  # split the batch over all local devices
     distributed: bool = False  # jax.distributed.initialize() (multi-host)

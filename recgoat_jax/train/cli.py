@@ -4,7 +4,8 @@
 Which config: --config FILE if given; with --resume the run's saved config.yaml; else the
 shipped config for the model on the dataset (experiments/configs/<model>_<dataset>.yaml,
 dataset by its registered name or alias, else <model>.yaml). The file used is logged first.
-Status lines go to stderr (-q: warnings only, -v: debug too).
+Status lines go to stderr (-q: warnings only, -v: debug too); TensorBoard event files of
+the per-epoch scalars go to <run-dir>/tb/ (tensorboard --logdir <run-dir>).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="output directory (default runs/<dataset>-<model>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a killed run from its latest checkpoint, with its saved config")
+    p.add_argument("--no-tensorboard", action="store_true",
+                   help="shorthand for --set train.tensorboard=false (no event files in "
+                        "<run-dir>/tb/)")
     add_verbosity(p)
     p.add_argument("--no-progress", dest="quiet", action="store_true",
                    help=argparse.SUPPRESS)  # the old name of --quiet
@@ -114,6 +118,8 @@ def run(args) -> int:
             overrides.append(f"train.epochs={args.epochs}")
         if args.seed is not None:
             overrides.append(f"train.seed={args.seed}")
+        if args.no_tensorboard:
+            overrides.append("train.tensorboard=false")
         path, why = choose_config(args)
         if args.resume and not path.is_file():
             raise UserError(f"--resume {args.resume}: no config.yaml there (not a run directory)")
