@@ -31,6 +31,7 @@ EPILOG = """examples:
   recgoat train --dataset data/mine              # RecGOAT, real-data defaults (recgoat.yaml)
   recgoat train --config my.yaml --set model.dim=128 --set train.lr=5e-4
   recgoat train --resume runs/demo-recgoat-20261127-120000
+  recgoat train --epochs 50 -q && tensorboard --logdir runs/   # the tb/ event files
 Config lookup without --config: <model>_<dataset>.yaml, else <model>.yaml, in
 experiments/configs/ (installed: recgoat_jax/configs/); datasets are found by their
 registered name (baby, sports, clothing, electronics, demo) or an alias (elec), as
