@@ -363,8 +363,9 @@ def test_wheel_installs_and_trains(tmp_path):
             "sys.exit(main(sys.argv[2:]))")
     # the demo at full size takes minutes on 2 CPUs: a small dataset, same installed code
     d = _tiny_dir(tmp_path)
+    # not -q: the config line checked below is a status line
     r = subprocess.run([sys.executable, "-c", code, str(site), "train", "--epochs", "1",
-                        "--quiet", "--dataset", str(d), "--set", "eval.ks=[5,10,20]",
+                        "--dataset", str(d), "--set", "eval.ks=[5,10,20]",
                         "--set", "model.dim=16", "--set", "model.knn_k=3",
                         "--set", "model.user_knn_k=3"],
                        cwd=work, env=env, capture_output=True, text=True, timeout=600)
