@@ -10,21 +10,26 @@ is the same). Every subcommand also has its own module entry point, with the sam
   bench      experiments/bench.py                 benchmarks (needs a source checkout)
 
 Shared flag names: --dataset NAME_OR_DIR, --root DIR (where named datasets live, default
-data or $RECGOAT_DATA_ROOT), --quiet (no progress bars), --run-dir DIR, --seed N;
---model is the recommender (train) and --encoder the text encoder (features).
+data or $RECGOAT_DATA_ROOT), -q/--quiet (warnings and errors only, no progress bars),
+-v/--verbose (debug messages too), --run-dir DIR, --seed N; --model is the recommender
+(train) and --encoder the text encoder (features). Status lines go to stderr (logging);
+what a command produces (report's table, recommend's lists) to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from recgoat_jax.cliutil import HelpFormatter, data_root_default, run_command
+from recgoat_jax.cliutil import HelpFormatter, add_verbosity, data_root_default, run_command
 from recgoat_jax.errors import UserError
+
+log = logging.getLogger(__name__)
 
 EPILOG = """examples:
   recgoat train --epochs 1            # RecGOAT on the demo data, one epoch
@@ -60,9 +65,9 @@ def cmd_demo(args) -> int:
     state = load._demo_state(target)
     out = load.ensure_demo(args.root)
     if state == "foreign":
-        print(f"{out}: left alone (not written by recgoat: no {load.DEMO_META})")
+        log.warning(f"{out}: left alone (not written by recgoat: no {load.DEMO_META})")
     ds = read_dataset(out, load.DEMO)
-    print(f"{'up to date' if state == 'ok' else 'wrote'} {out}: {ds.summary()}")
+    log.info(f"{'up to date' if state == 'ok' else 'wrote'} {out}: {ds.summary()}")
     return 0
 
 
@@ -72,7 +77,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "($RECGOAT_DATA_ROOT if set)")
     p.add_argument("--force", action="store_true",
                    help="regenerate even when the demo there is current")
-    return p
+    return add_verbosity(p)
 
 
 # ----------------------------------------------------------------------------- bench

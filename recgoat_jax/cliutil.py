@@ -1,5 +1,6 @@
 """What every command line shares: a help formatter that shows defaults, the data-root
-default, and running a command so that a UserError is one line and status 2.
+default, the -v/-q flags and the one logging set-up they drive, and running a command so
+that a UserError is one line and status 2.
 
 Like config.py and errors.py, any module may import this one (it imports neither jax nor
 any other package of the project)."""
@@ -7,6 +8,7 @@ any other package of the project)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Callable
@@ -34,9 +36,72 @@ def data_root_default() -> str:
     return os.environ.get(ENV_DATA_ROOT, "data")
 
 
+def add_verbosity(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """-q/--quiet and -v/--verbose, the same in every command."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true",
+                   help="warnings and errors only, no progress bars")
+    g.add_argument("-v", "--verbose", action="store_true",
+                   help="also debug messages (default: progress and status messages)")
+    return p
+
+
+def log_level(args: argparse.Namespace) -> int:
+    """WARNING under --quiet, DEBUG under --verbose, else INFO."""
+    if getattr(args, "quiet", False):
+        return logging.WARNING
+    return logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
+
+
+class _Formatter(logging.Formatter):
+    """INFO as the bare message (what print used to show); other levels prefixed
+    'warning: ', 'debug: <logger>: ' and so on."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.exc_info:
+            msg += "\n" + self.formatException(record.exc_info)
+        if record.levelno == logging.INFO:
+            return msg
+        if record.levelno == logging.DEBUG:
+            return f"debug: {record.name}: {msg}"
+        return f"{record.levelname.lower()}: {msg}"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (pytest's capture, a redirect)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """The one logging set-up of the command line: one stderr handler on the root logger;
+    the project's loggers (recgoat_jax.*) at `level`, other libraries' at WARNING (as
+    Python's default), or at `level` when that is higher. Calling it again replaces it."""
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(h)
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter())
+    root.addHandler(handler)
+    root.setLevel(max(level, logging.WARNING))
+    # "__main__": a module of the project run as `python -m recgoat_jax.<module>`
+    for name in ("recgoat_jax", "__main__"):
+        logging.getLogger(name).setLevel(level)
+
+
 def run_command(command: Callable[[argparse.Namespace], int], args: argparse.Namespace,
                 interrupted: str = "run the same command again to resume") -> int:
-    """Runs a CLI command: a UserError is one line on stderr and status 2."""
+    """Runs a CLI command with logging set up from its -v/-q: a UserError is one line on
+    stderr and status 2."""
+    configure_logging(log_level(args))
+    # the error lines are the command's last word: printed whatever the log level
     try:
         return command(args)
     except UserError as e:

@@ -94,6 +94,7 @@ class TrainConfig:
     # before it climbs past it: LightGCN on the Debian set, lr 1e-3, dipped for 28 epochs.
     min_epochs: int = 0
     checkpoint: bool = True
+    tensorboard: bool = True  # event files of metrics.jsonl's scalars in <run_dir>/tb/
     mixed_precision: bool = False  # bf16 matmuls, fp32 params and losses
     data_parallel: bool = False  # split the batch over all local devices
     distributed: bool = False  # jax.distributed.initialize() (multi-host)

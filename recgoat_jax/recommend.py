@@ -26,13 +26,17 @@ import argparse
 import csv
 import io
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from recgoat_jax.cliutil import add_verbosity, configure_logging, log_level
 from recgoat_jax.errors import UserError
+
+log = logging.getLogger(__name__)
 
 CHECKPOINTS = ("best", "latest")
 FORMATS = ("csv", "jsonl")
@@ -254,7 +258,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="dataset to use instead of the run's data.dataset (if it moved)")
     p.add_argument("--root", metavar="DIR",
                    help="where named datasets live, instead of the run's data.root")
-    return p
+    return add_verbosity(p)
 
 
 def build_parser(prog: str = "python -m recgoat_jax.recommend") -> argparse.ArgumentParser:
@@ -286,6 +290,7 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
+    configure_logging(log_level(args))
     try:
         fmt = _format_of(args)
         if args.k < 1:
@@ -303,8 +308,8 @@ def run(args) -> int:
             buf = io.StringIO()
             n = write_recommendations(buf, users, items, scores, fmt)
             out.write_text(buf.getvalue())
-            print(f"wrote {n} recommendations for {len(users)} users ({run.checkpoint} "
-                  f"checkpoint, epoch {run.epoch}) to {out}", file=sys.stderr)
+            log.info(f"wrote {n} recommendations for {len(users)} users ({run.checkpoint} "
+                     f"checkpoint, epoch {run.epoch}) to {out}")
         else:
             write_recommendations(sys.stdout, users, items, scores, fmt)
     except UserError as e:

@@ -2,19 +2,24 @@
 config keys that differ between the runs, the best epoch, valid / test Recall@20 and
 NDCG@20 at the best valid epoch, and the wall time; read from each run's config.yaml and
 results.json (a run without results.json, still running or killed, is read from its
-metrics.jsonl and marked partial). No jax import."""
+metrics.jsonl and marked partial). Also PNG training curves from each run's metrics.jsonl
+(curves.py). No jax import."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 from pathlib import Path
 
 import yaml
 
+from recgoat_jax import curves
 from recgoat_jax.config import flat_dict
 from recgoat_jax.errors import UserError
+
+log = logging.getLogger(__name__)
 
 METRICS = ("recall@20", "ndcg@20")
 
@@ -23,6 +28,9 @@ def read_run(run_dir: str | Path) -> dict:
     """{'run', 'config' (flat), 'best_epoch', 'valid', 'test', 'time_s', 'partial'}."""
     d = Path(run_dir)
     cfg_path = d / "config.yaml"
+    if not d.is_dir():
+        raise UserError(f"{d}: no such directory (expected a run directory written by "
+                        "recgoat train)")
     if not cfg_path.is_file():
         raise UserError(f"{d}: no config.yaml there (not a run directory written by "
                         "recgoat train)")
@@ -39,16 +47,15 @@ def read_run(run_dir: str | Path) -> dict:
             raise UserError(f"{res_path}: not valid JSON") from None
         row.update(best_epoch=res.get("best_epoch"), valid=res.get("valid") or {},
                    test=res.get("test") or {}, time_s=res.get("wall_time_s"))
+        log.debug(f"{d}: read {res_path.name}")
         return row
     # no results.json: the best valid row so far, from metrics.jsonl
+    if not metrics_path.is_file():
+        raise UserError(f"{d}: neither results.json nor metrics.jsonl there (expected a run "
+                        "directory written by recgoat train)")
     metric = (cfg.get("eval") or {}).get("metric", "recall@20")
-    rows = []
-    if metrics_path.is_file():
-        for line in metrics_path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue  # a line cut by a kill
+    rows = curves.read_metrics(metrics_path)
+    log.debug(f"{d}: no results.json, read {len(rows)} rows of {metrics_path.name} (partial)")
     best = max(rows, key=lambda r: r.get("valid", {}).get(metric, -math.inf), default=None)
     row.update(partial=True, best_epoch=best["epoch"] if best else None,
                valid=best.get("valid", {}) if best else {},
@@ -89,19 +96,67 @@ def report_table(runs: list[dict]) -> str:
 
 
 EPILOG = """examples:
-  recgoat report runs/demo-recgoat-20260101-120000
-  recgoat report runs/demo-*                 # every demo run, compared
-  recgoat report runs/a runs/b --json > cmp.json
+  recgoat report runs/demo-recgoat-20260101-120000   # table + RUN/curves.png
+  recgoat report runs/demo-* --plots plots/  # plots/<run>.png each, plots/compare.png
+  recgoat report runs/a runs/b --json --no-plots > cmp.json
 Columns: the config keys whose values differ between the runs, the best VALID epoch,
-valid/test Recall@20 and NDCG@20 at that epoch (results.json), wall time."""
+valid/test Recall@20 and NDCG@20 at that epoch (results.json), wall time.
+Curves (PNG, 1200x360, from metrics.jsonl): the train loss parts and valid Recall@20 /
+NDCG@20 per evaluated epoch; by default written as curves.png into each run directory,
+with --plots DIR as DIR/<run name>.png plus DIR/compare.png (every run's valid curves
+and total loss on shared axes) when there are several runs. A run without
+metrics.jsonl gets no curves (a warning). The table goes to stdout, the 'wrote' lines
+to stderr."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from recgoat_jax.cliutil import add_verbosity
+
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (config.yaml + "
-                   "results.json)")
+                   "results.json and/or metrics.jsonl)")
     p.add_argument("--json", action="store_true",
                    help="print the rows as JSON instead of a table")
-    return p
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--plots", metavar="DIR",
+                   help="write the PNG curves into DIR (created) as <run name>.png, and "
+                        "compare.png for several runs (default: RUN/curves.png in each run)")
+    g.add_argument("--no-plots", action="store_true", help="the table only, no PNG files")
+    return add_verbosity(p)
+
+
+def _unique_names(runs: list[str]) -> list[str]:
+    """Each run's directory name, made unique with -2, -3 ... where two runs share one."""
+    seen: dict[str, int] = {}
+    out = []
+    for r in runs:
+        name = Path(r).resolve().name or "run"
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return out
+
+
+def write_plots(runs: list[str], plots_dir: str | Path | None = None) -> list[Path]:
+    """The PNG curves of the runs (see EPILOG); returns the files written."""
+    k = int(METRICS[0].split("@")[1])
+    if plots_dir is not None:
+        plots_dir = Path(plots_dir)
+        if plots_dir.exists() and not plots_dir.is_dir():
+            raise UserError(f"--plots {plots_dir}: is a file, expected a directory")
+        plots_dir.mkdir(parents=True, exist_ok=True)
+    written, series = [], {}
+    for run, name in zip(runs, _unique_names(runs)):
+        path = Path(run) / "metrics.jsonl"
+        rows = curves.read_metrics(path) if path.is_file() else []
+        if not rows:
+            log.warning(f"{path}: {'no rows' if path.is_file() else 'not there'}; no curves "
+                        f"for {run}")
+            continue
+        series[name] = rows
+        out = plots_dir / f"{name}.png" if plots_dir is not None else Path(run) / "curves.png"
+        written.append(curves.plot_run(rows, out, title=name, k=k))
+    if plots_dir is not None and len(series) > 1:
+        written.append(curves.plot_compare(series, plots_dir / "compare.png", k=k))
+    return written
 
 
 def run(args) -> int:
@@ -116,6 +171,8 @@ def run(args) -> int:
                               for r in runs], indent=1))
         else:
             print(report_table(runs))
+        if not args.no_plots:
+            write_plots(args.runs, args.plots)
         return 0
 
     return run_command(command, args)

@@ -136,8 +136,11 @@ def test_recgoat_without_config_is_the_full_model():
 def test_train_prints_the_config_it_uses():
     r = _run("train", "--dataset", "elec", "--set", "train.lr=-1")
     assert r.returncode == 2
-    assert "config: " in r.stdout and "recgoat_electronics.yaml" in r.stdout
-    assert r.stderr.strip() == "error: config key 'train.lr': expected a number > 0, got -1.0"
+    # the config line is a status line (logging, stderr) ahead of the one error line
+    first, error = r.stderr.strip().splitlines()
+    assert first.startswith("config: ") and "recgoat_electronics.yaml" in first
+    assert error == "error: config key 'train.lr': expected a number > 0, got -1.0"
+    assert r.stdout == ""
 
 
 def test_dataset_alias_finds_the_directory(tmp_path):
@@ -247,7 +250,7 @@ def test_diverging_run_and_resume_shape_change_are_one_line(tmp_path):
     assert r.returncode == 0, r.stderr
     before = (run / "config.yaml").read_text()
     r = _run("train", "--resume", str(run), "--set", "model.dim=16", "--epochs", "2",
-             cwd=tmp_path)
+             "-q", cwd=tmp_path)  # -q: warnings and errors only
     err = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.returncode == 2 and len(err) == 1, r.stderr
     assert err[0].startswith(f"error: --resume {run}: the checkpoint does not fit the model")
@@ -261,7 +264,7 @@ def test_diverging_run_and_resume_shape_change_are_one_line(tmp_path):
 
 # ---------------------------------------------------------------- unused ids
 
-def test_unused_item_ids_warn_with_counts(tmp_path, capsys):
+def test_unused_item_ids_warn_with_counts(tmp_path, caplog):
     from recgoat_jax.data.formats import read_dataset
     rows = ["userID\titemID\trating\ttimestamp\tx_label"]
     for u in range(4):
@@ -271,8 +274,8 @@ def test_unused_item_ids_warn_with_counts(tmp_path, capsys):
     ds = read_dataset(tmp_path)
     assert ds.n_items == 1000
     assert ds.report["items_with_interactions"] == 4 and ds.report["unused_item_ids"] == 996
-    err = capsys.readouterr().err
-    assert "the largest item id is 999 but only 4 items have interactions" in err
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "the largest item id is 999 but only 4 items have interactions" in warning.message
     assert "unused_user_ids" not in ds.report
 
 
@@ -360,13 +363,14 @@ def test_wheel_installs_and_trains(tmp_path):
             "sys.exit(main(sys.argv[2:]))")
     # the demo at full size takes minutes on 2 CPUs: a small dataset, same installed code
     d = _tiny_dir(tmp_path)
+    # not -q: the config line checked below is a status line
     r = subprocess.run([sys.executable, "-c", code, str(site), "train", "--epochs", "1",
-                        "--quiet", "--dataset", str(d), "--set", "eval.ks=[5,10,20]",
+                        "--dataset", str(d), "--set", "eval.ks=[5,10,20]",
                         "--set", "model.dim=16", "--set", "model.knn_k=3",
                         "--set", "model.user_knn_k=3"],
                        cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f"config: {site}/recgoat_jax/configs/recgoat.yaml" in r.stdout
+    assert f"config: {site}/recgoat_jax/configs/recgoat.yaml" in r.stderr
     (run,) = (work / "runs").iterdir()
     res = json.loads((run / "results.json").read_text())
     assert res["model"] == "recgoat" and res["epochs_run"] == 1

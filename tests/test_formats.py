@@ -143,7 +143,7 @@ def test_load_dataset_by_name_and_path(tmp_path, mmrec_dir):
 # ----------------------------------------------------------------------------- repairs
 
 
-def test_rows_of_users_without_train_are_dropped_and_counted(tmp_path, capsys):
+def test_rows_of_users_without_train_are_dropped_and_counted(tmp_path, caplog):
     rows = _rows() + [(4, 0, 1), (4, 2, 2), (4, 3, 2), (5, 1, 2)]  # users 4, 5: no train
     d = tmp_path / "cold"
     write_inter(d, rows)
@@ -155,11 +155,11 @@ def test_rows_of_users_without_train_are_dropped_and_counted(tmp_path, capsys):
     assert ds.n_users == 6  # max id + 1 over the whole file, as MMRec
     assert ds.valid.nnz == 4 and ds.test.nnz == 3
     assert ds.valid.row_lengths()[4] == 0 and ds.test.row_lengths()[4:].tolist() == [0, 0]
-    err = capsys.readouterr().err
-    assert err.count("warning:") == 1 and "1 valid and 3 test rows of 2 users" in err
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "1 valid and 3 test rows of 2 users" in warning.message
 
 
-def test_duplicates_reported_and_kept_once_in_the_earliest_split(tmp_path, capsys):
+def test_duplicates_reported_and_kept_once_in_the_earliest_split(tmp_path, caplog):
     rows = _rows() + [(0, 1, 0), (0, 2, 2), (1, 0, 2), (2, 1, 1)]
     # (0,1) twice in train; (0,2) train+test; (1,0) valid+test; (2,1) twice in valid
     d = tmp_path / "dups"
@@ -170,7 +170,7 @@ def test_duplicates_reported_and_kept_once_in_the_earliest_split(tmp_path, capsy
     assert ds.train.row(0).tolist() == [0, 1, 2]
     assert ds.valid.row(1).tolist() == [0] and ds.test.row(1).tolist() == [2]
     assert ds.test.row(0).tolist() == [4]
-    assert "4 duplicate" in capsys.readouterr().err
+    assert "4 duplicate" in caplog.text
     # the same in the LightGCN layout
     lg = write_lightgcn(tmp_path / "lg", (
         {**TRAIN, 0: [0, 1, 2, 1]}, {**VALID, 2: [1, 1]}, {**TEST, 0: [4, 2], 1: [2, 0]}))

@@ -4,7 +4,7 @@ The run injects parameters the way papermill does (a cell tagged `injected-param
 right after the cell tagged `parameters`) and executes the notebook with nbclient from
 experiments/notebooks/ (the notebook finds the repository root itself): LightGCN on the
 demo data, 2 epochs at dim 32, INSTALL off, the profiler on for 2 steps.
-Needs requirements-notebook.txt (nbclient, nbformat, ipykernel, matplotlib).
+Needs requirements-notebook.txt (nbclient, nbformat, ipykernel) and matplotlib (requirements.txt).
 """
 
 from __future__ import annotations

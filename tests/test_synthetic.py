@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -238,16 +239,18 @@ def tiny_demo(monkeypatch):
     return params
 
 
-def test_demo_generated_once_then_reused(tmp_path, tiny_demo, capsys):
+def test_demo_generated_once_then_reused(tmp_path, tiny_demo, caplog):
+    caplog.set_level(logging.INFO, logger="recgoat_jax")
     cfg = DataConfig(dataset="demo", root=str(tmp_path))
     ds = load.load_dataset(cfg)
-    assert "generating the built-in demo" in capsys.readouterr().err
+    assert "generating the built-in demo" in caplog.text
     assert ds.name == "demo" and ds.report["layout"] == "mmrec"
     _same(ds, synthetic.demo())  # the files hold exactly the generated dataset
     inter = tmp_path / "demo" / "demo.inter"
     mtime = inter.stat().st_mtime_ns
+    caplog.clear()
     again = load.load_dataset(cfg)
-    assert inter.stat().st_mtime_ns == mtime and "generating" not in capsys.readouterr().err
+    assert inter.stat().st_mtime_ns == mtime and "generating" not in caplog.text
     _same(ds, again)
     assert not [p for p in tmp_path.iterdir() if p.name != "demo"]  # no temp dirs left
     text_only = load.load_dataset(DataConfig(root=str(tmp_path), modalities=("text",),

@@ -125,7 +125,8 @@ def _cli(*args):
 def test_cli_user_errors_are_one_line(args, expect):
     r = _cli(*args)
     assert r.returncode == 2
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    # after the status line naming the config file (logging), the error in one line
+    lines = [x for x in r.stderr.splitlines() if x.strip() and not x.startswith("config: ")]
     assert len(lines) == 1 and expect in lines[0], r.stderr
     assert "Traceback" not in r.stderr
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
-from recgoat_jax.cliutil import HelpFormatter, data_root_default, run_command
+from recgoat_jax.cliutil import HelpFormatter, add_verbosity, data_root_default, run_command
 from recgoat_jax.data.load import resolve_dataset_dir
 from recgoat_jax.errors import UserError
+
+log = logging.getLogger(__name__)
 
 EPILOG_DATA = """\
 examples:
@@ -58,13 +61,12 @@ def _ratios(s: str) -> tuple[float, float, float]:
 
 
 def add_common_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """--dataset, --root, --quiet (shared by the data and features commands)."""
+    """--dataset, --root, -q/-v (shared by the data and features commands)."""
     p.add_argument("--dataset", required=True, metavar="NAME_OR_DIR",
                    help="dataset directory, or a name looked up as <root>/<name>/")
     p.add_argument("--root", metavar="DIR", default=data_root_default(),
                    help="where named datasets live ($RECGOAT_DATA_ROOT if set)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p
+    return add_verbosity(p)
 
 
 def add_data_arguments(d: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -127,13 +129,14 @@ def cmd_data(args) -> int:
     report = ra.build_mmrec(inter_files, out, name, k_core=args.k_core, seed=args.seed,
                             meta_path=meta_files or None, require_meta=args.require_meta,
                             ratios=args.split, skip_bad_lines=args.skip_bad_lines)
-    print(f"wrote {out / (name + '.inter')}: {report['n_users']} users, {report['n_items']} "
-          f"items, train {report['train']} / valid {report['valid']} / test {report['test']}")
+    log.info(f"wrote {out / (name + '.inter')}: {report['n_users']} users, {report['n_items']} "
+             f"items, train {report['train']} / valid {report['valid']} / test {report['test']}")
     if report.get("bad_lines_skipped"):
-        print(f"skipped {report['bad_lines_skipped']} bad lines (first: {report['first_bad_line']})")
+        log.warning(f"skipped {report['bad_lines_skipped']} bad lines (first: "
+                    f"{report['first_bad_line']})")
     if not meta_files:
-        print("no metadata file given: item text features will need --meta later")
-    print("report: " + json.dumps(report, sort_keys=False))
+        log.info("no metadata file given: item text features will need --meta later")
+    log.info("report: " + json.dumps(report, sort_keys=False))
     return 0
 
 

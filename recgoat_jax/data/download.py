@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import os
 import re
 import urllib.error
@@ -29,6 +30,8 @@ from typing import Callable, Mapping
 
 from recgoat_jax.config import canonical_dataset
 from recgoat_jax.errors import ConfigError, DataError, UserError
+
+log = logging.getLogger(__name__)
 
 ENV_REGISTRY = "RECGOAT_DOWNLOADS"
 _BASE_2014 = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
@@ -218,7 +221,7 @@ def fetch_dataset(
     out = []
     for e in reg[key]:
         p = download(e["url"], Path(raw_dir) / e["filename"], e.get("sha256"), progress=progress)
-        if not e.get("sha256") and progress:
-            print(f"{p.name}: sha256 {sha256_file(p)} (not pinned in the registry)")
+        if not e.get("sha256"):
+            log.warning(f"{p.name}: sha256 {sha256_file(p)} (not pinned in the registry)")
         out.append(p)
     return out

@@ -40,7 +40,7 @@ Nothing else is dropped. A split with no rows (before or after that drop) is an 
 from __future__ import annotations
 
 import itertools
-import sys
+import logging
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -49,6 +49,8 @@ import numpy as np
 from recgoat_jax.data.dataset import CSR, Dataset
 from recgoat_jax.data.inter import read_inter, read_text_file, to_int
 from recgoat_jax.errors import DataError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 LIGHTGCN_FILES = ("train.txt", "valid.txt", "test.txt")
@@ -356,7 +358,7 @@ def clean_interactions(
 
 
 def _warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr, flush=True)
+    log.warning(msg)
 
 
 # warn when more than this share of the id range has no interaction at all

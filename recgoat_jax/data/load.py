@@ -12,9 +12,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from recgoat_jax.data import synthetic
 from recgoat_jax.data.dataset import Dataset
 from recgoat_jax.data.formats import read_dataset
 from recgoat_jax.errors import DataError
+
+log = logging.getLogger(__name__)
 
 DEMO = "demo"
 DEMO_META = "demo.json"
@@ -142,8 +144,7 @@ def ensure_demo(root: str | Path = "data") -> Path:
     state = _demo_state(target)
     if state in ("ok", "foreign"):
         return target
-    print(f"generating the built-in demo dataset into {target}/ (once) ...", file=sys.stderr,
-          flush=True)
+    log.info(f"generating the built-in demo dataset into {target}/ (once) ...")
     tmp = None
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,7 @@ and writes. CLI: ``python -m recgoat_jax.data.synthetic --help``.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -69,12 +70,15 @@ from typing import Mapping
 
 import numpy as np
 
+from recgoat_jax.cliutil import add_verbosity, configure_logging, log_level
 from recgoat_jax.data.dataset import CSR, Dataset
 from recgoat_jax.data.inter import write_inter
 from recgoat_jax.data.preprocess import compact_ids, k_core, split_per_user
 from recgoat_jax.data.synthetic_features import (NOISE, cluster_centres, content_factors,
                                                  item_features, nonlinear_view)
 from recgoat_jax.data.synthetic_sample import Progress, sample, say
+
+log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 2  # bump when the output of generate() changes for a given seed
 
@@ -376,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
                    "clusters; default) or history (its train items only)")
     p.add_argument("--min-count", type=int, default=5, help="k of the k-core filter (default 5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_verbosity(p)
     args = p.parse_args(argv)
+    configure_logging(log_level(args))
 
     base = SHAPES[args.shape] if args.shape else (3_000, 1_500, 45_000)
     n_users = args.users if args.users is not None else base[0]
@@ -385,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or args.shape or "synthetic"
 
     def say(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
+        log.info(msg)
 
     t0 = time.perf_counter()
     say(f"generating '{name}': target {n_users:,} users, {n_items:,} items, {n_inter:,} "
@@ -395,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                       min_count=args.min_count, user_feature_dim=args.user_feature_dim,
                       user_profile=args.user_profile, progress=say)
     except ValueError as e:
-        say(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     say(f"writing {args.out} ...")
     inter = write_mmrec(ds, args.out)

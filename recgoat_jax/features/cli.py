@@ -12,6 +12,7 @@ User errors print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -20,6 +21,8 @@ from recgoat_jax.cliutil import HelpFormatter, run_command
 from recgoat_jax.data import cli as data_cli
 from recgoat_jax.data.cli import positive_int
 from recgoat_jax.data.load import resolve_dataset_dir
+
+log = logging.getLogger(__name__)
 
 EPILOG_FEATURES = """\
 examples:
@@ -127,8 +130,8 @@ def cmd_features(args) -> int:
                                      meta_path=args.meta, batch_size=args.batch_size,
                                      chunk_size=args.chunk_size, encoder=encoder,
                                      model_id=model_id, progress=progress)
-        print(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}], {r['items_without_text']} items "
-              f"without text (mean fallback), {r['reused_chunks']} of {r['chunks']} chunks reused")
+        log.info(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}], {r['items_without_text']} "
+                 f"items without text (mean fallback), {r['reused_chunks']} of {r['chunks']} chunks reused")
     if args.profiles != "none":
         r = profiles.build_user_features(
             d, kind=args.profiles, llm_model=args.llm_model, llm_batch_size=args.llm_batch_size,
@@ -136,17 +139,17 @@ def cmd_features(args) -> int:
             meta_path=args.meta, batch_size=args.batch_size, chunk_size=args.chunk_size,
             device=args.device, dtype=args.dtype, encoder=encoder, model_id=model_id,
             progress=progress)
-        print(f"wrote {r['out']}: [{r['n_users']}, {r['dim']}] from {args.profiles} profiles "
-              f"(train interactions only), {r['users_without_profile']} users without a profile")
+        log.info(f"wrote {r['out']}: [{r['n_users']}, {r['dim']}] from {args.profiles} profiles "
+                 f"(train interactions only), {r['users_without_profile']} users without a profile")
     if args.image_feat:
         r = images.import_image_features(args.image_feat, d)
-        print(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}] from {r['source']}")
+        log.info(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}] from {r['source']}")
     elif args.images:
         r = images.build_image_features(d, args.images, model=args.image_model,
                                         batch_size=args.batch_size, chunk_size=args.chunk_size,
                                         device=args.device, dtype=args.dtype, progress=progress)
-        print(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}], {r['items_without_image']} "
-              "items without an image (mean fallback)")
+        log.info(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}], {r['items_without_image']} "
+                 "items without an image (mean fallback)")
     return 0
 
 

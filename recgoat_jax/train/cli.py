@@ -3,18 +3,23 @@
 
 Which config: --config FILE if given; with --resume the run's saved config.yaml; else the
 shipped config for the model on the dataset (experiments/configs/<model>_<dataset>.yaml,
-dataset by its registered name or alias, else <model>.yaml). The file used is printed first.
+dataset by its registered name or alias, else <model>.yaml). The file used is logged first.
+Status lines go to stderr (-q: warnings only, -v: debug too); TensorBoard event files of
+the per-epoch scalars go to <run-dir>/tb/ (tensorboard --logdir <run-dir>).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
 
-from recgoat_jax.cliutil import ENV_DATA_ROOT, HelpFormatter, run_command
+from recgoat_jax.cliutil import ENV_DATA_ROOT, HelpFormatter, add_verbosity, run_command
 from recgoat_jax.errors import UserError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "recgoat"
 DEFAULT_DATASET = "demo"
@@ -26,6 +31,7 @@ EPILOG = """examples:
   recgoat train --dataset data/mine              # RecGOAT, real-data defaults (recgoat.yaml)
   recgoat train --config my.yaml --set model.dim=128 --set train.lr=5e-4
   recgoat train --resume runs/demo-recgoat-20261127-120000
+  recgoat train --epochs 50 -q && tensorboard --logdir runs/   # the tb/ event files
 Config lookup without --config: <model>_<dataset>.yaml, else <model>.yaml, in
 experiments/configs/ (installed: recgoat_jax/configs/); datasets are found by their
 registered name (baby, sports, clothing, electronics, demo) or an alias (elec), as
@@ -54,7 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="output directory (default runs/<dataset>-<model>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a killed run from its latest checkpoint, with its saved config")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-tensorboard", action="store_true",
+                   help="shorthand for --set train.tensorboard=false (no event files in "
+                        "<run-dir>/tb/)")
+    add_verbosity(p)
     p.add_argument("--no-progress", dest="quiet", action="store_true",
                    help=argparse.SUPPRESS)  # the old name of --quiet
     return p
@@ -110,10 +119,12 @@ def run(args) -> int:
             overrides.append(f"train.epochs={args.epochs}")
         if args.seed is not None:
             overrides.append(f"train.seed={args.seed}")
+        if args.no_tensorboard:
+            overrides.append("train.tensorboard=false")
         path, why = choose_config(args)
         if args.resume and not path.is_file():
             raise UserError(f"--resume {args.resume}: no config.yaml there (not a run directory)")
-        print(f"config: {path if path else '(none)'} ({why})", flush=True)
+        log.info(f"config: {path if path else '(none)'} ({why})")
         cfg = config_lib.make_config(path, overrides)
         # jax is imported only now, so config errors answer at once.
         from recgoat_jax.train.loop import train

@@ -6,6 +6,7 @@ Run directory:
                   and the model's evaluation-time "diagnostics" when it has the hook)
   results.json    dataset, model, best_epoch, valid/test at the best valid epoch, times
   checkpoints/    orbax: latest (for --resume) and best (params at the best valid epoch)
+  tb/             TensorBoard event files of metrics.jsonl's scalars (train.tensorboard)
 
 Epochs are numbered from 0. Sampling for epoch e is a pure function of (seed, e) and the
 dropout key of epoch e is fold_in(key, e), so a resumed run repeats an uninterrupted one.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import logging
 import math
 import platform
 import sys
@@ -39,6 +41,7 @@ from recgoat_jax.model.registry import build_model
 from recgoat_jax.train.checkpoint import Checkpoints
 from recgoat_jax.train.parallel import DataParallel, maybe_initialize_distributed
 from recgoat_jax.train.step import init_state, make_train_step, zeros_acc
+from recgoat_jax.train.tensorboard import open_writer
 
 
 def versions() -> dict:
@@ -250,8 +253,10 @@ def _restore_checked(ckpt: Checkpoints, like_state, run_dir: Path, saved_cfg, cf
 
 
 def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
-          dataset: Dataset | None = None, progress: bool = True, log=print) -> dict:
-    """Trains cfg's model; returns the results dict (also written to results.json)."""
+          dataset: Dataset | None = None, progress: bool = True, log=None) -> dict:
+    """Trains cfg's model; returns the results dict (also written to results.json).
+    Status lines go to `log` (a callable), by default this module's logger at INFO."""
+    log = log or logging.getLogger(__name__).info
     t0 = time.perf_counter()
     maybe_initialize_distributed(cfg)  # train.distributed: before any other JAX call
     trainer = Trainer(cfg, dataset, log=log)
@@ -282,6 +287,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     # written only now, so a refused --resume leaves the run's config as it was
     (run_dir / "config.yaml").write_text(config_lib.dump_yaml(cfg))
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+    tb = open_writer(cfg, run_dir, history)  # None unless train.tensorboard
 
     aux_names = trainer.aux_names(state)
     acc = trainer.place(zeros_acc(aux_names))
@@ -337,6 +343,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
             bad += 1
         with metrics_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        if tb is not None:
+            tb.write(row)
         log(f"epoch {epoch:4d} | loss {acc['loss']:.4f} | train {epoch_times[-1]:.2f}s "
             f"eval {eval_times[-1]:.2f}s | valid {metric} {res['valid'][metric]:.4f} "
             f"ndcg@20 {res['valid'].get('ndcg@20', float('nan')):.4f} | "
@@ -353,6 +361,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
             stopped_early = True
             break
     pool.shutdown(wait=False, cancel_futures=True)
+    if tb is not None:
+        tb.close()
     if ckpt is not None:
         ckpt.wait()
         ckpt.close()
