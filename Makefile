@@ -11,7 +11,7 @@ CONFIG ?=
 RECGOAT := $(PY) -m recgoat_jax
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install train test test-fast bench reproduce-baselines ablation realdata data features demo report clean
+.PHONY: help install install-check train test test-fast bench reproduce-baselines ablation realdata data features demo report clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ $(VENV)/.test: $(VENV)/.features requirements-notebook.txt requirements-dev.txt
 	@touch $@
 
 install: $(VENV)/.test  ## create .venv and install every pinned requirement (what the tests need)
+
+install-check: $(VENV)/.core  ## fresh venv + `pip install .` resolving every pin, then the installed `recgoat` trains -> experiments/results/clean_install.json
+	$(PY) experiments/clean_install.py --python $(PYTHON_SYS) $(ARGS)
 
 train: $(VENV)/.core  ## train MODEL on DATASET (default: RecGOAT on the built-in demo data)
 	$(RECGOAT) train --dataset $(DATASET) --model $(MODEL) $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
