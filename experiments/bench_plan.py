@@ -2,8 +2,9 @@
 
   plan     compile (AOT, abstract shapes, nothing allocated) the step of each model at
            each scale (Baby ... 10M users x 1M items) on 1 device, on 8 devices with
-           replicated tables and on 8 devices with the tables row-sharded over all 8
-           ('model' = 8); per-device params / Adam / inputs / epoch batches and XLA's
+           replicated tables, and on 8 devices with the tables row-sharded over 4
+           (mesh 2 x 4) or all 8 (mesh 1 x 8); per-device params / Adam / inputs /
+           epoch batches and XLA's
            argument + output - alias + temp = predicted peak. Fits on 16 GB (TPU v5e)
            and 80 GB (H100) devices are read off that.
   measure  at 3 scales that run here (1 CPU device, LightGCN), in a fresh subprocess
@@ -87,7 +88,7 @@ def child_plan(args) -> None:
             if model == "recgoat" and name not in args.recgoat_scales.split(","):
                 continue
             cfg = _cfg(model, args.dim, args.batch)
-            for n, mp in ((1, 1), (N_DEV, 1), (N_DEV, N_DEV)):
+            for n, mp in ((1, 1), (N_DEV, 1), (N_DEV, 4), (N_DEV, N_DEV)):
                 t = time.perf_counter()
                 r = memory.plan_step(cfg, _scale(name, model), jax.devices()[:n], mp)
                 r.pop("compiled")
@@ -150,6 +151,14 @@ def _fits(row) -> dict:
     return {k: row["predicted_peak_bytes"] <= 0.9 * gb * GB for k, gb in DEVICES_GB.items()}
 
 
+def _tables(r) -> str:
+    m = r["model_parallel"]
+    if m == 1:
+        return "replicated"
+    return f"sharded {r['n_devices'] // m} x {m}" + (
+        "" if r["n_users"] % m == 0 and r["n_items"] % m == 0 else " (rows % M != 0: replicated)")
+
+
 def _markdown(plan: list, measured: list, meta: dict) -> str:
     lines = ["# Memory model of the train step", "",
              f"`{meta['command']}` on {meta['versions']['platform']} "
@@ -177,7 +186,7 @@ def _markdown(plan: list, measured: list, meta: dict) -> str:
         f = _fits(r)
         lines.append(
             f"| {r['model']} | {r['scale']} | {r['n_devices']} | "
-            f"{'sharded /' + str(r['model_parallel']) if r['model_parallel'] > 1 else 'replicated'}"
+            f"{_tables(r)}"
             f" | {_mb(r['params_bytes'])} | {_mb(r['opt_bytes'])} | {_mb(r['inputs_bytes'])} | "
             f"{_mb(r['batches_bytes'])} | {_mb(r['xla_temp_bytes'])} | "
             f"{_mb(r['predicted_peak_bytes'])} | {'yes' if f['tpu_v5e_16gb'] else 'no'} | "
@@ -190,7 +199,7 @@ def main() -> None:
     p.add_argument("--child", choices=("plan", "measure"), help=argparse.SUPPRESS)
     p.add_argument("--models", default="lightgcn,recgoat")
     p.add_argument("--scales", default="baby,100k,1m,10m")
-    p.add_argument("--recgoat-scales", default="baby,100k,1m")
+    p.add_argument("--recgoat-scales", default="baby,100k,1m,10m")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--batch", type=int, default=2048)
     p.add_argument("--skip-measure", action="store_true")
