@@ -148,7 +148,7 @@ class Trainer:
         return self.device_batches(self.sampler.epoch(epoch))
 
     def init_state(self):
-        # jitted (much faster than flax's eager init), created replicated when parallel
+        # jitted (much faster than flax's eager init), created with the shardings place() uses
         out_sh = None
         if self.dp is not None:
             out_sh = self.dp.shardings(jax.eval_shape(self.model.init, self.init_key, self.inputs))
