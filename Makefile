@@ -11,7 +11,7 @@ CONFIG ?=
 RECGOAT := $(PY) -m recgoat_jax
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install install-check train test test-fast bench reproduce-baselines ablation realdata data features demo report clean
+.PHONY: help install install-check train test test-fast bench bench-plan reproduce-baselines ablation realdata data features demo report clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ BENCH_RUNS ?= baby:recgoat,baby:lightgcn,sports:recgoat,sports:lightgcn,electron
 
 bench: $(VENV)/.core  ## speed / memory / FLOP benchmarks -> experiments/results/bench_<device>.json
 	$(RECGOAT) bench --runs $(BENCH_RUNS) $(ARGS)
+
+bench-plan: $(VENV)/.core  ## memory model: AOT step memory Baby .. 10M users, checked at 3 sizes -> experiments/results/memory_model.*
+	$(RECGOAT) bench --plan $(ARGS)
 
 reproduce-baselines: $(VENV)/.core  ## MF-BPR + LightGCN grids on the real Baby split -> experiments/results/baby_baselines.*
 	$(PY) experiments/reproduce_baselines.py $(ARGS)

@@ -45,6 +45,8 @@ Other synthetic shapes: python -m recgoat_jax.data.synthetic --help."""
 BENCH_EPILOG = """examples:
   recgoat bench --runs baby:lightgcn
   recgoat bench --help-bench          # the benchmark script's own flags
+  recgoat bench --plan                # memory model: AOT-compiled step, Baby .. 10M users
+                                      # (experiments/bench_plan.py; --plan --help for flags)
 Runs experiments/bench.py of a source checkout (the benchmark scripts are not installed
 with the package); every other argument is passed to it."""
 
@@ -99,6 +101,8 @@ def cmd_bench(args) -> int:
         raise UserError("recgoat bench needs a source checkout (experiments/bench.py is not "
                         "installed with the package): run it from the repository's directory")
     rest = ["--help" if a == "--help-bench" else a for a in args.bench_args]
+    if rest[:1] == ["--plan"]:  # the memory model, experiments/bench_plan.py
+        script, rest = script.with_name("bench_plan.py"), rest[1:]
     root = script.parents[1]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))

@@ -97,7 +97,8 @@ class TrainConfig:
     tensorboard: bool = True  # event files of metrics.jsonl's scalars in <run_dir>/tb/
     mixed_precision: bool = False  # bf16 matmuls, fp32 params and losses
     data_parallel: bool = False  # split the batch over all local devices
-    distributed: bool = False  # jax.distributed.initialize() (multi-host)
+    distributed: bool = False  # jax.distributed.initialize() (multi-process / multi-host)
+    model_parallel: int = 1  # data_parallel: size of the mesh's 'model' axis (row-sharded tables)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +177,7 @@ RANGES = {
     "train.eval_every": _int_at_least(1),
     "train.patience": _int_at_least(1),
     "train.min_epochs": _int_at_least(0),
+    "train.model_parallel": _int_at_least(1),  # must also divide the device count
     # eval
     "eval.ks": _int_at_least(1),  # each K
     "eval.batch_users": _int_at_least(1),

@@ -78,6 +78,46 @@ def test_train_loop_data_parallel(report):
     assert r["recall@20"] == pytest.approx(r["recall@20_single"], abs=1e-6)
 
 
+SHARD_STEPS = 10
+N_MODEL = 4  # mesh 2 ('data') x 4 ('model')
+
+
+@pytest.mark.parametrize("model", ["lightgcn", "recgoat"])
+def test_sharded_tables_step_equals_replicated(report, model):
+    """Tables, their Adam moments and the modality projections row-sharded over 'model'
+    (2 x 4 mesh): the same loss curve and params as the replicated 8-device step."""
+    r = report["sharded"][model]
+    assert r["init_max_abs_diff"] == 0.0
+    assert r["curve_max_rel_diff"] < 1e-5, r
+    assert r["final_max_abs_diff"] < 1e-5, r
+    plan = r["plan"]
+    tables = (["user", "item"] if model == "lightgcn" else
+              ["user_emb", "item_emb", "encoder_text/proj/kernel",
+               "encoder_image/proj/kernel"])
+    for t in tables:  # the params and both Adam moments of each table
+        for prefix in ("params/", "opt_state/0/mu/", "opt_state/0/nu/"):
+            assert plan[prefix + t] == "model", (prefix + t, plan)
+    assert plan["step"] == "replicated"
+    # one device holds a quarter of each table's rows
+    assert r["user_rows_per_device"] * N_MODEL == r["n_users"]
+    assert r["state_bytes_per_device"] < r["state_bytes_replicated"]
+
+
+def test_sharded_train_loop_equals_replicated(report):
+    """train() with model_parallel=4 (sharded tables, orbax checkpoint of the sharded
+    state, evaluation over the gathered embeddings) = the replicated run."""
+    r = report["sharded"]["loop"]
+    assert r["model_parallel"] == N_MODEL
+    assert r["loss_sharded"] == pytest.approx(r["loss_replicated"], rel=1e-5)
+    for k, v in r["valid_replicated"].items():
+        assert r["valid_sharded"][k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
+
+
+def test_model_parallel_not_dividing_devices_is_config_error(report):
+    msg = report["sharded"]["bad_model_parallel"]
+    assert msg.startswith("ConfigError:") and "train.model_parallel" in msg, msg
+
+
 def test_mixed_precision_projection_is_bf16():
     """bf16 features -> a bf16 x bf16 dot with float32 output; params stay float32."""
     import jax
@@ -213,6 +253,81 @@ def _dropout(tr, state0, dp, out: dict):
     out["dropout"] = {"diff_1_vs_8": _max_abs(one, eight), "diff_other_key": _max_abs(one, other)}
 
 
+def _sharded(out: dict):
+    """model_parallel=4 vs 1 on a dataset whose 188 users / 100 items 4 divides."""
+    import tempfile
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from recgoat_jax import config as config_lib
+    from recgoat_jax.data.synthetic import generate
+    from recgoat_jax.errors import ConfigError
+    from recgoat_jax.train import sharding
+    from recgoat_jax.train.loop import Trainer, train
+    from recgoat_jax.train.step import make_train_step, zeros_acc
+
+    ds = generate(n_users=198, n_items=116, n_interactions=2500,
+                  feature_dims={"text": 16, "image": 32}, seed=0, name="tiny4")
+    assert ds.n_users % N_MODEL == 0 and ds.n_items % N_MODEL == 0
+    res: dict = {}
+    for name in ("lightgcn", "recgoat"):
+        runs = {}
+        for mp in (1, N_MODEL):
+            cfg = config_lib.replace(_cfg(name), train={"data_parallel": True,
+                                                         "model_parallel": mp})
+            tr = Trainer(cfg, ds, log=lambda *a: None)
+            state = tr.init_state()
+            init = jax.device_get(tr.dp.gather(state.params))
+            names = tr.aux_names(state)
+            batches = tr.sample_epoch(0)
+            host_w = np.asarray(tr.sampler.epoch(0).weight)
+            key = jax.random.fold_in(tr.dropout_key, 0)
+            step = make_train_step(tr.model, tr.tx, donate=False, mesh=tr.dp.mesh,
+                                   state_sharding=tr.dp.shardings(state),
+                                   inputs_sharding=tr.dp.shardings(tr.inputs))
+            losses = []
+            for i in range(SHARD_STEPS):
+                state, acc = step(state, tr.place(zeros_acc(names)), tr.inputs, batches,
+                                  jnp.int32(i), key)
+                losses.append(float(acc["loss"]) / float(host_w[i].sum()))
+            runs[mp] = (init, jax.device_get(tr.dp.gather(state.params)), np.array(losses),
+                        tr, state)
+        tr4, st4 = runs[N_MODEL][3], runs[N_MODEL][4]
+        user = st4.params["user" if name == "lightgcn" else "user_emb"]
+        l1, l4 = runs[1][2], runs[N_MODEL][2]
+        res[name] = {
+            "init_max_abs_diff": _max_abs(runs[1][0], runs[N_MODEL][0]),
+            "final_max_abs_diff": _max_abs(runs[1][1], runs[N_MODEL][1]),
+            "curve_max_rel_diff": float(np.max(np.abs(l1 - l4) / np.abs(l1))),
+            "plan": sharding.plan(tr4.dp.mesh, st4),
+            "n_users": ds.n_users,
+            "user_rows_per_device": user.addressable_shards[0].data.shape[0],
+            "state_bytes_per_device": sharding.bytes_per_device(st4, tr4.dp.shardings(st4)),
+            "state_bytes_replicated": sharding.bytes_per_device(
+                st4, jax.tree_util.tree_map(lambda _: tr4.dp.replicated, st4)),
+        }
+    loop = {}
+    for mp in (1, N_MODEL):
+        cfg = config_lib.replace(_cfg("lightgcn"), train={
+            "epochs": 1, "data_parallel": True, "model_parallel": mp, "checkpoint": True})
+        with tempfile.TemporaryDirectory() as d:
+            r = train(cfg, run_dir=d, dataset=ds, progress=False, log=lambda *a: None)
+            row = json.loads((Path(d) / "metrics.jsonl").read_text().splitlines()[0])
+        tag = "sharded" if mp > 1 else "replicated"
+        loop[f"loss_{tag}"], loop[f"valid_{tag}"] = row["train/loss"], row["valid"]
+        loop["model_parallel"] = r["model_parallel"]
+    res["loop"] = loop
+    try:
+        Trainer(config_lib.replace(_cfg("lightgcn"), train={"data_parallel": True,
+                                                            "model_parallel": 3}), ds)
+        res["bad_model_parallel"] = "no error"
+    except ConfigError as e:
+        res["bad_model_parallel"] = f"ConfigError: {e}"
+    out["sharded"] = res
+
+
 def _loop(ds, out: dict):
     import tempfile
 
@@ -258,6 +373,8 @@ def main() -> None:
         out["nondivisible_error"] = f"ConfigError: {e}"
     _loop(ds, out)
     lap("loop")
+    _sharded(out)
+    lap("sharded")
     print("REPORT " + json.dumps(out))
 
 

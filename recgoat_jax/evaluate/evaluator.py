@@ -27,6 +27,18 @@ _PAD_MULTIPLE = 256  # pair lists are padded to a multiple of this (fewer distin
 _CPU_BLOCK_MIB = 8.0  # default cap on one block's score matrix on CPU (see Evaluator)
 
 
+def sum_over_processes(x: np.ndarray) -> np.ndarray:
+    """x [n, ...] float32 on every process -> [n, ...] float64: the sum over processes of
+    their x, added in process order (every process gets the same bits)."""
+    x = np.asarray(x, np.float32)
+    if jax.process_count() == 1:
+        return x.astype(np.float64)
+    from jax.experimental import multihost_utils
+
+    every = np.asarray(multihost_utils.process_allgather(x))  # [n_processes, n, ...]
+    return every.astype(np.float64).sum(axis=0)
+
+
 class Evaluator:
     """Full-ranking evaluator for one dataset (ranking rules and methods: blocks.py).
 
@@ -76,7 +88,7 @@ class Evaluator:
                                     _PAD_MULTIPLE)
             self._width_truth = _round_up(max(p["truth_width"] for p in self._plans.values()),
                                           _PAD_MULTIPLE)
-        self._blocks_cache: dict[str, list[tuple[jax.Array, ...]]] = {}
+        self._blocks_cache: dict = {}  # split / (host|dev, split, ...) -> blocks
 
     # -- precomputation
     def n_evaluated(self, split: str) -> int:
@@ -90,8 +102,16 @@ class Evaluator:
 
     def _blocks(self, split: str) -> list[tuple[jax.Array, ...]]:
         """Per-block device arrays for `split` (built once, then cached)."""
-        if split in self._blocks_cache:
-            return self._blocks_cache[split]
+        if split not in self._blocks_cache:
+            self._blocks_cache[split] = [tuple(jnp.asarray(a) for a in blk)
+                                         for blk in self._host_blocks(split)]
+        return self._blocks_cache[split]
+
+    def _host_blocks(self, split: str) -> list[tuple[np.ndarray, ...]]:
+        """Per-block host arrays for `split` (built once, then cached)."""
+        key = ("host", split)
+        if key in self._blocks_cache:
+            return self._blocks_cache[key]
         p, n_blocks, B = self._plan(split), self._plan(split)["n_blocks"], self.block
         n_truth = np.zeros((n_blocks, B), np.float32)
         n_truth[p["ublock"], p["urow"]] = p["counts"] if "counts" in p else \
@@ -113,9 +133,22 @@ class Evaluator:
             te = _pack(t_blk, _slots(t_blk, n_blocks), n_blocks, self._width_truth,
                        [(t_row, B), (t_item, 0)])
             arrays = (users, n_truth, *tr, *te)
-        blocks = [tuple(jnp.asarray(a[b]) for a in arrays) for b in range(n_blocks)]
-        self._blocks_cache[split] = blocks
+        blocks = [tuple(a[b] for a in arrays) for b in range(n_blocks)]
+        self._blocks_cache[key] = blocks
         return blocks
+
+    def _device_blocks(self, split: str, devices: tuple) -> list[tuple[int, tuple]]:
+        """[(slot, arrays on devices[slot])] of the blocks this process evaluates when the
+        blocks of `split` are dealt round-robin over `devices` (block b -> slot b % n)."""
+        key = ("dev", split, devices)
+        if key not in self._blocks_cache:
+            here = jax.process_index()
+            self._blocks_cache[key] = [
+                (b % len(devices), tuple(jax.device_put(a, devices[b % len(devices)])
+                                         for a in blk))
+                for b, blk in enumerate(self._host_blocks(split))
+                if devices[b % len(devices)].process_index == here]
+        return self._blocks_cache[key]
 
     # -- evaluation
     def evaluate_sums(self, user_emb, item_emb, split: str) -> jax.Array:
@@ -127,10 +160,45 @@ class Evaluator:
             acc = fn(acc, user_emb, item_emb, *blk, ks=self.ks)
         return acc
 
+    def evaluate_sums_sharded(self, user_emb: jax.Array, item_emb: jax.Array,
+                              split: str) -> np.ndarray:
+        """Host float64 metric sums over users, the users split across devices.
+
+        user_emb [n_users, d], item_emb [n_items, d]: fully replicated jax.Arrays over a
+        set of devices, possibly of several processes (e.g. the out_shardings=P() output
+        of a jit over the training mesh). The blocks of users are dealt round-robin over
+        those devices (sorted by id); each device scores its blocks against its own copy,
+        each process sums its devices' sums, and the per-slot sums are added over
+        processes in slot order, so every process (and a single process with the same
+        device count) gets the same numbers."""
+        devices = tuple(sorted(user_emb.sharding.device_set, key=lambda d: d.id))
+        copies = {s.device: s.data.astype(jnp.float32) for s in user_emb.addressable_shards}
+        items = {s.device: s.data.astype(jnp.float32) for s in item_emb.addressable_shards}
+        self._embs(user_emb, item_emb)  # shape checks only
+        fn = _eval_rank_block if self.method == "rank" else _eval_topk_block
+        width = len(METRICS) * len(self.ks)
+        accs: dict[int, jax.Array] = {}
+        for slot, blk in self._device_blocks(split, devices):
+            dev = devices[slot]
+            acc = accs.get(slot)
+            if acc is None:
+                acc = jax.device_put(np.zeros((width,), np.float32), dev)
+            accs[slot] = fn(acc, copies[dev], items[dev], *blk, ks=self.ks)
+        per_slot = np.zeros((len(devices), width), np.float32)
+        for slot, acc in jax.device_get(accs).items():
+            per_slot[slot] = acc
+        return sum_over_processes(per_slot).sum(axis=0)
+
     def evaluate(self, user_emb, item_emb, split: str) -> dict[str, float]:
-        """{"recall@20": ..., ...} averaged over users with truth items in `split`."""
+        """{"recall@20": ..., ...} averaged over users with truth items in `split`.
+        A fully replicated jax.Array over several devices is evaluated with the users
+        split across them (evaluate_sums_sharded), otherwise on one device."""
         n = self.n_evaluated(split)
-        sums = np.asarray(self.evaluate_sums(user_emb, item_emb, split), dtype=np.float64)
+        if isinstance(user_emb, jax.Array) and len(user_emb.sharding.device_set) > 1:
+            sums = self.evaluate_sums_sharded(user_emb, item_emb, split)
+        else:
+            sums = np.asarray(self.evaluate_sums(user_emb, item_emb, split),
+                              dtype=np.float64)
         return {key: float(s / max(n, 1)) for key, s in zip(_metric_keys(self.ks), sums)}
 
     def topk(self, user_emb, item_emb, users: np.ndarray, k: int,

@@ -39,6 +39,7 @@ from recgoat_jax.evaluate import Evaluator, format_table
 from recgoat_jax.graphs.inputs import model_inputs, shapes_of
 from recgoat_jax.model.registry import build_model
 from recgoat_jax.train.checkpoint import Checkpoints
+from recgoat_jax.train.distributed import is_main_process
 from recgoat_jax.train.parallel import DataParallel, maybe_initialize_distributed
 from recgoat_jax.train.step import init_state, make_train_step, zeros_acc
 from recgoat_jax.train.tensorboard import open_writer
@@ -73,13 +74,16 @@ class Trainer:
     def __init__(self, cfg: Config, dataset: Dataset | None = None, log=print):
         self.cfg = cfg
         self.log = log
-        # train.data_parallel: batch split over all devices, the rest replicated (parallel.py).
-        self.dp = DataParallel(cfg.train.batch_size) if cfg.train.data_parallel else None
+        # train.data_parallel: batch split over all devices, the rest replicated (parallel.py);
+        # train.model_parallel > 1: tables row-sharded over the mesh's 'model' axis too.
+        self.dp = (DataParallel(cfg.train.batch_size, model_parallel=cfg.train.model_parallel)
+                   if cfg.train.data_parallel else None)
         self.dataset = dataset if dataset is not None else load_dataset(cfg.data)
         self.shapes = shapes_of(self.dataset)
         self.model = build_model(cfg, self.shapes)
         self.inputs = self.place(model_inputs(self.model, self.dataset, cfg))
         self.tx = optax.adam(cfg.train.lr)
+        self.init_key, self.dropout_key = jax.random.split(jax.random.PRNGKey(cfg.train.seed))
         t = cfg.train
         self.sampler = BPRSampler(self.dataset.train, self.dataset.n_items, t.batch_size,
                                   exclude_train=t.exclude_train_negatives,
@@ -95,24 +99,38 @@ class Trainer:
                               f"hitrate>@K with K in eval.ks {list(cfg.eval.ks)}, got "
                               f"{cfg.eval.metric!r}")
         self.evaluator = Evaluator(self.dataset, ks=cfg.eval.ks, batch_users=cfg.eval.batch_users)
+        state_sh = inputs_sh = None
+        if self.dp is not None and self.dp.n_model > 1:
+            state_sh = self.dp.shardings(self.abstract_state())
+            inputs_sh = self.dp.shardings(self.inputs)
         self.step_fn = make_train_step(self.model, self.tx,
-                                       mesh=self.dp.mesh if self.dp else None)
-        self.embed_fn = jax.jit(self.model.embed)
+                                       mesh=self.dp.mesh if self.dp else None,
+                                       state_sharding=state_sh, inputs_sharding=inputs_sh)
+        # parallel: the embeddings come back replicated over the mesh and evaluation deals
+        # the users over its devices (Evaluator.evaluate_sums_sharded)
+        self.embed_fn = jax.jit(self.model.embed,
+                                out_shardings=self.dp.replicated if self.dp else None)
         # optional model hook (model/base.py): the epoch's training inputs, e.g. a pruned graph
         self.pre_epoch_fn = None
         hook = getattr(self.model, "pre_epoch", None)  # a model may expose None: no hook
         if hook is not None:
-            self.pre_epoch_fn = jax.jit(hook,
-                                        out_shardings=self.dp.replicated if self.dp else None)
+            out_sh = None
+            if self.dp is not None:  # as the step expects its inputs
+                out_sh = self.dp.shardings(jax.eval_shape(hook, self.inputs, self.init_key))
+            self.pre_epoch_fn = jax.jit(hook, out_shardings=out_sh)
         # optional model hook (model/base.py): evaluation-time diagnostics on a probe batch
         self.diagnostics_fn = (jax.jit(self.model.diagnostics)
                                if hasattr(self.model, "diagnostics") else None)
-        root = jax.random.PRNGKey(t.seed)
-        self.init_key, self.dropout_key = jax.random.split(root)
 
     def place(self, tree):
-        """Replicated over the mesh under data parallelism, else as is."""
-        return self.dp.replicate(tree) if self.dp else tree
+        """On the mesh under data parallelism (tables row-sharded when model_parallel > 1,
+        the rest replicated), else as is."""
+        return self.dp.place(tree) if self.dp else tree
+
+    def abstract_state(self):
+        """The TrainState as ShapeDtypeStructs (nothing allocated)."""
+        return jax.eval_shape(lambda k, x: init_state(self.model.init(k, x), self.tx),
+                              self.init_key, self.inputs)
 
     def epoch_inputs(self, epoch: int):
         """The inputs of epoch `epoch`'s train steps: self.inputs unless the model has a
@@ -133,8 +151,11 @@ class Trainer:
         return self.device_batches(self.sampler.epoch(epoch))
 
     def init_state(self):
-        # jitted (much faster than flax's eager init), created replicated when parallel
-        init = jax.jit(self.model.init, out_shardings=self.dp.replicated if self.dp else None)
+        # jitted (much faster than flax's eager init), created with the shardings place() uses
+        out_sh = None
+        if self.dp is not None:
+            out_sh = self.dp.shardings(jax.eval_shape(self.model.init, self.init_key, self.inputs))
+        init = jax.jit(self.model.init, out_shardings=out_sh)
         return self.place(init_state(init(self.init_key, self.inputs), self.tx))
 
     def probe_batch(self) -> dict:
@@ -151,8 +172,9 @@ class Trainer:
         if self.diagnostics_fn is None:
             return {}
         inputs = self.inputs
-        if self.dp is not None:  # on this process's first device, as evaluate
-            params, inputs = self.dp.local(params), self.dp.local(inputs)
+        if self.dp is not None:  # on this process's first device (tables gathered first)
+            params, inputs = self.dp.local(self.dp.gather(params)), \
+                self.dp.local(self.dp.gather(inputs))
         return {k: float(v) for k, v in
                 self.diagnostics_fn(params, inputs, self.probe_batch()).items()}
 
@@ -165,10 +187,7 @@ class Trainer:
 
     def evaluate(self, params) -> dict:
         """{'valid': {...}, 'test': {...}} with the eval-mode embeddings."""
-        if self.dp is None:
-            user_emb, item_emb = self.embed_fn(params, self.inputs)
-        else:  # once, on this process's first device (zero-copy views of the replicas)
-            user_emb, item_emb = self.embed_fn(self.dp.local(params), self.dp.local(self.inputs))
+        user_emb, item_emb = self.embed_fn(params, self.inputs)
         return {s: self.evaluator.evaluate(user_emb, item_emb, s) for s in ("valid", "test")}
 
 
@@ -259,6 +278,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     log = log or logging.getLogger(__name__).info
     t0 = time.perf_counter()
     maybe_initialize_distributed(cfg)  # train.distributed: before any other JAX call
+    main = is_main_process()  # process 0 alone logs and writes files (orbax: every process)
+    if not main:
+        log, progress = (lambda *a, **k: None), False
     trainer = Trainer(cfg, dataset, log=log)
     ds = trainer.dataset
     run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg, ds.name))
@@ -285,9 +307,10 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     elif resume:
         log(f"--resume: no checkpoint in {run_dir}; starting from scratch")
     # written only now, so a refused --resume leaves the run's config as it was
-    (run_dir / "config.yaml").write_text(config_lib.dump_yaml(cfg))
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
-    tb = open_writer(cfg, run_dir, history)  # None unless train.tensorboard
+    if main:
+        (run_dir / "config.yaml").write_text(config_lib.dump_yaml(cfg))
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+    tb = open_writer(cfg, run_dir, history)  # None unless train.tensorboard (process 0 only)
 
     aux_names = trainer.aux_names(state)
     acc = trainer.place(zeros_acc(aux_names))
@@ -341,8 +364,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
             best, best_epoch, bad, best_row = res["valid"][metric], epoch, 0, row
         else:
             bad += 1
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        if main:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
         if tb is not None:
             tb.write(row)
         log(f"epoch {epoch:4d} | loss {acc['loss']:.4f} | train {epoch_times[-1]:.2f}s "
@@ -376,11 +400,13 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         "epoch_time_s_median": float(np.median(epoch_times)) if epoch_times else None,
         "eval_time_s_median": float(np.median(eval_times)) if eval_times else None,
         "data_parallel_devices": trainer.dp.n_devices if trainer.dp else 1,
+        "model_parallel": trainer.dp.n_model if trainer.dp else 1,
         "n_params": int(sum(x.size for x in jax.tree_util.tree_leaves(state.params))),
         "data_report": {k: v for k, v in ds.report.items()},
         "versions": versions(), "run_dir": str(run_dir),
     }
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    if main:
+        (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     if results["test"]:
         log(f"\n{ds.name} / {cfg.model.name}: test at best valid epoch {best_epoch} "
             f"(valid {metric} {best:.4f})")

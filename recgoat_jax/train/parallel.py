@@ -1,4 +1,7 @@
-"""Data parallelism: one jitted step over a 1-D device mesh ('data'), XLA SPMD.
+"""Data parallelism: one jitted step over a device mesh ('data' x 'model'), XLA SPMD.
+
+This docstring covers 'model' = 1 (train.model_parallel = 1, the default); row-sharded
+tables over 'model' > 1 are in train/sharding.py.
 
 Layout (see docs/parallel.md):
   batches    [n_steps, B] sharded on B      P(None, 'data')  each device gets B / n_devices
@@ -12,8 +15,8 @@ so that every device applies the same optax update. Nothing in the model knows a
 
 A batch size that the device count does not divide is a ConfigError (no silent padding).
 Multi-host (TPU pods, multi-node GPU): set train.distributed=true and run the same command
-on every host; maybe_initialize_distributed() calls jax.distributed.initialize(), after
-which jax.devices() lists the devices of all hosts and the mesh spans them.
+on every host; train/distributed.py calls jax.distributed.initialize(), after which
+jax.devices() lists the devices of all processes and the mesh spans them.
 """
 
 from __future__ import annotations
@@ -25,31 +28,28 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from recgoat_jax.errors import ConfigError
+from recgoat_jax.train import sharding as sharding_lib
+from recgoat_jax.train.sharding import MODEL_AXIS
+from recgoat_jax.train.distributed import initialize as maybe_initialize_distributed  # noqa: F401
 
 DATA_AXIS = "data"
 
 
-def maybe_initialize_distributed(cfg) -> bool:
-    """jax.distributed.initialize() when cfg.train.distributed (must run before any other
-    JAX call). On Cloud TPU pods and SLURM / Open MPI clusters the coordinator address,
-    process count and id are detected; elsewhere set JAX_COORDINATOR_ADDRESS,
-    JAX_NUM_PROCESSES and JAX_PROCESS_ID. Returns True when it initialised."""
-    if not cfg.train.distributed:
-        return False
-    if jax.distributed.is_initialized():
-        return True
-    jax.distributed.initialize()
-    return True
-
-
-def make_mesh(devices: Sequence[Any] | None = None) -> Mesh:
-    """A 1-D mesh with axis 'data' over `devices` (default: jax.devices(), i.e. every local
-    device, or every device of every host after jax.distributed.initialize())."""
+def make_mesh(devices: Sequence[Any] | None = None, model_parallel: int = 1) -> Mesh:
+    """A 2-D mesh ('data', 'model') of shape (N / model_parallel, model_parallel) over
+    `devices` (default: jax.devices(), i.e. every local device, or every device of every
+    process after jax.distributed.initialize()). 'model' (train/sharding.py) holds the
+    rows of the sharded tables; with model_parallel = 1 it is a size-1 axis and the mesh
+    is plain data parallelism."""
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("make_mesh: no devices")
-    return Mesh(np.asarray(devices), (DATA_AXIS,),
-                axis_types=(jax.sharding.AxisType.Auto,))
+    if len(devices) % model_parallel:
+        raise ConfigError(f"config key 'train.model_parallel': {model_parallel} does not "
+                          f"divide the {len(devices)} devices; use a divisor of "
+                          f"{len(devices)}")
+    grid = np.asarray(devices).reshape(len(devices) // model_parallel, model_parallel)
+    return Mesh(grid, (DATA_AXIS, MODEL_AXIS), axis_types=(jax.sharding.AxisType.Auto,) * 2)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -61,18 +61,28 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(None, DATA_AXIS))
 
 
-def check_batch_size(batch_size: int, n_devices: int) -> None:
+def check_batch_size(batch_size: int, n_devices: int, n_model: int = 1) -> None:
+    """ConfigError unless the batch splits evenly over the 'data' axis (n_devices /
+    n_model rows of the mesh)."""
+    n_devices //= n_model
     if batch_size % n_devices:
         lo = batch_size // n_devices * n_devices
         hi = lo + n_devices
         hint = f"{lo} or {hi}" if lo else str(hi)
         raise ConfigError(
             f"config key 'train.batch_size': {batch_size} is not divisible by the "
-            f"{n_devices} devices of train.data_parallel; use a multiple of {n_devices} "
+            f"{n_devices} devices of train.data_parallel"
+            f"{f' (x {n_model} of train.model_parallel)' if n_model > 1 else ''}; "
+            f"use a multiple of {n_devices} "
             f"(e.g. {hint})")
 
 
 def _put(x, sharding: NamedSharding):
+    if isinstance(x, jax.Array) and x.sharding == sharding:
+        return x  # already placed (e.g. restored from a checkpoint with this sharding)
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        # a global array of a multi-process run (e.g. replicated init): reshard on device
+        return jax.jit(lambda a: a, out_shardings=sharding)(x)
     if jax.process_count() == 1:
         return jax.device_put(x, sharding)
     # Multi-host: every process holds the same host value (sampling is a pure function
@@ -82,18 +92,39 @@ def _put(x, sharding: NamedSharding):
 
 
 class DataParallel:
-    """The mesh of a data-parallel run and the placement of its arrays."""
+    """The mesh of a data-parallel run and the placement of its arrays.
 
-    def __init__(self, batch_size: int, devices: Sequence[Any] | None = None):
-        self.mesh = make_mesh(devices)
+    model_parallel > 1: the tables' rows are split over the mesh's 'model' axis
+    (train/sharding.py); place() puts the state and inputs that way."""
+
+    def __init__(self, batch_size: int, devices: Sequence[Any] | None = None,
+                 model_parallel: int = 1):
+        self.mesh = make_mesh(devices, model_parallel)
         self.n_devices = self.mesh.size
-        check_batch_size(batch_size, self.n_devices)
+        self.n_model = model_parallel
+        check_batch_size(batch_size, self.n_devices, model_parallel)
         self.replicated = replicated(self.mesh)
         self.batch = batch_sharding(self.mesh)
 
     def replicate(self, tree):
         """Every leaf on every device (params, optimizer state, inputs, keys, scalars)."""
         return jax.tree_util.tree_map(lambda x: _put(x, self.replicated), tree)
+
+    def shardings(self, tree):
+        """Per-leaf NamedShardings of a state / inputs tree (tables row-sharded over
+        'model' when model_parallel > 1, the rest replicated)."""
+        return sharding_lib.shardings(self.mesh, tree)
+
+    def place(self, tree):
+        """Each leaf with its sharding from shardings() (replicate() when M = 1)."""
+        if self.n_model == 1:
+            return self.replicate(tree)
+        return jax.tree_util.tree_map(_put, tree, self.shardings(tree))
+
+    def gather(self, tree):
+        """Every leaf replicated (row-sharded tables all-gathered)."""
+        return jax.tree_util.tree_map(
+            lambda x: x if x.sharding.is_fully_replicated else _put(x, self.replicated), tree)
 
     def shard_batches(self, tree):
         """Epoch arrays [n_steps, B] split on B."""

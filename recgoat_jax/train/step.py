@@ -30,13 +30,16 @@ def zeros_acc(aux_names) -> dict:
     return {k: jnp.zeros((), jnp.float32) for k in ("loss", *aux_names)}
 
 
-def make_train_step(model, tx: optax.GradientTransformation, donate: bool = True, mesh=None):
+def make_train_step(model, tx: optax.GradientTransformation, donate: bool = True, mesh=None,
+                    state_sharding=None, inputs_sharding=None):
     """Returns step(state, acc, inputs, batches, i, key) -> (state, acc).
 
     tx: the optimizer the states were created with (init_state); the update runs through
     state.apply_gradients, i.e. state.tx.
     mesh: a jax.sharding.Mesh with axis 'data' (train/parallel.py) for data parallelism;
     None: plain single-device jit.
+    state_sharding / inputs_sharding: per-leaf shardings of the state and the inputs
+    (train/sharding.py: tables row-sharded over 'model'); default replicated.
 
     batches: {"users", "pos", "neg", "weight": [n_steps, B]}; i: int32 scalar step index
     within the epoch; key: the epoch's PRNG key (folded with the global step for dropout).
@@ -59,6 +62,8 @@ def make_train_step(model, tx: optax.GradientTransformation, donate: bool = True
     if mesh is None:
         return jax.jit(step, donate_argnums=donate_argnums)
     rep = replicated(mesh)
+    st = rep if state_sharding is None else state_sharding
+    inp = rep if inputs_sharding is None else inputs_sharding
     return jax.jit(step, donate_argnums=donate_argnums,
-                   in_shardings=(rep, rep, rep, batch_sharding(mesh), rep, rep),
-                   out_shardings=(rep, rep))
+                   in_shardings=(st, rep, inp, batch_sharding(mesh), rep, rep),
+                   out_shardings=(st, rep))

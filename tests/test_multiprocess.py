@@ -1,0 +1,233 @@
+"""Two processes on 127.0.0.1 (jax.distributed, gloo CPU collectives, 2 devices each)
+train exactly what one process on 4 devices trains.
+
+Each process is this file run as a script (XLA_FLAGS must be set before jax is imported).
+Runs, all train() with train.data_parallel on 4 devices in total:
+  ref     1 process x 4 devices: a small RecGOAT (2 epochs) and LightGCN (3 epochs)
+  multi   2 processes x 2 devices, train.distributed: the same RecGOAT run, then the
+          LightGCN run killed (os._exit in both processes) right after epoch 0's checkpoint
+  resume  2 processes: --resume of the killed LightGCN run
+The tests compare loss curves, valid/test metrics (evaluation deals user blocks over the
+4 devices and sums over processes) and final params, and check that process 1 never
+logged or wrote a file of its own. (Five process starts, not seven: the LightGCN curve
+is checked on the killed-and-resumed run, whose epoch 0 ran uninterrupted.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # 5 process starts + compiles (~40 s on 2 idle cores)
+
+ROOT = Path(__file__).resolve().parents[1]
+N_DEV = 4  # in total: 1 x 4 (reference) and 2 x 2
+EPOCHS = {"lightgcn": 3, "recgoat": 2}
+TIMEOUT_S = 240
+
+
+# ---------------------------------------------------------------------------- pytest side
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(mode: str, out: Path, n_proc: int) -> list[subprocess.CompletedProcess]:
+    """Starts n_proc copies of this script (process ids 0..n-1), waits, kills on timeout."""
+    port = _free_port()
+    procs = []
+    for pid in range(n_proc):
+        env = dict(os.environ)
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_"
+                            f"count={N_DEV // n_proc}").strip()
+        env["JAX_PLATFORMS"] = "cpu"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        if n_proc > 1:
+            env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                       JAX_NUM_PROCESSES=str(n_proc), JAX_PROCESS_ID=str(pid))
+        procs.append(subprocess.Popen(
+            [sys.executable, __file__, mode, str(out)], env=env, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results, deadline = [], time.monotonic() + TIMEOUT_S
+    try:
+        for p in procs:
+            so, se = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            results.append(subprocess.CompletedProcess(p.args, p.returncode, so, se))
+    finally:
+        for p in procs:  # a hung peer (e.g. waiting on a dead coordinator) must not linger
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return results
+
+
+def _ok(results, rc=0):
+    for r in results:
+        assert r.returncode == rc, (r.returncode, r.stdout[-2000:], r.stderr[-4000:])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("mp")
+    _ok(_launch("ref", root / "ref", 1))
+    _ok(_launch("multi", root / "multi", 2), rc=17)  # both died after the checkpoint
+    _ok(_launch("resume", root / "multi", 2))
+    return root
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _max_abs(a: Path, b: Path) -> float:
+    x, y = np.load(a), np.load(b)
+    assert sorted(x.files) == sorted(y.files)
+    return max(float(np.max(np.abs(x[k] - y[k]))) for k in x.files)
+
+
+def test_two_processes_see_four_devices(runs):
+    for pid in (0, 1):
+        r = json.loads((runs / "multi" / f"report_{pid}.json").read_text())
+        assert (r["process_count"], r["process_index"], r["device_count"],
+                r["local_device_count"]) == (2, pid, 4, 2)
+    ref = json.loads((runs / "ref" / "report_0.json").read_text())
+    assert (ref["process_count"], ref["device_count"]) == (1, 4)
+
+
+@pytest.mark.parametrize("model", ["lightgcn", "recgoat"])  # LightGCN: killed + resumed
+def test_loss_curve_and_params_equal_single_process(runs, model):
+    ref, multi = _metrics(runs / "ref" / model), _metrics(runs / "multi" / model)
+    assert [r["epoch"] for r in multi] == list(range(EPOCHS[model]))
+    np.testing.assert_allclose([r["train/loss"] for r in multi],
+                               [r["train/loss"] for r in ref], rtol=1e-5)
+    assert ref[-1]["train/loss"] < ref[0]["train/loss"]  # it trains
+    assert _max_abs(runs / "ref" / model / "final.npz",
+                    runs / "multi" / model / "final.npz") < 1e-5
+
+
+@pytest.mark.parametrize("model", ["lightgcn", "recgoat"])
+def test_evaluation_sums_over_processes(runs, model):
+    """The 2 processes each score their devices' user blocks; the summed metrics equal the
+    single process's (which deals the same blocks over its 4 devices)."""
+    ref, multi = _metrics(runs / "ref" / model), _metrics(runs / "multi" / model)
+    for a, b in zip(ref, multi):
+        for split in ("valid", "test"):
+            for k, v in a[split].items():
+                assert b[split][k] == pytest.approx(v, rel=1e-5, abs=1e-7), (split, k)
+    r0 = json.loads((runs / "multi" / "report_0.json").read_text())
+    r1 = json.loads((runs / "multi" / "report_1.json").read_text())
+    assert r0["eval_blocks"] > 0 and r1["eval_blocks"] > 0  # both did part of the work
+    assert r0["eval_blocks"] + r1["eval_blocks"] == r0["eval_blocks_total"] > 2
+
+
+def test_only_process_0_logs_and_writes(runs):
+    r0 = json.loads((runs / "multi" / "report_0.json").read_text())
+    r1 = json.loads((runs / "multi" / "report_1.json").read_text())
+    assert r0["log_lines"] > 0 and r1["log_lines"] == 0
+    files = sorted(p.name for p in (runs / "multi" / "lightgcn").iterdir())
+    assert files == ["checkpoints", "config.yaml", "final.npz", "metrics.jsonl",
+                     "results.json"]
+    res = json.loads((runs / "multi" / "lightgcn" / "results.json").read_text())
+    assert res["data_parallel_devices"] == N_DEV and res["versions"]["n_devices"] == N_DEV
+
+
+def test_killed_two_process_run_resumes_to_the_same_result(runs):
+    r0 = json.loads((runs / "multi" / "report_0.json").read_text())
+    assert r0["resumed_at"] == 1  # killed after epoch 0's checkpoint, resumed at 1
+    # the curve and params of the resumed run equal the reference's (test above)
+    assert [r["epoch"] for r in _metrics(runs / "multi" / "lightgcn")] == [0, 1, 2]
+
+
+# ---------------------------------------------------------------------------- script side
+def _cfg(model: str, **train):
+    from recgoat_jax import config as config_lib
+
+    m = {"name": model, "dim": 16, "n_layers": 2}
+    if model == "recgoat":  # as tests/test_parallel.py: GAT branch, paper OAT, dropout
+        m.update(gat_heads=2, knn_k=5, dropout=0.3, oat="paper", gat_layers=1)
+        train.setdefault("lambda_cl", 0.1)
+    t = {"batch_size": 64, "lr": 1e-3, "seed": 3, "epochs": EPOCHS[model],
+         "data_parallel": True, "patience": 50,
+         "distributed": int(os.environ.get("JAX_NUM_PROCESSES", "1")) > 1, **train}
+    # batch_users 64: several evaluation blocks, so both processes score some
+    return config_lib.make_config(None, [], model=m, train=t,
+                                  eval={"ks": [10, 20], "batch_users": 64})
+
+
+def main(mode: str, out: Path) -> None:
+    from recgoat_jax.train import distributed
+
+    distributed.initialize(_cfg("lightgcn"))  # before any other JAX call
+
+    import jax
+
+    from recgoat_jax.data.synthetic import generate
+    from recgoat_jax.evaluate import evaluator as ev
+    from recgoat_jax.train import checkpoint, loop
+
+    pid = jax.process_index()
+    ds = generate(n_users=200, n_items=120, n_interactions=2500,
+                  feature_dims={"text": 16, "image": 32}, seed=0, name="tiny")
+    report = {"process_count": jax.process_count(), "process_index": pid,
+              "device_count": jax.device_count(),
+              "local_device_count": jax.local_device_count(), "log_lines": 0,
+              "eval_blocks": 0, "eval_blocks_total": 0}
+    last = {}
+    save_latest = checkpoint.Checkpoints.save_latest
+
+    def dump():
+        path = out / f"report_{pid}.json"
+        old = json.loads(path.read_text()) if mode == "resume" else {}
+        # resume: keep the multi run's evaluation counts, add up the log lines
+        merged = {**report, **{k: v for k, v in old.items() if k.startswith("eval")},
+                  "log_lines": report["log_lines"] + old.get("log_lines", 0)}
+        path.write_text(json.dumps(merged))
+
+    def save_and_maybe_die(self, epoch, state, meta):
+        save_latest(self, epoch, state, meta)
+        last["params"] = state.params
+        if mode == "multi" and self.root.parent.name == "lightgcn" and epoch == 0:
+            dump()
+            os._exit(17)  # a kill: no cleanup, no further collective
+
+    checkpoint.Checkpoints.save_latest = save_and_maybe_die
+    device_blocks = ev.Evaluator._device_blocks
+
+    def counted(self, split, devices):
+        blocks = device_blocks(self, split, devices)
+        if split == "valid":
+            report["eval_blocks"] = len(blocks)
+            report["eval_blocks_total"] = len(self._host_blocks(split))
+        return blocks
+
+    ev.Evaluator._device_blocks = counted
+
+    def log(msg):
+        report["log_lines"] += 1
+        if msg.startswith("resumed from"):
+            report["resumed_at"] = int(msg.split(" at epoch ")[1].split()[0])
+
+    out.mkdir(parents=True, exist_ok=True)
+    models = ["lightgcn"] if mode == "resume" else ["recgoat", "lightgcn"]
+    for model in models:
+        run = out / model
+        loop.train(_cfg(model), run_dir=run, resume=mode == "resume", dataset=ds,
+                   progress=False, log=log)
+        if pid == 0:  # replicated: this process's first copy is the whole array
+            flat = jax.tree_util.tree_flatten_with_path(last["params"])[0]
+            np.savez(run / "final.npz", **{checkpoint.tree_key(k): np.asarray(
+                v.addressable_shards[0].data) for k, v in flat})
+    dump()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], Path(sys.argv[2]))
