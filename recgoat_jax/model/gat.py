@@ -21,6 +21,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import jraph
+from jax.experimental import sparse as jsparse
+
+GAT_IMPLS = ("csr", "segment")  # model.gat_impl
+EDGE_CHUNK = 512  # edges per block of the backward's per-edge dot products (see _edge_dots)
 
 
 def _attn_init(heads: int, head_dim: int):
@@ -69,6 +73,69 @@ def graph_from_edges(nodes: jax.Array, senders: jax.Array, receivers: jax.Array)
     )
 
 
+def _indptr(rows: jax.Array, n: int) -> jax.Array:
+    """CSR row pointer [n + 1] of edges sorted by `rows` (int32 [E], non-decreasing)."""
+    counts = jnp.bincount(rows, length=n)
+    return jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(counts).astype(jnp.int32)])
+
+
+def _spmm_per_head(data: jax.Array, cols: jax.Array, indptr: jax.Array, x: jax.Array) -> jax.Array:
+    """out[i, h] = sum over row i's entries e of data[e, h] * x[cols[e], h].
+
+    data: [E, H] in CSR order; cols: int32 [E]; indptr: [n + 1]; x: [n, H, F] -> [n, H, F].
+    One CSR x dense product per head (XLA:CPU and cuSPARSE have kernels for it), so no
+    [E, H, F] per-edge tensor is ever formed.
+    """
+    n = x.shape[0]
+    data = data.astype(x.dtype)
+    return jnp.stack([jsparse.BCSR((data[:, k], cols, indptr), shape=(n, n)) @ x[:, k]
+                      for k in range(x.shape[1])], axis=1)
+
+
+def _edge_dots(a: jax.Array, b: jax.Array, rows_a: jax.Array, rows_b: jax.Array,
+               chunk: int = EDGE_CHUNK) -> jax.Array:
+    """dots[e, h] = a[rows_a[e], h] . b[rows_b[e], h]. a, b: [n, H, F]; rows: int32 [E] -> [E, H].
+
+    Blocks of `chunk` edges in a lax.map: each block's [chunk, H, F] gathers stay small and
+    reuse one buffer, where one [E, H, F] gather costs a fresh multi-GB buffer per step.
+    """
+    e = rows_a.shape[0]
+    pad = -e % chunk
+    ra = jnp.pad(rows_a, (0, pad)).reshape(-1, chunk)
+    rb = jnp.pad(rows_b, (0, pad)).reshape(-1, chunk)
+    dots = jax.lax.map(lambda ix: jnp.einsum("ehf,ehf->eh", a[ix[0]], b[ix[1]]), (ra, rb))
+    return dots.reshape(-1, a.shape[1])[:e]
+
+
+@jax.custom_vjp
+def aggregate(alpha: jax.Array, h: jax.Array, senders: jax.Array, receivers: jax.Array) -> jax.Array:
+    """out[i, h] = sum over edges j -> i of alpha[e, h] * h[j, h]: the GAT aggregation as a
+    sparse (attention) x dense product per head.
+
+    alpha: [E, H]; h: [n, H, F]; senders, receivers: int32 [E], edges sorted by receiver
+    (what graphs/knn.py and graphs/inputs.py build) -> [n, H, F]. Equals
+    segment_sum(h[senders] * alpha[..., None], receivers) up to summation order.
+    """
+    return _spmm_per_head(alpha, senders, _indptr(receivers, h.shape[0]), h)
+
+
+def _aggregate_fwd(alpha, h, senders, receivers):
+    return aggregate(alpha, h, senders, receivers), (alpha, h, senders, receivers)
+
+
+def _aggregate_bwd(res, g):
+    alpha, h, senders, receivers = res
+    # d alpha[e, h] = g[receiver] . h[sender]: per-edge dot products, in blocks.
+    g_alpha = _edge_dots(g, h, receivers, senders).astype(alpha.dtype)
+    # d h = A^T g: the transposed CSR is the edges re-sorted by sender.
+    perm = jnp.argsort(senders, stable=True)
+    g_h = _spmm_per_head(alpha[perm], receivers[perm], _indptr(senders[perm], h.shape[0]), g)
+    return g_alpha, g_h.astype(h.dtype), None, None
+
+
+aggregate.defvjp(_aggregate_fwd, _aggregate_bwd)
+
+
 class GATLayer(nn.Module):
     """One GAT layer, DGL GATConv form, heads concatenated.
 
@@ -79,7 +146,10 @@ class GATLayer(nn.Module):
 
     The graph must contain self loops (a node without incoming edges outputs only the
     bias). No activation: ModalityEncoder applies it.
-    Attributes: out_dim = heads * head_dim.
+    Attributes: out_dim = heads * head_dim; impl (model.gat_impl): "csr" aggregates with
+    `aggregate` (sparse x dense per head, custom VJP; edges must be sorted by receiver, as
+    every graph builder here sorts them), "segment" with a per-edge [E, H, F] gather and
+    jraph.segment_sum (any edge order; the earlier form, kept as the reference).
     """
 
     out_dim: int
@@ -87,6 +157,7 @@ class GATLayer(nn.Module):
     feat_drop: float = 0.1
     attn_drop: float = 0.1
     negative_slope: float = 0.2
+    impl: str = "csr"
 
     @nn.compact
     def __call__(self, graph: jraph.GraphsTuple, deterministic: bool = True, return_attention: bool = False):
@@ -116,8 +187,13 @@ class GATLayer(nn.Module):
         logits = jax.nn.leaky_relu(el[senders] + er[receivers], self.negative_slope)  # [E, H]
         alpha = jraph.segment_softmax(logits, receivers, num_segments=n)
         alpha_used = nn.Dropout(self.attn_drop)(alpha, deterministic=deterministic)
-        messages = h[senders] * alpha_used[..., None]  # [E, H, F]
-        out = jraph.segment_sum(messages, receivers, num_segments=n)
+        if self.impl == "csr":
+            out = aggregate(alpha_used, h, senders, receivers)
+        elif self.impl == "segment":
+            messages = h[senders] * alpha_used[..., None]  # [E, H, F]
+            out = jraph.segment_sum(messages, receivers, num_segments=n)
+        else:
+            raise ValueError(f"GATLayer impl must be one of {GAT_IMPLS}, got {self.impl!r}")
         out = out.reshape(n, self.out_dim) + bias
         if return_attention:
             return out, alpha
@@ -137,6 +213,7 @@ class ModalityEncoder(nn.Module):
     heads: int = 8
     dropout: float = 0.1
     use_gat: bool = True
+    gat_impl: str = "csr"  # GATLayer.impl
 
     @nn.compact
     def __call__(self, features: jax.Array, senders: jax.Array, receivers: jax.Array,
@@ -158,6 +235,7 @@ class ModalityEncoder(nn.Module):
                 heads=self.heads,
                 feat_drop=self.dropout,
                 attn_drop=self.dropout,
+                impl=self.gat_impl,
                 name=f"gat_{layer}",
             )(g, deterministic=deterministic)
             h = jax.nn.leaky_relu(h, 0.2)
