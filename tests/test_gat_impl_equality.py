@@ -13,13 +13,16 @@ from recgoat_jax.graphs.inputs import model_inputs, shapes_of
 from recgoat_jax.model.recgoat import build
 
 VARIANTS = {
-    # user branch on (user GAT), paper OAT + its OT term, paper CMCL, GAT ID encoder
-    "paper": dict(model={"oat": "paper", "cmcl": "paper", "user_branch": "on",
-                         "ui_encoder": "gat", "ot_batch_items": 24, "ot_paper_iterations": 20},
-                  train={"lambda_cl": 0.5, "lambda_ot": 0.5}),
+    # user branch on (user GAT), paper OAT map, paper CMCL
+    "paper": dict(model={"oat": "paper", "cmcl": "paper", "user_branch": "on"},
+                  train={"lambda_cl": 0.5}),
+    # the same plus the paper's OT term (ott-jax Sinkhorn divergence: slow to compile)
+    "paper+ot": dict(model={"oat": "paper", "cmcl": "paper", "user_branch": "on",
+                            "ot_batch_items": 24, "ot_paper_iterations": 10},
+                     train={"lambda_cl": 0.5, "lambda_ot": 0.5}),
     # released code's OAT (stop-gradient plan) and CMCL, LightGCN ID encoder
     "reference": dict(model={"oat": "reference", "cmcl": "reference", "user_branch": "on",
-                             "ot_iterations": 10},
+                             "ot_iterations": 5},
                       train={"lambda_cl": 0.5}),
 }
 
@@ -49,7 +52,8 @@ def _loss_and_grad(ds, root, variant, impl):
     return float(loss), jax.device_get(aux), jax.device_get(grads)
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("variant", ["paper", "reference",
+                                     pytest.param("paper+ot", marks=pytest.mark.slow)])
 def test_csr_step_equals_segment_step(dataset, tmp_path, variant):
     loss_s, aux_s, g_s = _loss_and_grad(dataset, tmp_path, variant, "segment")
     loss_c, aux_c, g_c = _loss_and_grad(dataset, tmp_path, variant, "csr")
@@ -67,4 +71,4 @@ def test_csr_step_equals_segment_step(dataset, tmp_path, variant):
         gat_grads += "gat_0" in name
         scale = max(float(np.max(np.abs(a))), 1e-6)
         np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * scale, err_msg=name)
-    assert gat_grads >= 3 * 4  # item (2 modalities), user and ID GAT layers were compared
+    assert gat_grads == 3 * 4  # item (2 modalities) and user GAT layers were compared

@@ -8,6 +8,13 @@ aggregation, where DGL applies attention dropout, (b) does not return the weight
 (c) gathers receiver features [n_edges, d] to form logits, while DGL's form only needs
 two per-node scalars per head. In eval mode the two are numerically identical
 (tests/test_gat.py checks it against `jraph.GAT`).
+
+The aggregation (model.gat_impl) is by default `aggregate`: one CSR x dense product per
+head with the attention weights as the sparse values, and a custom VJP (the transposed
+CSR product for d h, per-edge dot products in blocks for d alpha), so no [n_edges, heads,
+head_dim] tensor is formed; on CPU at Baby shape, d 800, that tensor (0.6 GB, gathered,
+then scatter-added in the backward) made the GAT most of the train step
+(experiments/bench_step.py). "segment" keeps the per-edge gather + segment_sum.
 """
 
 from __future__ import annotations
