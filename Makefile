@@ -53,8 +53,13 @@ test-fast: $(VENV)/.test  ## the tests not marked slow (< 60 s): unit and hand-c
 # (ARGS="--runs electronics:recgoat"): its item kNN alone is ~30 TFLOP on a CPU.
 BENCH_RUNS ?= baby:recgoat,baby:lightgcn,sports:recgoat,sports:lightgcn,electronics:lightgcn
 
-bench: $(VENV)/.core  ## speed / memory / FLOP benchmarks -> experiments/results/bench_<device>.json
+# RecGOAT's step at Baby shape, d 800, batch 4096: today's vs the earlier GAT form side by
+# side, and the per-part cost table (experiments/bench_step.py; STEP_ARGS for its flags).
+STEP_ARGS ?=
+
+bench: $(VENV)/.core  ## speed / memory / FLOP benchmarks -> experiments/results/bench_<device>.json, step_breakdown_<device>.json
 	$(RECGOAT) bench --runs $(BENCH_RUNS) $(ARGS)
+	$(PY) experiments/bench_step.py $(STEP_ARGS)
 
 bench-plan: $(VENV)/.core  ## memory model: AOT step memory Baby .. 10M users, checked at 3 sizes -> experiments/results/memory_model.*
 	$(RECGOAT) bench --plan $(ARGS)

@@ -38,6 +38,7 @@ class ModelConfig:
     user_knn_k: int = 10  # user-user kNN
     gat_layers: int = 1
     gat_heads: int = 8
+    gat_impl: str = "csr"  # GAT aggregation: csr (sparse x dense per head) | segment (per-edge gather)
     dropout: float = 0.1  # feature, attention and output dropout
     ui_encoder: str = "lightgcn"  # lightgcn | gat (the paper's wording)
     user_branch: str = "auto"  # auto (on when user features exist) | on | off
@@ -121,6 +122,7 @@ CHOICES = {
     "model.name": None,  # checked by the model registry
     "model.init": ("xavier", "normal"),
     "model.ui_encoder": ("lightgcn", "gat"),
+    "model.gat_impl": ("csr", "segment"),
     "model.user_branch": ("auto", "on", "off"),
     "model.user_merge": ("add", "ego"),
     "model.oat": ("paper", "reference", "none"),

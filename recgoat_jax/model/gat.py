@@ -8,6 +8,13 @@ aggregation, where DGL applies attention dropout, (b) does not return the weight
 (c) gathers receiver features [n_edges, d] to form logits, while DGL's form only needs
 two per-node scalars per head. In eval mode the two are numerically identical
 (tests/test_gat.py checks it against `jraph.GAT`).
+
+The aggregation (model.gat_impl) is by default `aggregate`: one CSR x dense product per
+head with the attention weights as the sparse values, and a custom VJP (the transposed
+CSR product for d h, per-edge dot products in blocks for d alpha), so no [n_edges, heads,
+head_dim] tensor is formed; on CPU at Baby shape, d 800, that tensor (0.6 GB, gathered,
+then scatter-added in the backward) made the GAT most of the train step
+(experiments/bench_step.py). "segment" keeps the per-edge gather + segment_sum.
 """
 
 from __future__ import annotations
@@ -21,6 +28,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import jraph
+from jax.experimental import sparse as jsparse
+
+GAT_IMPLS = ("csr", "segment")  # model.gat_impl
+EDGE_CHUNK = 512  # edges per block of the backward's per-edge dot products (see _edge_dots)
 
 
 def _attn_init(heads: int, head_dim: int):
@@ -69,6 +80,93 @@ def graph_from_edges(nodes: jax.Array, senders: jax.Array, receivers: jax.Array)
     )
 
 
+def _indptr(rows: jax.Array, n: int) -> jax.Array:
+    """CSR row pointer [n + 1] of edges sorted by `rows` (int32 [E], non-decreasing)."""
+    counts = jnp.bincount(rows, length=n)
+    return jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(counts).astype(jnp.int32)])
+
+
+def _spmm_per_head(data: jax.Array, cols: jax.Array, indptr: jax.Array, x: jax.Array) -> jax.Array:
+    """out[i, h] = sum over row i's entries e of data[e, h] * x[cols[e], h].
+
+    data: [E, H] in CSR order; cols: int32 [E]; indptr: [n + 1]; x: [n, H, F] -> [n, H, F].
+    One CSR x dense product per head (XLA:CPU and cuSPARSE have kernels for it), so no
+    [E, H, F] per-edge tensor is ever formed.
+    """
+    n = x.shape[0]
+    data = data.astype(x.dtype)
+    return jnp.stack([jsparse.BCSR((data[:, k], cols, indptr), shape=(n, n)) @ x[:, k]
+                      for k in range(x.shape[1])], axis=1)
+
+
+def _edge_dots(a: jax.Array, b: jax.Array, rows_a: jax.Array, rows_b: jax.Array,
+               chunk: int = EDGE_CHUNK) -> jax.Array:
+    """dots[e, h] = a[rows_a[e], h] . b[rows_b[e], h]. a, b: [n, H, F]; rows: int32 [E] -> [E, H].
+
+    Blocks of `chunk` edges in a lax.map: each block's [chunk, H, F] gathers stay small and
+    reuse one buffer, where one [E, H, F] gather costs a fresh multi-GB buffer per step.
+    """
+    e = rows_a.shape[0]
+    pad = -e % chunk
+    ra = jnp.pad(rows_a, (0, pad)).reshape(-1, chunk)
+    rb = jnp.pad(rows_b, (0, pad)).reshape(-1, chunk)
+    dots = jax.lax.map(lambda ix: jnp.einsum("ehf,ehf->eh", a[ix[0]], b[ix[1]]), (ra, rb))
+    return dots.reshape(-1, a.shape[1])[:e]
+
+
+@jax.custom_vjp
+def aggregate(alpha: jax.Array, h: jax.Array, senders: jax.Array, receivers: jax.Array) -> jax.Array:
+    """out[i, h] = sum over edges j -> i of alpha[e, h] * h[j, h]: the GAT aggregation as a
+    sparse (attention) x dense product per head.
+
+    alpha: [E, H]; h: [n, H, F]; senders, receivers: int32 [E], edges sorted by receiver
+    (what graphs/knn.py and graphs/inputs.py build) -> [n, H, F]. Equals
+    segment_sum(h[senders] * alpha[..., None], receivers) up to summation order.
+    """
+    return _spmm_per_head(alpha, senders, _indptr(receivers, h.shape[0]), h)
+
+
+def _aggregate_fwd(alpha, h, senders, receivers):
+    return aggregate(alpha, h, senders, receivers), (alpha, h, senders, receivers)
+
+
+def _aggregate_bwd(res, g):
+    alpha, h, senders, receivers = res
+    # d alpha[e, h] = g[receiver] . h[sender]: per-edge dot products, in blocks.
+    g_alpha = _edge_dots(g, h, receivers, senders).astype(alpha.dtype)
+    # d h = A^T g: the transposed CSR is the edges re-sorted by sender.
+    perm = _transpose_order(senders, receivers, h.shape[0])
+    g_h = _spmm_per_head(alpha[perm], receivers[perm], _indptr(senders[perm], h.shape[0]), g)
+    return g_alpha, g_h.astype(h.dtype), None, None
+
+
+def _transpose_order(senders: jax.Array, receivers: jax.Array, n: int) -> jax.Array:
+    """The edge order sorted by (sender, receiver): int32 [E].
+
+    For a symmetric graph sorted by (receiver, sender) (every graph built here) that order
+    is e -> the position of e's reverse edge, found by a binary search of r_e within row
+    s_e's sorted senders: O(E log E) gathers, where XLA:CPU's comparison sort of E keys
+    costs ~10x more. Any other graph falls back to a stable argsort (lax.cond)."""
+    e = senders.shape[0]
+    indptr = _indptr(receivers, n)
+    lo, hi = indptr[senders], indptr[senders + 1]  # row s_e's edges: [lo, hi)
+
+    def step(_, bounds):
+        lo, hi = bounds
+        mid = (lo + hi) // 2
+        right = senders[jnp.minimum(mid, e - 1)] < receivers
+        return jnp.where(right & (lo < hi), mid + 1, lo), jnp.where(right | (lo >= hi), hi, mid)
+
+    rev, _ = jax.lax.fori_loop(0, max(e, 2).bit_length(), step, (lo, hi))
+    rev = jnp.minimum(rev, e - 1)
+    symmetric = jnp.all((senders[rev] == receivers) & (receivers[rev] == senders))
+    return jax.lax.cond(symmetric, lambda: rev.astype(jnp.int32),
+                        lambda: jnp.argsort(senders, stable=True).astype(jnp.int32))
+
+
+aggregate.defvjp(_aggregate_fwd, _aggregate_bwd)
+
+
 class GATLayer(nn.Module):
     """One GAT layer, DGL GATConv form, heads concatenated.
 
@@ -79,7 +177,10 @@ class GATLayer(nn.Module):
 
     The graph must contain self loops (a node without incoming edges outputs only the
     bias). No activation: ModalityEncoder applies it.
-    Attributes: out_dim = heads * head_dim.
+    Attributes: out_dim = heads * head_dim; impl (model.gat_impl): "csr" aggregates with
+    `aggregate` (sparse x dense per head, custom VJP; edges must be sorted by receiver, as
+    every graph builder here sorts them), "segment" with a per-edge [E, H, F] gather and
+    jraph.segment_sum (any edge order; the earlier form, kept as the reference).
     """
 
     out_dim: int
@@ -87,6 +188,7 @@ class GATLayer(nn.Module):
     feat_drop: float = 0.1
     attn_drop: float = 0.1
     negative_slope: float = 0.2
+    impl: str = "csr"
 
     @nn.compact
     def __call__(self, graph: jraph.GraphsTuple, deterministic: bool = True, return_attention: bool = False):
@@ -116,8 +218,13 @@ class GATLayer(nn.Module):
         logits = jax.nn.leaky_relu(el[senders] + er[receivers], self.negative_slope)  # [E, H]
         alpha = jraph.segment_softmax(logits, receivers, num_segments=n)
         alpha_used = nn.Dropout(self.attn_drop)(alpha, deterministic=deterministic)
-        messages = h[senders] * alpha_used[..., None]  # [E, H, F]
-        out = jraph.segment_sum(messages, receivers, num_segments=n)
+        if self.impl == "csr":
+            out = aggregate(alpha_used, h, senders, receivers)
+        elif self.impl == "segment":
+            messages = h[senders] * alpha_used[..., None]  # [E, H, F]
+            out = jraph.segment_sum(messages, receivers, num_segments=n)
+        else:
+            raise ValueError(f"GATLayer impl must be one of {GAT_IMPLS}, got {self.impl!r}")
         out = out.reshape(n, self.out_dim) + bias
         if return_attention:
             return out, alpha
@@ -137,6 +244,7 @@ class ModalityEncoder(nn.Module):
     heads: int = 8
     dropout: float = 0.1
     use_gat: bool = True
+    gat_impl: str = "csr"  # GATLayer.impl
 
     @nn.compact
     def __call__(self, features: jax.Array, senders: jax.Array, receivers: jax.Array,
@@ -158,6 +266,7 @@ class ModalityEncoder(nn.Module):
                 heads=self.heads,
                 feat_drop=self.dropout,
                 attn_drop=self.dropout,
+                impl=self.gat_impl,
                 name=f"gat_{layer}",
             )(g, deterministic=deterministic)
             h = jax.nn.leaky_relu(h, 0.2)

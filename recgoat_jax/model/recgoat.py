@@ -73,6 +73,7 @@ class RecGOATNet(nn.Module):
     user_into_ego: bool = False  # model.user_merge: ego (True) or add (False)
     content_id_layers: int = 0  # e_i += mm_adj^L item_ego (FREEDOM; not in the paper)
     compute_dtype: Any = jnp.float32
+    gat_impl: str = "csr"  # model.gat_impl (GATLayer.impl)
 
     @nn.compact
     def __call__(self, inputs: dict, deterministic: bool = True) -> dict:
@@ -86,7 +87,7 @@ class RecGOATNet(nn.Module):
             feats = inputs.get("user_features", user_ego)
             s, r = inputs["user_knn"]
             z_user = ModalityEncoder(self.dim, self.gat_layers, self.heads, self.dropout,
-                                     name="user_encoder")(feats.astype(self.compute_dtype), s, r,
+                                     gat_impl=self.gat_impl, name="user_encoder")(feats.astype(self.compute_dtype), s, r,
                                                           deterministic=deterministic)
             z_user = z_user.astype(jnp.float32)
         u0 = user_ego + z_user if self.user_into_ego and z_user is not None else user_ego
@@ -108,7 +109,8 @@ class RecGOATNet(nn.Module):
             s, r = inputs["item_knn"][m]
             x = inputs["item_features"][m].astype(self.compute_dtype)
             z[m] = ModalityEncoder(self.dim, self.gat_layers, self.heads, self.dropout,
-                                   use_gat=self.item_gat, name=f"encoder_{m}")(
+                                   use_gat=self.item_gat, gat_impl=self.gat_impl,
+                                   name=f"encoder_{m}")(
                 x, s, r, deterministic=deterministic,
                 extra=item_ego if self.item_graph_id else None).astype(jnp.float32)
             zhat[m], d = self.align(m, z[m], e_i)
@@ -190,7 +192,8 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
     has_user_features = shapes.get("user_feature_dim") is not None
     user_branch = {"auto": has_user_features, "on": True, "off": False}[m.user_branch]
     encode_ui, ui_input = recgoat_parts.ui_encoder(m.ui_encoder, dim=m.dim, n_layers=m.n_layers,
-                                                   heads=m.gat_heads, dropout=m.dropout)
+                                                   heads=m.gat_heads, dropout=m.dropout,
+                                                   gat_impl=m.gat_impl)
     net = RecGOATNet(
         n_users=shapes["n_users"], n_items=shapes["n_items"], dim=m.dim, modalities=mods,
         encode_ui=encode_ui,
@@ -202,7 +205,7 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
         init_name=m.init, gat_layers=m.gat_layers, heads=m.gat_heads, dropout=m.dropout,
         item_gat=m.item_gat, item_graph_id=m.item_graph_id, user_branch=user_branch, user_into_ego=m.user_merge == "ego",
         content_id_layers=m.content_id_layers,
-        compute_dtype=jnp.bfloat16 if t.mixed_precision else jnp.float32)
+        compute_dtype=jnp.bfloat16 if t.mixed_precision else jnp.float32, gat_impl=m.gat_impl)
     needs = ["item_features", "item_knn", ui_input]
     if m.edge_dropout > 0:
         if m.ui_encoder != "lightgcn":
