@@ -135,7 +135,9 @@ def test_only_process_0_logs_and_writes(runs):
     assert r0["log_lines"] > 0 and r1["log_lines"] == 0
     files = sorted(p.name for p in (runs / "multi" / "lightgcn").iterdir())
     assert files == ["checkpoints", "config.yaml", "final.npz", "metrics.jsonl",
-                     "results.json"]
+                     "results.json", "tb"]
+    # one TensorBoard writer (process 0's), rebuilt from metrics.jsonl on the resume
+    assert len(list((runs / "multi" / "lightgcn" / "tb").glob("events.out.tfevents.*"))) == 1
     res = json.loads((runs / "multi" / "lightgcn" / "results.json").read_text())
     assert res["data_parallel_devices"] == N_DEV and res["versions"]["n_devices"] == N_DEV
 
