@@ -373,9 +373,13 @@ def write_report(out: Path, report: dict) -> None:
              "two runs shared the two cores, so s/epoch are indicative.", "",
              "Grid: 6 points per model (lr x one knob), 8 for FREEDOM and the real-data RecGOAT, "
              "4 for the paper / released-code RecGOAT variants; seed 0, chosen by valid Recall@20; "
-             "then seeds 1, 2 at the chosen point. Ablations: at their parent's chosen point "
+             "then the other seeds (the seeds column) at the chosen point. Ablations: at their parent's chosen point "
              "with one part changed, the seeds in the table (--ablation-seeds). Test metrics at "
-             "the best VALID epoch, mean +- std over seeds; valid Recall@20 at that epoch too.",
+             "the best VALID epoch, mean +- std over seeds; valid Recall@20 at that epoch too. "
+             f"Early stopping: patience 20, not before epoch {report.get('min_epochs', 0)} "
+             f"(train.min_epochs); {len(report.get('retired_runs', {}))} runs that had stopped "
+             "before it under the earlier rule were rerun (their old results: "
+             "\"retired_runs\" in the JSON).",
              ""]
     for ds, rows in report["summary"].items():
         sig = report.get("signal", {}).get(ds)
