@@ -20,12 +20,17 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import jax
 import numpy as np
 import scipy.sparse as sp
 
 from recgoat_jax.data.atomic import savez_atomic
+from recgoat_jax.graphs import knn_xla
 
 GRAPH_VERSION = 1  # bump when the construction rule changes: invalidates cached graphs
+
+# backend "auto" on a CPU: set from experiments/bench_knn.py (see the comment there)
+AUTO_CPU = "xla"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -76,6 +81,19 @@ def _finish(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, np.nd
     return (key % n).astype(np.int32), (key // n).astype(np.int32)
 
 
+KNN_BACKENDS = ("auto", "numpy", "xla")  # model.knn_backend
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """"auto" | "numpy" | "xla" -> the backend cosine_topk runs: auto is xla on a GPU or
+    TPU; on a CPU also xla (AUTO_CPU below)."""
+    if backend not in KNN_BACKENDS:
+        raise ValueError(f"knn backend must be one of {KNN_BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    return "xla" if jax.default_backend() != "cpu" else AUTO_CPU
+
+
 def _check_k(k: int) -> int:
     k = int(k)
     if k < 1:
@@ -87,11 +105,14 @@ def _check_k(k: int) -> int:
 
 
 def cosine_topk(features: np.ndarray, k: int, block: int = 2048,
-                keep_self: bool = False) -> np.ndarray:
+                keep_self: bool = False, backend: str = "auto") -> np.ndarray:
     """Top-min(k, n) cosine neighbours per row -> [n, k'] int (order within a row
     unspecified; ties: lower index). features: [n, d]. keep_self False sets the diagonal to
     0 (item_knn's rule), True keeps it (self similarity 1: FREEDOM's rule). Only a
-    [block, n] similarity slab is held at a time."""
+    [block, n] similarity slab is held at a time. backend (model.knn_backend): numpy
+    (BLAS matmul + argpartition on the host) or xla (graphs/knn_xla.py, jitted, on the
+    default device); both apply the same rule to the same float32 unit rows, so they
+    differ only where matmul rounding reorders two scores within an ulp or so."""
     x = np.asarray(features)
     if x.ndim != 2:
         raise ValueError(f"features must be [n, d], got shape {x.shape}")
@@ -102,6 +123,8 @@ def cosine_topk(features: np.ndarray, k: int, block: int = 2048,
     x = _l2_normalize_rows(x)
     block = max(1, int(block))
     kk = min(k, n)
+    if n and resolve_backend(backend) == "xla":
+        return knn_xla.cosine_topk_unit(x, kk, block, keep_self)
     out = []
     for start in range(0, n, block):
         stop = min(start + block, n)
@@ -112,7 +135,8 @@ def cosine_topk(features: np.ndarray, k: int, block: int = 2048,
     return np.concatenate(out) if out else np.zeros((0, kk), np.int64)
 
 
-def item_knn(features: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def item_knn(features: np.ndarray, k: int, block: int = 2048,
+             backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Cosine kNN graph. features: [n, d] -> (senders, receivers) int32 [n_edges].
 
     L2-normalise rows, cosine similarity, zero the diagonal, top-k per row (ties: lower
@@ -120,14 +144,15 @@ def item_knn(features: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarra
     The diagonal is set to 0, not -inf (as in the released code): a node whose other
     similarities are all negative can pick itself, which the self loop then absorbs.
     """
-    nbr = cosine_topk(features, k, block)
+    nbr = cosine_topk(features, k, block, backend=backend)
     n, kk = nbr.shape
     return _finish(np.repeat(np.arange(n), kk), nbr.reshape(-1), n)
 
 
-def user_knn_from_features(user_feat: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def user_knn_from_features(user_feat: np.ndarray, k: int, block: int = 2048,
+                           backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Cosine kNN over user profile embeddings user_feat: [n_users, D]; same rule as item_knn."""
-    return item_knn(user_feat, k, block)
+    return item_knn(user_feat, k, block, backend)
 
 
 def interaction_matrix(train_users: np.ndarray, train_items: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
