@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from recgoat_jax.graphs import knn
+from recgoat_jax.config import CHOICES, make_config
+from recgoat_jax.graphs import inputs, knn, knn_xla
 
 
 def _sets(nbr: np.ndarray) -> np.ndarray:
@@ -69,12 +73,28 @@ def test_backend_validation():
 
 def test_exact_ties_rule_alone():
     # the tied-block pass, whatever lax.top_k's own tie order: > t all, == t lowest index
-    import jax.numpy as jnp
-
-    from recgoat_jax.graphs import knn_xla
-
     s = jnp.array([[1.0, 3.0, 3.0, 2.0, 3.0], [0.0, 0.0, 5.0, 0.0, 0.0]], jnp.float32)
     got = np.sort(np.asarray(knn_xla._exact_ties(s, jnp.array([[3.0], [0.0]]), 2)), axis=1)
     np.testing.assert_array_equal(got, [[1, 2], [0, 2]])
     got = np.sort(np.asarray(knn_xla._exact_ties(s, jnp.array([[2.0], [0.0]]), 4)), axis=1)
     np.testing.assert_array_equal(got, [[1, 2, 3, 4], [0, 1, 2, 3]])
+
+
+def test_config_choices_are_the_backends():
+    assert CHOICES["model.knn_backend"] == knn.KNN_BACKENDS
+    assert make_config(overrides=["model.knn_backend=xla"]).model.knn_backend == "xla"
+
+
+def test_item_knn_input_cache_ignores_the_backend(tmp_path):
+    # the graph is the same, so is its cache entry: a numpy-built graph serves an xla run
+    ds = SimpleNamespace(item_features={"text": _features(ties=True)})
+    cfgs = {b: make_config(overrides=[f"model.knn_backend={b}", "model.knn_k=3"])
+            for b in ("numpy", "xla")}
+    first = inputs.item_knn(ds, cfgs["numpy"], str(tmp_path))
+    files = sorted(tmp_path.iterdir())
+    second = inputs.item_knn(ds, cfgs["xla"], str(tmp_path))
+    assert sorted(tmp_path.iterdir()) == files and len(files) == 1
+    uncached = inputs.item_knn(ds, cfgs["xla"], None)
+    for g in (second, uncached):
+        for a, b in zip(first["text"], g["text"]):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
