@@ -29,7 +29,11 @@ from recgoat_jax.graphs import knn_xla
 
 GRAPH_VERSION = 1  # bump when the construction rule changes: invalidates cached graphs
 
-# backend "auto" on a CPU: set from experiments/bench_knn.py (see the comment there)
+# backend "auto" on a CPU. xla, measured (experiments/bench_knn.py, 2-core x86 CPU,
+# k 20, block 2048): 8000 x 4096 in 2.0 s (267 GFLOP/s) vs numpy 3.2 s (164 GFLOP/s), peak
+# RSS 0.70 vs 1.01 GiB; Baby's 7050 items x (4096 + 384) 2.3 s vs 3.6 s. NumPy's cost
+# beyond its BLAS matmul is argpartition (single-threaded, a negated copy plus an int64
+# [block, n] index array); XLA:CPU's TopK kernel costs a fraction of the matmul.
 AUTO_CPU = "xla"
 
 
