@@ -37,7 +37,8 @@ class ModelConfig:
     knn_k: int = 20  # item-item kNN per modality
     user_knn_k: int = 10  # user-user kNN
     # kNN graph construction: numpy (host BLAS + argpartition) | xla (jitted matmul +
-    # top_k on the default device) | auto (graphs/knn.py resolve_backend); same graph
+    # top_k on the default device) | auto (graphs/knn.py resolve_backend: xla on GPU/TPU
+    # and for large graphs on CPU); same graph up to float32 near-ties
     knn_backend: str = "auto"
     gat_layers: int = 1
     gat_heads: int = 8

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -64,9 +65,12 @@ def test_xla_k_at_least_n():
 
 
 def test_backend_validation():
-    assert knn.resolve_backend("numpy") == "numpy"
-    assert knn.resolve_backend("xla") == "xla"
-    assert knn.resolve_backend("auto") in ("numpy", "xla")
+    assert knn.resolve_backend("numpy", 10**6, 4096) == "numpy"
+    assert knn.resolve_backend("xla", 10, 2) == "xla"
+    big = knn.resolve_backend("auto", 63_001, 4096)
+    assert big == "xla"  # every platform: CPU by the measured threshold, GPU/TPU always
+    small = knn.resolve_backend("auto", 100, 8)
+    assert small == ("numpy" if jax.default_backend() == "cpu" else "xla")
     with pytest.raises(ValueError, match="knn backend"):
         knn.cosine_topk(_features(n=5), 2, backend="gpu")
 

@@ -76,7 +76,8 @@ def user_features(dataset: Dataset, cfg: Config, cache_dir: str | None):
 
 def item_knn(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
     """{modality: (senders, receivers)} of the item-item kNN graph (model.knn_k).
-    The cache key leaves out model.knn_backend: every backend builds the same graph."""
+    The cache key leaves out model.knn_backend: the backends build the same graph up to
+    near-tied scores a few float32 ulps apart (graphs/knn.py), so either's entry serves."""
     k, backend, out = cfg.model.knn_k, cfg.model.knn_backend, {}
     for name, feats in dataset.item_features.items():
         pair = knn.cached_graph(

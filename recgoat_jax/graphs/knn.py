@@ -7,7 +7,11 @@ sorted ids.
 
 Selection rule (all builders): per node, the k candidates with the largest score;
 equal scores are broken by the LOWER neighbour index. The rule depends only on the
-score values, so any block size gives the same graph.
+score values, so any block size gives the same graph. The cosine builders run on NumPy
+or XLA (`backend`, model.knn_backend); the two score the same float32 unit rows but round
+their matmuls differently, so where a row's k-th and (k+1)-th scores are within a few
+float32 ulps they may pick differently (Baby-shape random 4096-d features: 3 of 7050 rows,
+score gaps ~1e-8); otherwise the graphs are equal.
 
 Memory: only a [block, n] score slab is held at a time, never [n, n].
 """
@@ -29,12 +33,15 @@ from recgoat_jax.graphs import knn_xla
 
 GRAPH_VERSION = 1  # bump when the construction rule changes: invalidates cached graphs
 
-# backend "auto" on a CPU. xla, measured (experiments/bench_knn.py, 2-core x86 CPU,
-# k 20, block 2048): 8000 x 4096 in 2.0 s (267 GFLOP/s) vs numpy 3.2 s (164 GFLOP/s), peak
-# RSS 0.70 vs 1.01 GiB; Baby's 7050 items x (4096 + 384) 2.3 s vs 3.6 s. NumPy's cost
-# beyond its BLAS matmul is argpartition (single-threaded, a negated copy plus an int64
-# [block, n] index array); XLA:CPU's TopK kernel costs a fraction of the matmul.
-AUTO_CPU = "xla"
+# backend "auto" on a CPU: xla from 2 n^2 d >= AUTO_CPU_MIN_FLOP, numpy below. Measured
+# (experiments/bench_knn.py, 2-core x86 CPU, k 20, block 2048): 8000 x 4096 xla 2.0 s
+# (267 GFLOP/s) vs numpy 3.2 s (164 GFLOP/s), peak RSS 0.70 vs 1.01 GiB; Baby's 7050
+# items x (4096 + 384) 2.3 s vs 3.6 s. NumPy's cost beyond its BLAS matmul is argpartition
+# (single-threaded, on a negated copy, with an int64 [block, n] index array); XLA:CPU's
+# TopK kernel costs a fraction of the matmul. Small graphs stay on numpy: xla's compile
+# (0.15-0.3 s per shape) is then most of the time (1500 x 384: numpy 0.04 s, xla 0.18 s;
+# even at 3000 x 384, 2 n^2 d = 7 GFLOP: 0.26 s both).
+AUTO_CPU_MIN_FLOP = 8e9
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -88,14 +95,16 @@ def _finish(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, np.nd
 KNN_BACKENDS = ("auto", "numpy", "xla")  # model.knn_backend
 
 
-def resolve_backend(backend: str = "auto") -> str:
-    """"auto" | "numpy" | "xla" -> the backend cosine_topk runs: auto is xla on a GPU or
-    TPU; on a CPU also xla (AUTO_CPU below)."""
+def resolve_backend(backend: str, n: int, d: int) -> str:
+    """"auto" | "numpy" | "xla" -> the backend cosine_topk runs on [n, d] features: auto
+    is xla on a GPU or TPU, on a CPU xla from 2 n^2 d >= AUTO_CPU_MIN_FLOP (see there)."""
     if backend not in KNN_BACKENDS:
         raise ValueError(f"knn backend must be one of {KNN_BACKENDS}, got {backend!r}")
     if backend != "auto":
         return backend
-    return "xla" if jax.default_backend() != "cpu" else AUTO_CPU
+    if jax.default_backend() != "cpu":
+        return "xla"
+    return "xla" if 2.0 * n * n * d >= AUTO_CPU_MIN_FLOP else "numpy"
 
 
 def _check_k(k: int) -> int:
@@ -127,7 +136,8 @@ def cosine_topk(features: np.ndarray, k: int, block: int = 2048,
     x = _l2_normalize_rows(x)
     block = max(1, int(block))
     kk = min(k, n)
-    if n and resolve_backend(backend) == "xla":
+    use_xla = resolve_backend(backend, n, x.shape[1]) == "xla"  # validates backend too
+    if n and use_xla:
         return knn_xla.cosine_topk_unit(x, kk, block, keep_self)
     out = []
     for start in range(0, n, block):
