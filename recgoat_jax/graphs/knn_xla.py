@@ -78,12 +78,24 @@ def cosine_topk_unit(x: np.ndarray, k: int, block: int, keep_self: bool) -> np.n
         raise ValueError(f"xla kNN backend supports n < 2**24 rows, got {n}")
     block = max(1, min(int(block), n))
     xd = jax.device_put(np.ascontiguousarray(x, np.float32))
-    starts = list(range(0, n, block))
-    # dispatch every block before reading any back: the device runs ahead of the host
-    outs = [_block_topk(xd, jnp.int32(min(s, n - block)), block=block, k=k,
-                        keep_self=keep_self) for s in starts]
     res = np.empty((n, k), np.int64)
-    for s, o in zip(starts, outs):
-        first = min(s, n - block)  # the shifted last block: keep only rows >= s
-        res[s:min(s + block, n)] = np.asarray(o)[s - first:]
+    pending: list[tuple[int, jax.Array]] = []
+    for s in range(0, n, block):
+        first = min(s, n - block)  # the shifted last block
+        pending.append((s, _block_topk(xd, jnp.int32(first), block=block, k=k,
+                                       keep_self=keep_self)))
+        # two blocks in flight: the device computes one while the host reads the other,
+        # and at most two [block, n] slabs are alive (async dispatch could queue them all)
+        if len(pending) == 2:
+            _store(res, *pending.pop(0), block)
+    for p in pending:
+        _store(res, *p, block)
     return res
+
+
+def _store(res: np.ndarray, s: int, out: jax.Array, block: int) -> None:
+    """Write block output [block, k] for rows s .. s + block into res [n, k]; of the
+    shifted last block (it starts at n - block) only the rows >= s."""
+    n = res.shape[0]
+    first = min(s, n - block)
+    res[s:min(s + block, n)] = np.asarray(out)[s - first:]
