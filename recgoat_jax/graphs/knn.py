@@ -34,9 +34,9 @@ from recgoat_jax.graphs import knn_xla
 GRAPH_VERSION = 1  # bump when the construction rule changes: invalidates cached graphs
 
 # backend "auto" on a CPU: xla from 2 n^2 d >= AUTO_CPU_MIN_FLOP, numpy below. Measured
-# (experiments/bench_knn.py, 2-core x86 CPU, k 20, block 2048): 8000 x 4096 xla 2.0 s
-# (267 GFLOP/s) vs numpy 3.2 s (164 GFLOP/s), peak RSS 0.70 vs 1.01 GiB; Baby's 7050
-# items x (4096 + 384) 2.3 s vs 3.6 s. NumPy's cost beyond its BLAS matmul is argpartition
+# (experiments/bench_knn.py, 2-core x86 CPU, k 20, block 2048): 20000 x 4096 xla 10.5 s
+# (312 GFLOP/s) vs numpy 23.4 s (140 GFLOP/s), peak RSS 1.34 vs 3.99 GiB; 8000 x 4096
+# 1.8 s vs 5.1 s; Baby's 7050 items x (4096 + 384) 2.3 s vs 3.6 s. NumPy's cost beyond its BLAS matmul is argpartition
 # (single-threaded, on a negated copy, with an int64 [block, n] index array); XLA:CPU's
 # TopK kernel costs a fraction of the matmul. Small graphs stay on numpy: xla's compile
 # (0.15-0.3 s per shape) is then most of the time (1500 x 384: numpy 0.04 s, xla 0.18 s;
