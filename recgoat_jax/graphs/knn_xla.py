@@ -65,9 +65,17 @@ def _block_topk(x: jax.Array, start: jax.Array, *, block: int, k: int,
     # blocks recompute s, and a barrier keeps the slices off top_k.
     vals, idx = lax.optimization_barrier(lax.top_k(s, k + 1))
     tied = vals[:, k - 1] == vals[:, k]  # [block] k-th score shared with an unpicked one
-    return lax.cond(jnp.any(tied),
-                    lambda: _exact_ties(_scores(x, start, block, keep_self), vals[:, k - 1:k], k),
+    return lax.cond(jnp.any(tied), lambda: _tied_block(x, start, block, k, keep_self),
                     lambda: idx[:, :k])
+
+
+def _tied_block(x: jax.Array, start: jax.Array, block: int, k: int,
+                keep_self: bool) -> jax.Array:
+    """The block's [block, k] picks by _exact_ties. Its k-th scores t come from the
+    recomputed slab itself, so t is one of its values even if XLA rounded it differently."""
+    s = _scores(x, start, block, keep_self)
+    vals = lax.optimization_barrier(lax.top_k(s, k))[0]
+    return _exact_ties(s, vals[:, k - 1:k], k)
 
 
 def cosine_topk_unit(x: np.ndarray, k: int, block: int, keep_self: bool) -> np.ndarray:
