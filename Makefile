@@ -11,7 +11,7 @@ CONFIG ?=
 RECGOAT := $(PY) -m recgoat_jax
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install install-check train test test-fast bench bench-plan reproduce-baselines ablation realdata data features demo report clean
+.PHONY: help install install-check train test test-fast bench bench-plan bench-knn reproduce-baselines ablation realdata data features demo report clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -60,6 +60,14 @@ STEP_ARGS ?=
 bench: $(VENV)/.core  ## speed / memory / FLOP benchmarks -> experiments/results/bench_<device>.json, step_breakdown_<device>.json
 	$(RECGOAT) bench --runs $(BENCH_RUNS) $(ARGS)
 	$(PY) experiments/bench_step.py $(STEP_ARGS)
+
+# Item kNN graph build, numpy vs xla backend, each in its own subprocess (time, peak RSS,
+# GFLOP/s, equal graphs?); Electronics shape by default, KNN_ARGS="--shape 8000x4096" to
+# run small (experiments/bench_knn.py).
+KNN_ARGS ?=
+
+bench-knn: $(VENV)/.core  ## item kNN build, numpy vs xla, Electronics shape -> experiments/results/knn_build_<device>.json
+	$(PY) experiments/bench_knn.py $(KNN_ARGS)
 
 bench-plan: $(VENV)/.core  ## memory model: AOT step memory Baby .. 10M users, checked at 3 sizes -> experiments/results/memory_model.*
 	$(RECGOAT) bench --plan $(ARGS)

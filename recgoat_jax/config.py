@@ -36,6 +36,10 @@ class ModelConfig:
     # --- RecGOAT (see docs/method.md) ---
     knn_k: int = 20  # item-item kNN per modality
     user_knn_k: int = 10  # user-user kNN
+    # kNN graph construction: numpy (host BLAS + argpartition) | xla (jitted matmul +
+    # top_k on the default device) | auto (graphs/knn.py resolve_backend: xla on GPU/TPU
+    # and for large graphs on CPU); same graph up to float32 near-ties
+    knn_backend: str = "auto"
     gat_layers: int = 1
     gat_heads: int = 8
     gat_impl: str = "csr"  # GAT aggregation: csr (sparse x dense per head) | segment (per-edge gather)
@@ -123,6 +127,7 @@ CHOICES = {
     "model.init": ("xavier", "normal"),
     "model.ui_encoder": ("lightgcn", "gat"),
     "model.gat_impl": ("csr", "segment"),
+    "model.knn_backend": ("auto", "numpy", "xla"),  # graphs/knn.py KNN_BACKENDS
     "model.user_branch": ("auto", "on", "off"),
     "model.user_merge": ("add", "ego"),
     "model.oat": ("paper", "reference", "none"),

@@ -29,6 +29,7 @@ def test_round_trip_through_yaml(tmp_path):
     ("train.epochs=1.5", "config key 'train.epochs': expected an integer"),
     ("train.checkpoint=maybe", "config key 'train.checkpoint': expected true/false"),
     ("model.fusion=mean", "config key 'model.fusion': expected one of oat, sum, concat"),
+    ("model.knn_backend=gpu", "config key 'model.knn_backend': expected one of auto, numpy, xla"),
     ("model.dim", "expected key=value"),
 ])
 def test_bad_values_name_the_key(override, msg):

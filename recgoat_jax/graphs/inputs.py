@@ -75,12 +75,14 @@ def user_features(dataset: Dataset, cfg: Config, cache_dir: str | None):
 
 
 def item_knn(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
-    """{modality: (senders, receivers)} of the item-item kNN graph (model.knn_k)."""
-    k, out = cfg.model.knn_k, {}
+    """{modality: (senders, receivers)} of the item-item kNN graph (model.knn_k).
+    The cache key leaves out model.knn_backend: the backends build the same graph up to
+    near-tied scores a few float32 ulps apart (graphs/knn.py), so either's entry serves."""
+    k, backend, out = cfg.model.knn_k, cfg.model.knn_backend, {}
     for name, feats in dataset.item_features.items():
         pair = knn.cached_graph(
             cache_dir, {"kind": "item_knn", "features": np.asarray(feats), "k": k},
-            lambda f=feats: knn.item_knn(np.asarray(f, np.float32), k))
+            lambda f=feats: knn.item_knn(np.asarray(f, np.float32), k, backend=backend))
         out[name] = _edges(pair)
     return out
 
@@ -93,7 +95,8 @@ def user_knn(dataset: Dataset, cfg: Config, cache_dir: str | None):
         feats = dataset.user_features
         pair = knn.cached_graph(
             cache_dir, {"kind": "user_knn_features", "features": np.asarray(feats), "k": k},
-            lambda: knn.user_knn_from_features(np.asarray(feats, np.float32), k))
+            lambda: knn.user_knn_from_features(np.asarray(feats, np.float32), k,
+                                               backend=cfg.model.knn_backend))
     else:
         users, items = dataset.train.to_pairs()
         pair = knn.cached_graph(
@@ -114,7 +117,8 @@ def mm_adj_input(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
         neighbours[name] = knn.cached_graph(
             cache_dir, {"kind": "freedom_knn_with_self", "features": np.asarray(feats),
                         "k": m.knn_k},
-            lambda f=feats: mm_adj.knn_neighbours(np.asarray(f, np.float32), m.knn_k))
+            lambda f=feats: mm_adj.knn_neighbours(np.asarray(f, np.float32), m.knn_k,
+                                                  backend=m.knn_backend))
     adj = mm_adj.mm_adjacency(neighbours, dataset.n_items, m.mm_image_weight)
     return {k: tuple(jnp.asarray(a) for a in v) for k, v in adj.items()}
 
