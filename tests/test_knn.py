@@ -164,3 +164,15 @@ def test_cached_graph_hit_and_key_change(tmp_path):
 def test_array_digest_is_block_independent():
     x = np.random.default_rng(2).normal(size=(37, 3))
     assert knn.array_digest(x, block_rows=5) == knn.array_digest(x, block_rows=1000)
+
+
+def test_topk_rows_does_not_keep_the_score_slab_alive():
+    # cosine_topk keeps one [b, k] result per block; a view into the [b, n] argpartition
+    # output would keep that whole int64 buffer alive per block (31 GB at 63K items).
+    from recgoat_jax.graphs.knn import _topk_rows
+
+    scores = np.random.default_rng(0).standard_normal((8, 1000)).astype(np.float32)
+    top = _topk_rows(scores, 3)
+    assert top.shape == (8, 3)
+    assert top.base is None or top.base.size == top.size
+    np.testing.assert_array_equal(np.sort(top, axis=1), np.sort(np.argsort(-scores, axis=1)[:, :3], axis=1))

@@ -63,7 +63,9 @@ def _topk_rows(scores: np.ndarray, k: int) -> np.ndarray:
     b, n = scores.shape
     if k >= n:
         return np.broadcast_to(np.arange(n), (b, n)).copy()
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    # a copy, not a view: a view would keep the whole [b, n] int64 argpartition result alive
+    # in the caller's list of blocks (31 GB at 63K items, where one block needs 1 GB)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k].copy()
     kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
     n_gt = (scores > kth[:, None]).sum(axis=1)
     n_eq = (scores == kth[:, None]).sum(axis=1)
