@@ -71,9 +71,9 @@ def default_run_dir(cfg: Config, dataset_name: str) -> Path:
 class Trainer:
     """Owns one run: dataset, model, inputs, optimizer, sampler, evaluator."""
 
-    def __init__(self, cfg: Config, dataset: Dataset | None = None, log=print):
+    def __init__(self, cfg: Config, dataset: Dataset | None = None, log=None):
         self.cfg = cfg
-        self.log = log
+        self.log = log or logging.getLogger(__name__).info  # status lines, as train()'s
         # train.data_parallel: batch split over all devices, the rest replicated (parallel.py);
         # train.model_parallel > 1: tables row-sharded over the mesh's 'model' axis too.
         self.dp = (DataParallel(cfg.train.batch_size, model_parallel=cfg.train.model_parallel)
