@@ -36,6 +36,16 @@ def data_root_default() -> str:
     return os.environ.get(ENV_DATA_ROOT, "data")
 
 
+def command_parser(prog: str, description: str, epilog: str,
+                   add_arguments: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+                   ) -> argparse.ArgumentParser:
+    """One subcommand's stand-alone parser (its `python -m` entry point): the shared help
+    formatter around the module's own add_arguments, which `recgoat` also uses."""
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                formatter_class=HelpFormatter)
+    return add_arguments(p)
+
+
 def add_verbosity(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """-q/--quiet and -v/--verbose, the same in every command."""
     g = p.add_mutually_exclusive_group()

@@ -262,11 +262,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def build_parser(prog: str = "python -m recgoat_jax.recommend") -> argparse.ArgumentParser:
-    from recgoat_jax.cliutil import HelpFormatter
+    from recgoat_jax.cliutil import command_parser
 
-    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=HelpFormatter)
-    return add_arguments(p)
+    return command_parser(prog, DESCRIPTION, EPILOG, add_arguments)
 
 
 def parse_args(argv=None):

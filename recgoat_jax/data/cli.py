@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from recgoat_jax.cliutil import HelpFormatter, add_verbosity, data_root_default, run_command
+from recgoat_jax.cliutil import add_verbosity, command_parser, data_root_default, run_command
 from recgoat_jax.data.load import resolve_dataset_dir
 from recgoat_jax.errors import UserError
 
@@ -96,9 +96,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def build_parser(prog: str = "python -m recgoat_jax.data.cli") -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=prog, description=DATA_DESCRIPTION, epilog=EPILOG_DATA,
-                                 formatter_class=HelpFormatter)
-    return add_arguments(ap)
+    return command_parser(prog, DATA_DESCRIPTION, EPILOG_DATA, add_arguments)
 
 
 def cmd_data(args) -> int:

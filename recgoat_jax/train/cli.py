@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from recgoat_jax.cliutil import ENV_DATA_ROOT, HelpFormatter, add_verbosity, run_command
+from recgoat_jax.cliutil import ENV_DATA_ROOT, add_verbosity, command_parser, run_command
 from recgoat_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def build_parser(prog: str = "python -m recgoat_jax.train") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=EPILOG,
-                                formatter_class=HelpFormatter)
-    return add_arguments(p)
+    return command_parser(prog, __doc__, EPILOG, add_arguments)
 
 
 def parse_args(argv=None):
