@@ -48,7 +48,8 @@ class ModelConfig:
     user_branch: str = "auto"  # auto (on when user features exist) | on | off
     # how the user branch's output z_u enriches the user (the paper allows both readings):
     # add (e_u + z_u after LightGCN) or ego (z_u added to the user ego rows before
-    # LightGCN: "users initialised via LLM-inferred behavioural preferences")
+    # LightGCN: "users initialised via LLM-inferred behavioural preferences"), or residual
+    # (e_u + w_user z_u, w_user learnable from model.residual_init; not in the paper)
     user_merge: str = "add"
     item_gat: bool = True  # False: projection only (ablation)
     oat: str = "paper"  # paper | reference | none
@@ -129,7 +130,7 @@ CHOICES = {
     "model.gat_impl": ("csr", "segment"),
     "model.knn_backend": ("auto", "numpy", "xla"),  # graphs/knn.py KNN_BACKENDS
     "model.user_branch": ("auto", "on", "off"),
-    "model.user_merge": ("add", "ego"),
+    "model.user_merge": ("add", "ego", "residual"),
     "model.oat": ("paper", "reference", "none"),
     "model.cmcl": ("paper", "reference", "none"),
     "model.fusion": ("oat", "sum", "concat", "residual"),

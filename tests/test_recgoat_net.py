@@ -1,4 +1,4 @@
-"""How RecGOAT's user branch enters the user vectors (model.user_merge add / ego), checked
+"""How RecGOAT's user branch enters the user vectors (model.user_merge add / ego / residual), checked
 against an independent dense NumPy LightGCN."""
 
 import functools
@@ -16,7 +16,7 @@ from recgoat_jax.model.recgoat import RecGOATNet
 from graph_helpers import small_graph as _graph
 
 
-def _recgoat_user_branch(merge):
+def _recgoat_user_branch(merge, gate=None):
     """A tiny RecGOAT net with a user branch over a ring user-user graph (self loops)."""
     train, adj = _graph()
     rng = np.random.default_rng(1)
@@ -32,9 +32,12 @@ def _recgoat_user_branch(merge):
                      align=recgoat_parts.no_align,
                      make_fusion=fusion_factory("oat", 8, ("text",), {"text": 0.5},
                                                 name="fusion"),
-                     user_branch=True, user_into_ego=merge == "ego")
+                     user_branch=True, user_into_ego=merge == "ego",
+                     user_gate_init=0.0 if merge == "residual" else None)
     params = net.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
                       inputs)["params"]
+    if gate is not None:
+        params = {**params, "w_user": jnp.float32(gate)}
     out = net.apply({"params": params}, inputs)
     return train, out
 
@@ -63,6 +66,19 @@ def test_user_branch_merge_add_and_ego():
         np.testing.assert_allclose(out["e_u"], ref_u, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(out["e_i"], ref_i, rtol=1e-5, atol=1e-6)
 
+
+@pytest.mark.slow
+def test_user_branch_merge_residual_gate():
+    # residual: e_u = LightGCN(user ego) + w_user z_u; w_user starts at model.residual_init (0
+    # here: exactly the ID backbone) and is a parameter (set to 0.3 by hand).
+    train, out = _recgoat_user_branch("residual")
+    zu, ue, ie = (np.asarray(out[k], np.float64) for k in ("z_user", "user_ego", "item_ego"))
+    assert np.abs(zu).max() > 1e-3
+    ref_u, ref_i = _dense_lightgcn(train, ue, ie)
+    np.testing.assert_allclose(out["e_u"], ref_u, rtol=1e-5, atol=1e-6)
+    _, out = _recgoat_user_branch("residual", gate=0.3)
+    np.testing.assert_allclose(out["e_u"], ref_u + 0.3 * zu, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["e_i"], ref_i, rtol=1e-5, atol=1e-6)
 
 
 def test_content_id_layers_add_freedom_item_graph_propagation():

@@ -2,7 +2,9 @@
 
   ID branch       LightGCN over the user-item graph (or a GAT on it)  -> e_u [U, d], e_i [I, d]
   user branch     GAT over the user-user kNN graph -> z_u, added to e_u (user_merge=add)
-                  or to the user ego rows before LightGCN (user_merge=ego) (paper; optional)
+                  or to the user ego rows before LightGCN (user_merge=ego) (paper; optional),
+                  or gated, e_u + w_user z_u with w_user learnable from model.residual_init
+                  (user_merge=residual; not in the paper)
   modality m      Linear + GAT over the item-item kNN graph of m      -> z_m [I, d]
   OAT             reference: zhat_m = z_m (T + Delta_m), T a stop-gradient Sinkhorn plan
                   paper:     zhat_m = z_m (I + Delta_m) + lambda_ot * Sinkhorn divergence
@@ -71,6 +73,9 @@ class RecGOATNet(nn.Module):
     item_graph_id: bool = False  # item GAT input = W x_m + the item's ID ego row (not in the paper)
     user_branch: bool = False
     user_into_ego: bool = False  # model.user_merge: ego (True) or add (False)
+    # model.user_merge=residual: e_u + w_user z_u, the scalar w_user learnable from this value
+    # (None: no gate). Like residual item fusion, the model starts as its ID backbone.
+    user_gate_init: float | None = None
     content_id_layers: int = 0  # e_i += mm_adj^L item_ego (FREEDOM; not in the paper)
     compute_dtype: Any = jnp.float32
     gat_impl: str = "csr"  # model.gat_impl (GATLayer.impl)
@@ -94,7 +99,10 @@ class RecGOATNet(nn.Module):
 
         e_u, e_i = self.encode_ui(inputs, u0, item_ego, deterministic)  # ID branch
         if z_user is not None and not self.user_into_ego:
-            e_u = e_u + z_user
+            w = 1.0
+            if self.user_gate_init is not None:
+                w = self.param("w_user", nn.initializers.constant(self.user_gate_init), ())
+            e_u = e_u + w * z_user
         if self.content_id_layers:
             # FREEDOM's item side: ID rows smoothed over the frozen content kNN graph, so an
             # item with few interactions borrows the ID rows of items whose text is alike.
@@ -203,7 +211,9 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
                                    name="fusion", normalize=m.fusion_normalize,
                                    residual_init=m.residual_init),
         init_name=m.init, gat_layers=m.gat_layers, heads=m.gat_heads, dropout=m.dropout,
-        item_gat=m.item_gat, item_graph_id=m.item_graph_id, user_branch=user_branch, user_into_ego=m.user_merge == "ego",
+        item_gat=m.item_gat, item_graph_id=m.item_graph_id, user_branch=user_branch,
+        user_into_ego=m.user_merge == "ego",
+        user_gate_init=m.residual_init if m.user_merge == "residual" else None,
         content_id_layers=m.content_id_layers,
         compute_dtype=jnp.bfloat16 if t.mixed_precision else jnp.float32, gat_impl=m.gat_impl)
     needs = ["item_features", "item_knn", ui_input]
