@@ -5,7 +5,8 @@ Run directory:
   metrics.jsonl   one line per evaluation (epoch, loss parts, valid/test metrics, times,
                   and the model's evaluation-time "diagnostics" when it has the hook)
   results.json    dataset, model, best_epoch, valid/test at the best valid epoch, times
-  checkpoints/    orbax: latest (for --resume) and best (params at the best valid epoch)
+  checkpoints/    orbax: latest (for --resume) and best (params at the best valid epoch),
+                  logical (unpadded) arrays whatever train.model_parallel (Trainer.logical)
   tb/             TensorBoard event files of metrics.jsonl's scalars (train.tensorboard)
 
 Epochs are numbered from 0. Sampling for epoch e is a pure function of (seed, e) and the
