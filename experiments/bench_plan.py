@@ -156,7 +156,8 @@ def _tables(r) -> str:
     if m == 1:
         return "replicated"
     return f"sharded {r['n_devices'] // m} x {m}" + (
-        "" if r["n_users"] % m == 0 and r["n_items"] % m == 0 else " (rows % M != 0: replicated)")
+        "" if r["n_users"] % m == 0 and r["n_items"] % m == 0 else
+        " (rows % M != 0: state tables padded, item features replicated)")
 
 
 def _markdown(plan: list, measured: list, meta: dict) -> str:

@@ -181,7 +181,7 @@ def run_one(task: dict, runs_dir: Path) -> None:
             (run_dir / "failed.txt").write_text(f"{e}\n")
             return
     trainer = Trainer(cfg, log=log)
-    like = trainer.init_state().params
+    like = trainer.logical(trainer.init_state().params)  # checkpoints are logical
     ckpt = Checkpoints(run_dir)
     params, _ = ckpt.restore_best(like)
     ckpt.close()

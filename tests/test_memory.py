@@ -71,8 +71,15 @@ s = memory.Scale("small", 3_000, 1_000, 20_000)
 out = {}
 for mp in (1, 8):
     r = memory.plan_step(cfg, s, jax.devices(), mp); r.pop("compiled"); out[mp] = r
+# rows 8 does not divide: the state's tables are padded (3,008 + 1,008 rows) and sharded
+r = memory.plan_step(cfg, memory.Scale("uneven", 3_001, 1_003, 20_000), jax.devices(), 8)
+r.pop("compiled"); out["uneven"] = r
 print("RESULT " + json.dumps(out))
 """, 8)
+    un = r["uneven"]
+    assert un["params_bytes"] == (3_008 + 1_008) * 32 * 4 // 8
+    assert un["opt_bytes"] == 2 * un["params_bytes"] + 4
+    assert un["n_params"] == (3_001 + 1_003) * 32  # logical, as train() reports it
     rep, sh = r["1"], r["8"]
     assert sh["params_bytes"] * 8 == rep["params_bytes"]
     assert sh["opt_bytes"] - 4 == (rep["opt_bytes"] - 4) // 8

@@ -85,11 +85,15 @@ N_MODEL = 4  # mesh 2 ('data') x 4 ('model')
 @pytest.mark.parametrize("model", ["lightgcn", "recgoat"])
 def test_sharded_tables_step_equals_replicated(report, model):
     """Tables, their Adam moments and the modality projections row-sharded over 'model'
-    (2 x 4 mesh): the same loss curve and params as the replicated 8-device step."""
+    (2 x 4 mesh) on a dataset whose 206 users / 114 items 4 does not divide (tables padded
+    to 208 / 116 rows): the same loss curve and logical params as the replicated step."""
     r = report["sharded"][model]
+    assert r["n_users"] % N_MODEL and r["n_items"] % N_MODEL  # really uneven
     assert r["init_max_abs_diff"] == 0.0
+    assert r["loss_max_abs_diff"] < 1e-5, r
     assert r["curve_max_rel_diff"] < 1e-5, r
     assert r["final_max_abs_diff"] < 1e-5, r
+    assert r["logical_shapes_equal"]  # Trainer.logical() gives the M = 1 shapes
     plan = r["plan"]
     tables = (["user", "item"] if model == "lightgcn" else
               ["user_emb", "item_emb", "encoder_text/proj/kernel",
@@ -98,19 +102,39 @@ def test_sharded_tables_step_equals_replicated(report, model):
         for prefix in ("params/", "opt_state/0/mu/", "opt_state/0/nu/"):
             assert plan[prefix + t] == "model", (prefix + t, plan)
     assert plan["step"] == "replicated"
-    # one device holds a quarter of each table's rows
-    assert r["user_rows_per_device"] * N_MODEL == r["n_users"]
+    # one device holds a quarter of the padded rows, of the params and both moments
+    padded = -(-r["n_users"] // N_MODEL) * N_MODEL
+    assert r["user_rows_per_device"] == [padded // N_MODEL] * 3, r
+    assert r["user_stored_rows"] == padded
     assert r["state_bytes_per_device"] < r["state_bytes_replicated"]
 
 
+@pytest.mark.parametrize("model", ["lightgcn", "recgoat"])
+def test_pad_rows_stay_zero(report, model):
+    """After the steps, every pad row of the params and Adam's mu / nu is exactly 0."""
+    r = report["sharded"][model]
+    assert r["n_padded_leaves"] >= 6, r  # user and item: params, mu, nu
+    assert r["pad_rows_max_abs"] == 0.0, r
+
+
 def test_sharded_train_loop_equals_replicated(report):
-    """train() with model_parallel=4 (sharded tables, orbax checkpoint of the sharded
-    state, evaluation over the gathered embeddings) = the replicated run."""
+    """train() with model_parallel=4 on the uneven dataset (padded tables, logical orbax
+    checkpoints, evaluation over the gathered embeddings) = the replicated run; killed
+    after epoch 0 and resumed, it ends where the uninterrupted M = 1 run does, and its
+    checkpoints restore into a model_parallel=1 trainer."""
     r = report["sharded"]["loop"]
     assert r["model_parallel"] == N_MODEL
-    assert r["loss_sharded"] == pytest.approx(r["loss_replicated"], rel=1e-5)
-    for k, v in r["valid_replicated"].items():
-        assert r["valid_sharded"][k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
+    for e in range(2):
+        assert r["loss_sharded"][e] == pytest.approx(r["loss_replicated"][e], rel=1e-5)
+        for k, v in r["valid_replicated"][e].items():
+            assert r["valid_sharded"][e][k] == pytest.approx(v, rel=1e-5, abs=1e-7), (e, k)
+    assert r["resumed"]
+    # the resumed M = 4 run's `latest` state (params and Adam) restored on one device
+    assert r["latest_state_max_abs_diff"] < 1e-5, r
+    assert r["best_params_max_abs_diff"] < 1e-5, r
+    # restore_best into a model_parallel=1 trainer evaluates to the run's best valid row
+    for k, v in r["best_valid_row"].items():
+        assert r["best_valid_restored"][k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
 
 
 def test_model_parallel_not_dividing_devices_is_config_error(report):
@@ -254,9 +278,7 @@ def _dropout(tr, state0, dp, out: dict):
 
 
 def _sharded(out: dict):
-    """model_parallel=4 vs 1 on a dataset whose 188 users / 100 items 4 divides."""
-    import tempfile
-
+    """model_parallel=4 vs 1 on a dataset whose 206 users / 114 items 4 does not divide."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -265,12 +287,12 @@ def _sharded(out: dict):
     from recgoat_jax.data.synthetic import generate
     from recgoat_jax.errors import ConfigError
     from recgoat_jax.train import sharding
-    from recgoat_jax.train.loop import Trainer, train
+    from recgoat_jax.train.loop import Trainer
     from recgoat_jax.train.step import make_train_step, zeros_acc
 
-    ds = generate(n_users=198, n_items=116, n_interactions=2500,
-                  feature_dims={"text": 16, "image": 32}, seed=0, name="tiny4")
-    assert ds.n_users % N_MODEL == 0 and ds.n_items % N_MODEL == 0
+    ds = generate(n_users=203, n_items=118, n_interactions=2500,
+                  feature_dims={"text": 18, "image": 32}, seed=0, name="tiny-uneven")
+    assert ds.n_users % N_MODEL and ds.n_items % N_MODEL
     res: dict = {}
     for name in ("lightgcn", "recgoat"):
         runs = {}
@@ -279,46 +301,47 @@ def _sharded(out: dict):
                                                          "model_parallel": mp})
             tr = Trainer(cfg, ds, log=lambda *a: None)
             state = tr.init_state()
-            init = jax.device_get(tr.dp.gather(state.params))
+            init = jax.device_get(tr.logical(state.params))
             names = tr.aux_names(state)
             batches = tr.sample_epoch(0)
             host_w = np.asarray(tr.sampler.epoch(0).weight)
             key = jax.random.fold_in(tr.dropout_key, 0)
             step = make_train_step(tr.model, tr.tx, donate=False, mesh=tr.dp.mesh,
                                    state_sharding=tr.dp.shardings(state),
-                                   inputs_sharding=tr.dp.shardings(tr.inputs))
+                                   inputs_sharding=tr.dp.shardings(tr.inputs),
+                                   rows=tr.rows.params)
             losses = []
             for i in range(SHARD_STEPS):
                 state, acc = step(state, tr.place(zeros_acc(names)), tr.inputs, batches,
                                   jnp.int32(i), key)
                 losses.append(float(acc["loss"]) / float(host_w[i].sum()))
-            runs[mp] = (init, jax.device_get(tr.dp.gather(state.params)), np.array(losses),
+            runs[mp] = (init, jax.device_get(tr.logical(state.params)), np.array(losses),
                         tr, state)
         tr4, st4 = runs[N_MODEL][3], runs[N_MODEL][4]
-        user = st4.params["user" if name == "lightgcn" else "user_emb"]
+        u = "user" if name == "lightgcn" else "user_emb"
+        users = (st4.params[u], st4.opt_state[0].mu[u], st4.opt_state[0].nu[u])
+        pads = [np.asarray(x)[n:] for x, n in zip(jax.tree_util.tree_leaves(st4),
+                                                   jax.tree_util.tree_leaves(tr4.rows))
+                if np.ndim(x) and np.shape(x)[0] != n]
         l1, l4 = runs[1][2], runs[N_MODEL][2]
         res[name] = {
             "init_max_abs_diff": _max_abs(runs[1][0], runs[N_MODEL][0]),
             "final_max_abs_diff": _max_abs(runs[1][1], runs[N_MODEL][1]),
+            "loss_max_abs_diff": float(np.max(np.abs(l1 - l4))),
             "curve_max_rel_diff": float(np.max(np.abs(l1 - l4) / np.abs(l1))),
+            "logical_shapes_equal": jax.tree_util.tree_map(np.shape, runs[1][1]) ==
+            jax.tree_util.tree_map(np.shape, runs[N_MODEL][1]),
             "plan": sharding.plan(tr4.dp.mesh, st4),
-            "n_users": ds.n_users,
-            "user_rows_per_device": user.addressable_shards[0].data.shape[0],
+            "n_users": ds.n_users, "n_items": ds.n_items,
+            "user_stored_rows": users[0].shape[0],
+            "user_rows_per_device": [x.addressable_shards[0].data.shape[0] for x in users],
+            "n_padded_leaves": len(pads),
+            "pad_rows_max_abs": max(float(np.max(np.abs(p))) for p in pads),
             "state_bytes_per_device": sharding.bytes_per_device(st4, tr4.dp.shardings(st4)),
             "state_bytes_replicated": sharding.bytes_per_device(
                 st4, jax.tree_util.tree_map(lambda _: tr4.dp.replicated, st4)),
         }
-    loop = {}
-    for mp in (1, N_MODEL):
-        cfg = config_lib.replace(_cfg("lightgcn"), train={
-            "epochs": 1, "data_parallel": True, "model_parallel": mp, "checkpoint": True})
-        with tempfile.TemporaryDirectory() as d:
-            r = train(cfg, run_dir=d, dataset=ds, progress=False, log=lambda *a: None)
-            row = json.loads((Path(d) / "metrics.jsonl").read_text().splitlines()[0])
-        tag = "sharded" if mp > 1 else "replicated"
-        loop[f"loss_{tag}"], loop[f"valid_{tag}"] = row["train/loss"], row["valid"]
-        loop["model_parallel"] = r["model_parallel"]
-    res["loop"] = loop
+    res["loop"] = _sharded_loop(ds)
     try:
         Trainer(config_lib.replace(_cfg("lightgcn"), train={"data_parallel": True,
                                                             "model_parallel": 3}), ds)
@@ -326,6 +349,57 @@ def _sharded(out: dict):
     except ConfigError as e:
         res["bad_model_parallel"] = f"ConfigError: {e}"
     out["sharded"] = res
+
+
+def _sharded_loop(ds) -> dict:
+    """train() 2 epochs at M = 1 vs M = 4 killed after epoch 0 and resumed; both runs'
+    checkpoints restored into one model_parallel=1 (single-device) trainer."""
+    import tempfile
+
+    import jax
+
+    from recgoat_jax import config as config_lib
+    from recgoat_jax.train.checkpoint import Checkpoints
+    from recgoat_jax.train.loop import Trainer, train
+
+    def cfg(mp, epochs):
+        return config_lib.replace(_cfg("lightgcn"), train={
+            "epochs": epochs, "data_parallel": True, "model_parallel": mp,
+            "checkpoint": True})
+
+    quiet = dict(dataset=ds, progress=False, log=lambda *a: None)
+    tr1 = Trainer(config_lib.replace(_cfg("lightgcn"), train={"data_parallel": False}), ds,
+                  log=lambda *a: None)
+    loop, restored = {}, {}
+    with tempfile.TemporaryDirectory() as d:
+        for mp in (1, N_MODEL):
+            run = Path(d) / f"mp{mp}"
+            if mp == 1:
+                r = train(cfg(mp, 2), run_dir=run, **quiet)
+            else:  # "killed" after epoch 0: a 1-epoch run, then --resume to 2 epochs
+                train(cfg(mp, 1), run_dir=run, **quiet)
+                lines: list = []
+                r = train(cfg(mp, 2), run_dir=run, resume=True,
+                          **{**quiet, "log": lines.append})
+                loop["resumed"] = any(str(x).startswith("resumed from") for x in lines)
+            rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+            tag = "sharded" if mp > 1 else "replicated"
+            loop[f"loss_{tag}"] = [x["train/loss"] for x in rows]
+            loop[f"valid_{tag}"] = [x["valid"] for x in rows]
+            if mp > 1:
+                loop["model_parallel"] = r["model_parallel"]
+                loop["best_valid_row"] = rows[r["best_epoch"]]["valid"]
+            ck = Checkpoints(run)
+            state, _ = ck.restore_latest(tr1.init_state())
+            best, _ = ck.restore_best(tr1.init_state().params)
+            ck.close()
+            restored[mp] = (state, best)
+        loop["best_valid_restored"] = tr1.evaluate(restored[N_MODEL][1])["valid"]
+    loop["latest_state_max_abs_diff"] = _max_abs(
+        jax.device_get(restored[1][0]), jax.device_get(restored[N_MODEL][0]))
+    loop["best_params_max_abs_diff"] = _max_abs(
+        jax.device_get(restored[1][1]), jax.device_get(restored[N_MODEL][1]))
+    return loop
 
 
 def _loop(ds, out: dict):

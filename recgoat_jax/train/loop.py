@@ -5,7 +5,8 @@ Run directory:
   metrics.jsonl   one line per evaluation (epoch, loss parts, valid/test metrics, times,
                   and the model's evaluation-time "diagnostics" when it has the hook)
   results.json    dataset, model, best_epoch, valid/test at the best valid epoch, times
-  checkpoints/    orbax: latest (for --resume) and best (params at the best valid epoch)
+  checkpoints/    orbax: latest (for --resume) and best (params at the best valid epoch),
+                  logical (unpadded) arrays whatever train.model_parallel (Trainer.logical)
   tb/             TensorBoard event files of metrics.jsonl's scalars (train.tensorboard)
 
 Epochs are numbered from 0. Sampling for epoch e is a pure function of (seed, e) and the
@@ -27,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax.training.train_state import TrainState
 from tqdm.auto import tqdm
 
 from recgoat_jax import config as config_lib
@@ -38,9 +40,10 @@ from recgoat_jax.data.sampler import BPRSampler
 from recgoat_jax.evaluate import Evaluator, format_table
 from recgoat_jax.graphs.inputs import model_inputs, shapes_of
 from recgoat_jax.model.registry import build_model
+from recgoat_jax.train import sharding as sharding_lib
 from recgoat_jax.train.checkpoint import Checkpoints
 from recgoat_jax.train.distributed import is_main_process
-from recgoat_jax.train.parallel import DataParallel, maybe_initialize_distributed
+from recgoat_jax.train.parallel import DataParallel, maybe_initialize_distributed, to_host
 from recgoat_jax.train.step import init_state, make_train_step, zeros_acc
 from recgoat_jax.train.tensorboard import open_writer
 
@@ -99,16 +102,23 @@ class Trainer:
                               f"hitrate>@K with K in eval.ks {list(cfg.eval.ks)}, got "
                               f"{cfg.eval.metric!r}")
         self.evaluator = Evaluator(self.dataset, ks=cfg.eval.ks, batch_users=cfg.eval.batch_users)
+        # model_parallel = M > 1: the state's tables are stored padded to a multiple of M
+        # rows (train/sharding.py); self.rows (a TrainState of ints) are the logical rows
+        # every jitted function crops them back to.
+        self.n_pad = self.dp.n_model if self.dp is not None else 1
+        self.rows = sharding_lib.logical_rows(self.abstract_state())
         state_sh = inputs_sh = None
-        if self.dp is not None and self.dp.n_model > 1:
-            state_sh = self.dp.shardings(self.abstract_state())
+        if self.n_pad > 1:
+            state_sh = self.dp.shardings(sharding_lib.pad(self.abstract_state(), self.n_pad))
             inputs_sh = self.dp.shardings(self.inputs)
         self.step_fn = make_train_step(self.model, self.tx,
                                        mesh=self.dp.mesh if self.dp else None,
-                                       state_sharding=state_sh, inputs_sharding=inputs_sh)
+                                       state_sharding=state_sh, inputs_sharding=inputs_sh,
+                                       rows=self.rows.params if self.n_pad > 1 else None)
         # parallel: the embeddings come back replicated over the mesh and evaluation deals
-        # the users over its devices (Evaluator.evaluate_sums_sharded)
-        self.embed_fn = jax.jit(self.model.embed,
+        # the users over its devices (Evaluator.evaluate_sums_sharded). Takes padded or
+        # logical params (crop is a no-op on the latter).
+        self.embed_fn = jax.jit(lambda p, x: self.model.embed(self.crop(p), x),
                                 out_shardings=self.dp.replicated if self.dp else None)
         # optional model hook (model/base.py): the epoch's training inputs, e.g. a pruned graph
         self.pre_epoch_fn = None
@@ -119,8 +129,9 @@ class Trainer:
                 out_sh = self.dp.shardings(jax.eval_shape(hook, self.inputs, self.init_key))
             self.pre_epoch_fn = jax.jit(hook, out_shardings=out_sh)
         # optional model hook (model/base.py): evaluation-time diagnostics on a probe batch
-        self.diagnostics_fn = (jax.jit(self.model.diagnostics)
-                               if hasattr(self.model, "diagnostics") else None)
+        self.diagnostics_fn = (
+            jax.jit(lambda p, x, b: self.model.diagnostics(self.crop(p), x, b))
+            if hasattr(self.model, "diagnostics") else None)
 
     def place(self, tree):
         """On the mesh under data parallelism (tables row-sharded when model_parallel > 1,
@@ -128,9 +139,36 @@ class Trainer:
         return self.dp.place(tree) if self.dp else tree
 
     def abstract_state(self):
-        """The TrainState as ShapeDtypeStructs (nothing allocated)."""
+        """The logical (unpadded) TrainState as ShapeDtypeStructs (nothing allocated)."""
         return jax.eval_shape(lambda k, x: init_state(self.model.init(k, x), self.tx),
                               self.init_key, self.inputs)
+
+    def _rows_of(self, tree):
+        return self.rows if isinstance(tree, TrainState) else self.rows.params
+
+    def crop(self, tree):
+        """A stored (padded) TrainState or params tree -> its logical shapes, by slicing
+        (for use under jit; logical trees pass unchanged)."""
+        return sharding_lib.crop(tree, self._rows_of(tree))
+
+    def logical(self, tree):
+        """A stored TrainState or params tree -> logical arrays for checkpoints and export:
+        padded leaves gathered to the host and cropped (numpy), the rest unchanged.
+
+        Checkpoints hold these logical arrays, so they are the same whatever M the run
+        had: a run resumes on another M, and recommend / restore_best load them into a
+        model_parallel = 1 model. The price is a host gather of the padded tables at save
+        time (an even table is saved from its shards as is)."""
+        if self.n_pad == 1:
+            return tree
+        return jax.tree_util.tree_map(
+            lambda x, n: to_host(x)[:n] if len(x.shape) and x.shape[0] != n else x,
+            tree, self._rows_of(tree))
+
+    def stored(self, tree):
+        """A logical TrainState or params tree (jax or numpy leaves, e.g. restored from a
+        checkpoint) -> padded and placed as the step expects it."""
+        return self.place(sharding_lib.pad(tree, self.n_pad))
 
     def epoch_inputs(self, epoch: int):
         """The inputs of epoch `epoch`'s train steps: self.inputs unless the model has a
@@ -151,11 +189,15 @@ class Trainer:
         return self.device_batches(self.sampler.epoch(epoch))
 
     def init_state(self):
-        # jitted (much faster than flax's eager init), created with the shardings place() uses
+        """The stored TrainState: tables padded (model_parallel > 1), placed on the mesh.
+        Jitted (much faster than flax's eager init), created with place()'s shardings."""
+        def init_params(k, x):  # the logical init, then zero pad rows: same values as M = 1
+            return sharding_lib.pad(self.model.init(k, x), self.n_pad)
+
         out_sh = None
         if self.dp is not None:
-            out_sh = self.dp.shardings(jax.eval_shape(self.model.init, self.init_key, self.inputs))
-        init = jax.jit(self.model.init, out_shardings=out_sh)
+            out_sh = self.dp.shardings(jax.eval_shape(init_params, self.init_key, self.inputs))
+        init = jax.jit(init_params, out_shardings=out_sh)
         return self.place(init_state(init(self.init_key, self.inputs), self.tx))
 
     def probe_batch(self) -> dict:
@@ -182,11 +224,13 @@ class Trainer:
         bs = self.sampler.batch_size  # shapes only: no need to sample an epoch
         batch = {k: jax.ShapeDtypeStruct((bs,), jnp.int32) for k in ("users", "pos", "neg")}
         batch["weight"] = jax.ShapeDtypeStruct((bs,), jnp.float32)
-        _, aux = jax.eval_shape(self.model.loss, state.params, self.inputs, batch, self.dropout_key)
+        _, aux = jax.eval_shape(lambda p, x, b, k: self.model.loss(self.crop(p), x, b, k),
+                                state.params, self.inputs, batch, self.dropout_key)
         return tuple(sorted(aux))
 
     def evaluate(self, params) -> dict:
-        """{'valid': {...}, 'test': {...}} with the eval-mode embeddings."""
+        """{'valid': {...}, 'test': {...}} with the eval-mode embeddings (stored or logical
+        params)."""
         user_emb, item_emb = self.embed_fn(params, self.inputs)
         return {s: self.evaluator.evaluate(user_emb, item_emb, s) for s in ("valid", "test")}
 
@@ -297,8 +341,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     prior_wall = 0.0
     metrics_path = run_dir / "metrics.jsonl"
     if resume and ckpt is not None and ckpt.latest_epoch() is not None:
-        state, meta = _restore_checked(ckpt, state, run_dir, saved_cfg, cfg)
-        state = trainer.place(state)
+        # checkpoints hold logical arrays (Trainer.logical): restore those, then pad
+        state, meta = _restore_checked(ckpt, trainer.logical(state), run_dir, saved_cfg, cfg)
+        state = trainer.stored(state)
         start_epoch = meta["epoch"] + 1
         best, best_epoch, bad = meta["best"], meta["best_epoch"], meta["bad"]
         best_row, prior_wall = meta["best_row"], meta["wall_time_s"]
@@ -375,11 +420,11 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
             f"best {best:.4f} @ {best_epoch}{' *' if improved else ''}")
         if ckpt is not None:
             if improved:
-                ckpt.save_best(epoch, state.params)
+                ckpt.save_best(epoch, trainer.logical(state.params))
             meta = {"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,
                     "best_row": best_row,
                     "wall_time_s": prior_wall + time.perf_counter() - t0}
-            ckpt.save_latest(epoch, state, meta)
+            ckpt.save_latest(epoch, trainer.logical(state), meta)
         if bad >= t.patience and epoch + 1 >= t.min_epochs:
             log(f"early stop: no valid {metric} improvement in {t.patience} evaluations")
             stopped_early = True
@@ -401,7 +446,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         "eval_time_s_median": float(np.median(eval_times)) if eval_times else None,
         "data_parallel_devices": trainer.dp.n_devices if trainer.dp else 1,
         "model_parallel": trainer.dp.n_model if trainer.dp else 1,
-        "n_params": int(sum(x.size for x in jax.tree_util.tree_leaves(state.params))),
+        "n_params": int(sum(math.prod(x.shape) for x in
+                            jax.tree_util.tree_leaves(trainer.abstract_state().params))),
         "data_report": {k: v for k, v in ds.report.items()},
         "versions": versions(), "run_dir": str(run_dir),
     }

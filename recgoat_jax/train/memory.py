@@ -3,6 +3,9 @@ allocated) and read the per-device bytes from XLA.
 
 plan_step(cfg, scale, devices, model_parallel) ->
   params_bytes, opt_bytes, inputs_bytes, batches_bytes   per device, from the shardings
+                         (model_parallel = M: the state's tables padded to a multiple of
+                         M rows and sharded, as the Trainer stores them; item-feature
+                         inputs whose rows M does not divide replicated)
   xla_argument/output/alias/temp_bytes                   compiled.memory_analysis()
   predicted_peak_bytes = argument + output - alias + temp (state and metric sums are
                          donated, so their outputs alias their inputs)
@@ -100,12 +103,14 @@ def plan_step(cfg, scale: Scale, devices, model_parallel: int = 1) -> dict:
     model, inputs, _ = abstract_inputs(cfg, scale)
     tx = optax.adam(cfg.train.lr)
     key = jax.random.PRNGKey(0)
-    state = jax.eval_shape(lambda k, x: init_state(model.init(k, x), tx), key, inputs)
+    logical = jax.eval_shape(lambda k, x: init_state(model.init(k, x), tx), key, inputs)
+    # as the Trainer stores it: tables padded to a multiple of M rows (train/sharding.py)
+    state = sharding_lib.pad(logical, model_parallel)
     B = cfg.train.batch_size
     n_steps = math.ceil(scale.n_train / B)  # the loop puts the whole epoch on device
     batches = {k: jax.ShapeDtypeStruct((n_steps, B), jnp.int32) for k in ("users", "pos", "neg")}
     batches["weight"] = jax.ShapeDtypeStruct((n_steps, B), jnp.float32)
-    _, aux = jax.eval_shape(model.loss, state.params, inputs,
+    _, aux = jax.eval_shape(model.loss, logical.params, inputs,
                             {k: jax.ShapeDtypeStruct((B,), v.dtype) for k, v in batches.items()},
                             key)
     acc = jax.eval_shape(lambda: zeros_acc(tuple(sorted(aux))))
@@ -115,7 +120,8 @@ def plan_step(cfg, scale: Scale, devices, model_parallel: int = 1) -> dict:
     in_sh = sharding_lib.shardings(mesh, inputs)
     b_sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))
     step = make_train_step(model, tx, donate=True, mesh=mesh, state_sharding=st_sh,
-                           inputs_sharding=in_sh)
+                           inputs_sharding=in_sh,
+                           rows=sharding_lib.logical_rows(logical.params))
 
     def with_sh(tree, sh):
         return jax.tree_util.tree_map(
@@ -130,7 +136,7 @@ def plan_step(cfg, scale: Scale, devices, model_parallel: int = 1) -> dict:
     ma = compiled.memory_analysis()
     arg, out = int(ma.argument_size_in_bytes), int(ma.output_size_in_bytes)
     alias, temp = int(ma.alias_size_in_bytes), int(ma.temp_size_in_bytes)
-    n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(state.params))
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(logical.params))
     return {
         "scale": scale.name, "n_users": scale.n_users, "n_items": scale.n_items,
         "n_train": scale.n_train, "model": cfg.model.name, "dim": cfg.model.dim,

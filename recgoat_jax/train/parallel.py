@@ -77,6 +77,15 @@ def check_batch_size(batch_size: int, n_devices: int, n_model: int = 1) -> None:
             f"(e.g. {hint})")
 
 
+def to_host(x) -> np.ndarray:
+    """A (sharded) global array as one numpy array, on every process."""
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def _put(x, sharding: NamedSharding):
     if isinstance(x, jax.Array) and x.sharding == sharding:
         return x  # already placed (e.g. restored from a checkpoint with this sharding)

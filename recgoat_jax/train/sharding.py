@@ -12,9 +12,16 @@ gathers of embedding rows into all-gathers / collective permutes and keeps the g
 and the optax update of a table on the devices that hold its rows. With M = 1 every
 leaf is replicated and this is plain data parallelism (train/parallel.py).
 
-Rows that M does not divide cannot be split evenly (jax 0.10.2 refuses uneven
-NamedShardings); such a leaf stays replicated and `plan()` lists it, so choose M
-dividing n_users and n_items (or the table pays replicated memory).
+Uneven rows: jax 0.10.2 refuses uneven NamedShardings for jit's inputs and outputs, so
+the train state is STORED padded: every table leaf of the params and of Adam's mu / nu
+gets zero rows appended up to a multiple of M (pad(); 19,445 users -> 19,448 on M = 8).
+The step crops them off first thing (crop() with the logical row counts of
+logical_rows()), so the model sees the logical arrays; the gradient of a pad row is
+then exactly 0, Adam's moments of it stay 0 and so does the row (optax.adam has no
+weight decay; L2 terms live in the loss, on the cropped params). Everything outside the
+step (evaluation, embed, checkpoints, export) works on logical arrays (train/loop.py).
+Model INPUTS are not padded (the model reads them everywhere, not only in the step): an
+item-feature table with rows M does not divide stays replicated, and `plan()` says so.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from __future__ import annotations
 import re
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from recgoat_jax.train.checkpoint import tree_key
@@ -38,13 +47,49 @@ TABLE_PATTERNS = (
 _TABLES = re.compile("|".join(TABLE_PATTERNS))
 
 
+def is_table(path, shape, n_model: int) -> bool:
+    """A 2-D leaf that TABLE_PATTERNS names, on a mesh with n_model > 1 'model' devices."""
+    return n_model > 1 and len(shape) == 2 and bool(_TABLES.search(tree_key(path)))
+
+
 def row_spec(path, shape, n_model: int) -> P:
     """P('model', None) for a 2-D table leaf whose rows n_model divides, else P()."""
-    key = tree_key(path)
-    if (n_model > 1 and len(shape) == 2 and _TABLES.search(key)
-            and shape[0] % n_model == 0):
+    if is_table(path, shape, n_model) and shape[0] % n_model == 0:
         return P(MODEL_AXIS, None)
     return P()
+
+
+def padded_rows(n: int, n_model: int) -> int:
+    """n rounded up to a multiple of n_model."""
+    return -(-n // n_model) * n_model
+
+
+def logical_rows(tree):
+    """The tree's row counts, one int per leaf (leading dim; 0 for a scalar): what crop()
+    cuts a padded copy of `tree` back to. Take it from the logical (unpadded) tree."""
+    return jax.tree_util.tree_map(lambda x: int(x.shape[0]) if len(x.shape) else 0, tree)
+
+
+def pad(tree, n_model: int):
+    """Each table leaf (is_table) with zero rows appended up to padded_rows(n, n_model);
+    the rest as is. Leaves: jax arrays (jnp.pad, also under jit), numpy arrays (np.pad) or
+    ShapeDtypeStructs (the padded shape). The identity when n_model divides every table."""
+    def one(path, x):
+        if not is_table(path, x.shape, n_model) or x.shape[0] % n_model == 0:
+            return x
+        extra = padded_rows(x.shape[0], n_model) - x.shape[0]
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return jax.ShapeDtypeStruct((x.shape[0] + extra, *x.shape[1:]), x.dtype)
+        lib = np if isinstance(x, np.ndarray) else jnp
+        return lib.pad(x, ((0, extra), (0, 0)))
+    return jax.tree_util.tree_map_with_path(one, tree)
+
+
+def crop(tree, rows):
+    """Each leaf cut to its logical row count (`rows`: logical_rows() of the unpadded tree);
+    leaves already logical pass unchanged, so crop() accepts padded and logical trees."""
+    return jax.tree_util.tree_map(
+        lambda x, n: x[:n] if len(x.shape) and x.shape[0] != n else x, tree, rows)
 
 
 def shardings(mesh: Mesh, tree):
@@ -58,7 +103,7 @@ def shardings(mesh: Mesh, tree):
 def plan(mesh: Mesh, tree) -> dict[str, str]:
     """{'params/user': 'model', 'params/fusion/w_text': 'replicated', ...}: what
     shardings() does with each leaf, for logs and tests ('replicated (rows % M)' when a
-    table's rows are not divisible)."""
+    table's rows are not divisible: an unpadded input; the train state is padded first)."""
     n_model = mesh.shape.get(MODEL_AXIS, 1)
     out = {}
     for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:

@@ -7,6 +7,10 @@ metric accumulator are donated so XLA updates them in place.
 With a mesh (train.data_parallel, see train/parallel.py) the same function is jitted
 with shardings: batches split on B over 'data', everything else replicated; XLA SPMD
 all-reduces the gradients, so the update equals the single-device one.
+
+Padded tables (train.model_parallel, train/sharding.py): the state holds tables padded
+to a multiple of M rows; the step crops the params to their logical rows before the
+loss, so pad rows get an exactly zero gradient and stay zero under Adam.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from recgoat_jax.train.parallel import batch_sharding, replicated
+from recgoat_jax.train.sharding import crop
 
 
 def init_state(params, tx: optax.GradientTransformation, apply_fn=None) -> TrainState:
@@ -31,7 +36,7 @@ def zeros_acc(aux_names) -> dict:
 
 
 def make_train_step(model, tx: optax.GradientTransformation, donate: bool = True, mesh=None,
-                    state_sharding=None, inputs_sharding=None):
+                    state_sharding=None, inputs_sharding=None, rows=None):
     """Returns step(state, acc, inputs, batches, i, key) -> (state, acc).
 
     tx: the optimizer the states were created with (init_state); the update runs through
@@ -40,6 +45,8 @@ def make_train_step(model, tx: optax.GradientTransformation, donate: bool = True
     None: plain single-device jit.
     state_sharding / inputs_sharding: per-leaf shardings of the state and the inputs
     (train/sharding.py: tables row-sharded over 'model'); default replicated.
+    rows: logical_rows() of the unpadded params (train/sharding.py) when state.params is
+    padded: the loss sees crop(params, rows); None: the params are used as they are.
 
     batches: {"users", "pos", "neg", "weight": [n_steps, B]}; i: int32 scalar step index
     within the epoch; key: the epoch's PRNG key (folded with the global step for dropout).
@@ -49,8 +56,10 @@ def make_train_step(model, tx: optax.GradientTransformation, donate: bool = True
     def step(state: TrainState, acc: dict, inputs, batches, i, key):
         batch = {k: v[i] for k, v in batches.items()}
         k = jax.random.fold_in(key, state.step)
-        (loss, aux), grads = jax.value_and_grad(model.loss, has_aux=True)(
-            state.params, inputs, batch, k)
+        def loss_fn(params):  # grads w.r.t. the stored (padded) params: 0 on pad rows
+            return model.loss(params if rows is None else crop(params, rows), inputs, batch, k)
+
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         n = jnp.sum(batch["weight"])
         new_acc = {"loss": acc["loss"] + loss * n}
         for name in acc:
