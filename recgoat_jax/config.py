@@ -62,6 +62,7 @@ class ModelConfig:
     # e_i += mm_adj^L item_ego over FREEDOM's frozen content kNN graph (model.knn_k,
     # model.mm_image_weight); 0: off (the paper)
     content_id_layers: int = 0
+    content_id_gate: bool = False  # that term times w_cid, learnable from model.residual_init
     fusion_normalize: bool = True  # L2-normalise fused item rows (method); False: keep the norm
     init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))
     ot_epsilon: float = 0.01

@@ -103,18 +103,23 @@ def test_content_id_layers_add_freedom_item_graph_propagation():
               "item_features": {"text": jnp.asarray(rng.standard_normal((9, 6)), jnp.float32)},
               "item_knn": {"text": (jnp.arange(9, dtype=jnp.int32),) * 2}}
     outs = {}
-    for layers in (0, 2):
+    for layers, gate in ((0, None), (2, None), ("gated", 0.0)):
         net = RecGOATNet(n_users=12, n_items=9, dim=8, modalities=("text",), heads=2,
                          encode_ui=functools.partial(recgoat_parts.lightgcn_ui, n_layers=3),
                          align=recgoat_parts.no_align,
                          make_fusion=fusion_factory("residual", 8, ("text",), {"text": 0.5},
                                                     name="fusion"),
-                         content_id_layers=layers)
+                         content_id_layers=2 if layers == "gated" else layers,
+                         content_id_gate_init=gate)
         params = net.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
                           inputs)["params"]
+        if gate is not None:  # model.content_id_gate: the term times w_cid (set by hand)
+            params = {**params, "w_cid": jnp.float32(0.25)}
         outs[layers] = net.apply({"params": params}, inputs)
     ue, ie = (np.asarray(outs[2][k], np.float64) for k in ("user_ego", "item_ego"))
     ref_u, ref_i = _dense_lightgcn(train, ue, ie)
     np.testing.assert_allclose(outs[2]["e_u"], ref_u, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outs[2]["e_i"], ref_i + a @ (a @ ie), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outs[0]["e_i"], ref_i, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outs["gated"]["e_i"], ref_i + 0.25 * (a @ (a @ ie)),
+                               rtol=1e-5, atol=1e-6)

@@ -16,7 +16,8 @@
                   user-item graph, redrawn each epoch (pre_epoch; not in the paper)
   content graph   model.content_id_layers = L > 0: e_i += mm_adj^L item_ego, FREEDOM's
                   propagation of the item ID rows over its frozen content kNN graph
-                  (graphs/mm_adj.py; not in the paper)
+                  (graphs/mm_adj.py; not in the paper); model.content_id_gate: that
+                  term times w_cid, learnable from model.residual_init
 
 Loss = BPR + lambda_reg * L2(ego) + lambda_cl * CMCL (+ lambda_ot * L_OT): named weighted
 terms (model/recgoat_loss.py) picked once by `build`. The whole forward runs over all
@@ -77,6 +78,9 @@ class RecGOATNet(nn.Module):
     # (None: no gate). Like residual item fusion, the model starts as its ID backbone.
     user_gate_init: float | None = None
     content_id_layers: int = 0  # e_i += mm_adj^L item_ego (FREEDOM; not in the paper)
+    # model.content_id_gate: e_i += w_cid mm_adj^L item_ego, w_cid learnable from this value
+    # (None: weight 1, FREEDOM's form)
+    content_id_gate_init: float | None = None
     compute_dtype: Any = jnp.float32
     gat_impl: str = "csr"  # model.gat_impl (GATLayer.impl)
 
@@ -109,6 +113,8 @@ class RecGOATNet(nn.Module):
             h = item_ego
             for _ in range(self.content_id_layers):
                 h = mm_propagate(inputs["mm_adj"], h)
+            if self.content_id_gate_init is not None:
+                h = self.param("w_cid", nn.initializers.constant(self.content_id_gate_init), ()) * h
             e_i = e_i + h
 
         # Modality encoders and OAT.
@@ -215,6 +221,7 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
         user_into_ego=m.user_merge == "ego",
         user_gate_init=m.residual_init if m.user_merge == "residual" else None,
         content_id_layers=m.content_id_layers,
+        content_id_gate_init=m.residual_init if m.content_id_gate else None,
         compute_dtype=jnp.bfloat16 if t.mixed_precision else jnp.float32, gat_impl=m.gat_impl)
     needs = ["item_features", "item_knn", ui_input]
     if m.edge_dropout > 0:
