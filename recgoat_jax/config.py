@@ -63,6 +63,9 @@ class ModelConfig:
     # model.mm_image_weight); 0: off (the paper)
     content_id_layers: int = 0
     content_id_gate: bool = False  # that term times w_cid, learnable from model.residual_init
+    # e_u += w_uc R (z_items - e_i): users carry their train items' content (one LightGCN
+    # hop of the fused content part), w_uc learnable from model.residual_init
+    user_content: bool = False
     fusion_normalize: bool = True  # L2-normalise fused item rows (method); False: keep the norm
     init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))
     ot_epsilon: float = 0.01

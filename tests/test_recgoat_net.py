@@ -123,3 +123,32 @@ def test_content_id_layers_add_freedom_item_graph_propagation():
     np.testing.assert_allclose(outs[0]["e_i"], ref_i, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outs["gated"]["e_i"], ref_i + 0.25 * (a @ (a @ ie)),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_user_content_adds_one_hop_of_the_items_content_part():
+    # model.user_content: e_u = LightGCN user rows + w_uc R (z_items - e_i), R the user rows
+    # of the normalised user-item graph; w_uc starts at model.residual_init (0: exactly the
+    # ID backbone's users) and is set to 0.5 by hand. Dense reference.
+    train, adj = _graph()
+    rng = np.random.default_rng(5)
+    inputs = {"adjacency": adj,
+              "item_features": {"text": jnp.asarray(rng.standard_normal((9, 6)), jnp.float32)},
+              "item_knn": {"text": (jnp.arange(9, dtype=jnp.int32),) * 2}}
+    net = RecGOATNet(n_users=12, n_items=9, dim=8, modalities=("text",), heads=2,
+                     encode_ui=functools.partial(recgoat_parts.lightgcn_ui, n_layers=3),
+                     align=recgoat_parts.no_align,
+                     make_fusion=fusion_factory("residual", 8, ("text",), {"text": 0.5},
+                                                name="fusion", residual_init=0.3),
+                     user_content_gate_init=0.0)
+    params = net.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
+                      inputs)["params"]
+    out0 = net.apply({"params": params}, inputs)
+    out = net.apply({"params": {**params, "w_uc": jnp.float32(0.5)}}, inputs)
+    ue, ie = (np.asarray(out[k], np.float64) for k in ("user_ego", "item_ego"))
+    ref_u, ref_i = _dense_lightgcn(train, ue, ie)
+    content = np.asarray(out["z_items"], np.float64) - ref_i
+    assert np.abs(content).max() > 1e-3  # the residual weight 0.3 lets content in
+    r = dense_adjacency(train, 12, 9)[:12, 12:]
+    np.testing.assert_allclose(out0["e_u"], ref_u, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["e_u"], ref_u + 0.5 * r @ content, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["e_i"], ref_i, rtol=1e-5, atol=1e-6)

@@ -18,6 +18,9 @@
                   propagation of the item ID rows over its frozen content kNN graph
                   (graphs/mm_adj.py; not in the paper); model.content_id_gate: that
                   term times w_cid, learnable from model.residual_init
+  user content    model.user_content: e_u += w_uc R (z_items - e_i), one LightGCN hop of
+                  the fused items' content part into the users (residual fusion; not in the
+                  paper)
 
 Loss = BPR + lambda_reg * L2(ego) + lambda_cl * CMCL (+ lambda_ot * L_OT): named weighted
 terms (model/recgoat_loss.py) picked once by `build`. The whole forward runs over all
@@ -47,6 +50,7 @@ from recgoat_jax.model import recgoat_loss, recgoat_parts
 from recgoat_jax.model.base import init_embedding
 from recgoat_jax.model.edge_pruning import prune_inputs
 from recgoat_jax.model.freedom import mm_propagate
+from recgoat_jax.model.lightgcn import bipartite_propagate
 from recgoat_jax.model.fusion import fusion_factory
 from recgoat_jax.model.gat import ModalityEncoder
 
@@ -81,6 +85,10 @@ class RecGOATNet(nn.Module):
     # model.content_id_gate: e_i += w_cid mm_adj^L item_ego, w_cid learnable from this value
     # (None: weight 1, FREEDOM's form)
     content_id_gate_init: float | None = None
+    # model.user_content: e_u += w_uc R c, c = z_items - e_i the fused items' content part
+    # (residual fusion), R the user rows of the normalised user-item graph, w_uc learnable
+    # from this value (None: off). Not in the paper.
+    user_content_gate_init: float | None = None
     compute_dtype: Any = jnp.float32
     gat_impl: str = "csr"  # model.gat_impl (GATLayer.impl)
 
@@ -131,6 +139,12 @@ class RecGOATNet(nn.Module):
             diag.update(d)
 
         z_items = self.make_fusion()(e_i, zhat, deterministic=deterministic)
+        if self.user_content_gate_init is not None:
+            # A user also carries the content of its train items, one LightGCN hop: a user
+            # with few interactions is then scored by what its items are about as well.
+            w = self.param("w_uc", nn.initializers.constant(self.user_content_gate_init), ())
+            uc, _ = bipartite_propagate(inputs["adjacency"], jnp.zeros_like(e_u), z_items - e_i)
+            e_u = e_u + w * uc
         return {"user_ego": user_ego, "item_ego": item_ego, "e_u": e_u, "e_i": e_i,
                 "z_user": z_user, "z": z, "zhat": zhat, "z_items": z_items, "diag": diag}
 
@@ -222,6 +236,7 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
         user_gate_init=m.residual_init if m.user_merge == "residual" else None,
         content_id_layers=m.content_id_layers,
         content_id_gate_init=m.residual_init if m.content_id_gate else None,
+        user_content_gate_init=m.residual_init if m.user_content else None,
         compute_dtype=jnp.bfloat16 if t.mixed_precision else jnp.float32, gat_impl=m.gat_impl)
     needs = ["item_features", "item_knn", ui_input]
     if m.edge_dropout > 0:
@@ -229,6 +244,9 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
             raise ConfigError("config key 'model.edge_dropout': edge pruning needs "
                               "model.ui_encoder=lightgcn")
         needs.append("ui_edge_list")
+    if m.user_content and (m.fusion != "residual" or m.ui_encoder != "lightgcn"):
+        raise ConfigError("config key 'model.user_content': needs model.fusion=residual and "
+                          "model.ui_encoder=lightgcn")
     if m.content_id_layers:
         needs.append("mm_adj")
     if user_branch:
