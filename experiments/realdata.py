@@ -170,7 +170,8 @@ def run_one(task: dict, runs_dir: Path) -> None:
     run_dir = runs_dir / task["key"]
     if (run_dir / "buckets.json").exists() or (run_dir / "failed.txt").exists():
         return
-    cfg = config_for(task["data_dir"], task["config"], task["overrides"], task["seed"])
+    cfg = config_for(task["data_dir"], task["config"], task["overrides"] + task.get("extra", []),
+                     task["seed"])
     log = lambda s: print(f"[{task['key']}] {s}", flush=True)  # noqa: E731
     if not (run_dir / "results.json").exists():
         try:
@@ -376,7 +377,7 @@ def write_report(out: Path, report: dict) -> None:
              "then the other seeds (the seeds column) at the chosen point. Ablations: at their parent's chosen point "
              "with one part changed, the seeds in the table (--ablation-seeds). Test metrics at "
              "the best VALID epoch, mean +- std over seeds; valid Recall@20 at that epoch too. "
-             f"Early stopping: patience 20, not before epoch {report.get('min_epochs', 0)} "
+             f"Early stopping: patience {report.get('patience', 20)}, not before epoch {report.get('min_epochs', 0)} "
              f"(train.min_epochs); {len(report.get('retired_runs', {}))} runs that had stopped "
              "before it under the earlier rule were rerun (their old results: "
              "\"retired_runs\" in the JSON).",
@@ -465,6 +466,9 @@ def main(argv=None) -> int:
     p.add_argument("--runs-dir", default=str(ROOT / "runs" / "realdata"))
     p.add_argument("--out", default=str(ROOT / "experiments" / "results" / "realdata.json"))
     p.add_argument("--note", help="markdown file of findings kept in the report")
+    p.add_argument("--patience", type=int, metavar="N",
+                   help="train.patience for every run (default: each config's, 20); use a "
+                        "runs dir and --out of its own, e.g. to check that runs converged")
     p.add_argument("--summarise-only", action="store_true")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--shard", default="0/1", help=argparse.SUPPRESS)
@@ -506,9 +510,12 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     retired = retire_short_runs(runs_dir) if not args.summarise_only else None
     if not args.summarise_only:
-        run_tasks(_grid_tasks(datasets, models), args.jobs, runs_dir)
+        extra = [f"train.patience={args.patience}"] if args.patience else []
+        run_tasks([{**t, "extra": extra} for t in _grid_tasks(datasets, models)],
+                  args.jobs, runs_dir)
         ab_seeds = [int(s) for s in args.ablation_seeds.split(",")] if args.ablation_seeds else None
-        run_tasks(_seed_tasks(datasets, models, ablations, seeds, runs_dir, ab_seeds),
+        run_tasks([{**t, "extra": extra} for t in
+                   _seed_tasks(datasets, models, ablations, seeds, runs_dir, ab_seeds)],
                   args.jobs, runs_dir)
     from recgoat_jax.train.loop import versions
 
@@ -527,6 +534,7 @@ def main(argv=None) -> int:
                                    [a for a in ABLATIONS if a in ablations], seeds, runs_dir),
               "note": Path(args.note).read_text() if args.note else old.get("note", ""),
               "min_epochs": MIN_EPOCHS,
+              "patience": args.patience or old.get("patience", 20),
               # runs that stopped before MIN_EPOCHS under the old rule, rerun with it
               "retired_runs": retired if retired is not None else old.get("retired_runs", {}),
               # later invocations that added runs (e.g. more ablation seeds), kept across
