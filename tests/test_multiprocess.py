@@ -6,11 +6,13 @@ Dataset: 199 users x 125 items, both odd, so model_parallel=2 pads both tables.
 Runs, all train() with train.data_parallel on 4 devices in total:
   ref     1 process x 4 devices: a small RecGOAT (2 epochs) and LightGCN (3 epochs),
           model_parallel=1
-  multi   2 processes x 2 devices, train.distributed: the same RecGOAT run; RecGOAT with
+  multi   2 processes x 2 devices, train.distributed: the same RecGOAT run; LightGCN with
           model_parallel=2 on a 2 x 2 mesh whose 'model' axis spans the two processes
-          (recgoat_mp2: stopped after epoch 0, checkpoints written); then the LightGCN run
-          killed (os._exit in both processes) right after epoch 0's checkpoint
-  resume  2 processes: --resume of the killed LightGCN run and of recgoat_mp2 (epoch 1)
+          (lightgcn_mp2: stopped after epoch 0, checkpoints written); then the LightGCN
+          run killed (os._exit in both processes) right after epoch 0's checkpoint
+  resume  2 processes: --resume of the killed LightGCN run and of lightgcn_mp2
+Only the two runs that resume write checkpoints (train.checkpoint=false elsewhere: saves
+cost time and nothing reads them).
 The tests compare loss curves, valid/test metrics (evaluation deals user blocks over the
 4 devices and sums over processes) and final params, and check that process 1 never
 logged or wrote a file of its own. The sharded run's final logical params (padded
@@ -163,20 +165,20 @@ def test_killed_two_process_run_resumes_to_the_same_result(runs):
 def test_sharded_two_processes_equal_single_process(runs):
     """model_parallel=2 over both processes (each row of the 2 x 2 mesh holds a device of
     each process, so a table's row shards are in different processes; the odd user and
-    item tables padded by one zero row): RecGOAT stopped after epoch 0's checkpoint and
+    item tables padded by one zero row): LightGCN stopped after epoch 0's checkpoint and
     resumed by 2 fresh processes trains, evaluates and ends as the 1 x 4, model_parallel=1
     reference does."""
     r0 = json.loads((runs / "multi" / "report_0.json").read_text())
     r1 = json.loads((runs / "multi" / "report_1.json").read_text())
     for r in (r0, r1):
         assert r["mesh_processes"] == [[0, 1], [0, 1]], r
-        assert r["recgoat_mp2_model_parallel"] == 2
+        assert r["lightgcn_mp2_model_parallel"] == 2
         # 199 user rows stored as 200: rows 0-99 on process 0's devices, 100-199 on 1's
-        assert r["user_emb_stored"] == {"rows": 200,
+        assert r["user_stored"] == {"rows": 200,
                                         "shard_processes": {"0": [0], "100": [1]}}, r
-    assert r0["resumed_at"] == {"lightgcn": 1, "recgoat_mp2": 1}, r0  # process 0 logs
-    ref, sh = _metrics(runs / "ref" / "recgoat"), _metrics(runs / "multi" / "recgoat_mp2")
-    assert [r["epoch"] for r in sh] == list(range(EPOCHS["recgoat"]))
+    assert r0["resumed_at"] == {"lightgcn": 1, "lightgcn_mp2": 1}, r0  # process 0 logs
+    ref, sh = _metrics(runs / "ref" / "lightgcn"), _metrics(runs / "multi" / "lightgcn_mp2")
+    assert [r["epoch"] for r in sh] == list(range(EPOCHS["lightgcn"]))
     np.testing.assert_allclose([r["train/loss"] for r in sh],
                                [r["train/loss"] for r in ref], rtol=1e-5)
     for a, b in zip(ref, sh):
@@ -184,11 +186,11 @@ def test_sharded_two_processes_equal_single_process(runs):
             for k, v in a[split].items():
                 assert b[split][k] == pytest.approx(v, rel=1e-5, abs=1e-7), (split, k)
     # the logical params (padded tables gathered across processes and cropped)
-    assert _max_abs(runs / "ref" / "recgoat" / "final.npz",
-                    runs / "multi" / "recgoat_mp2" / "final.npz") < 1e-5
-    final = np.load(runs / "multi" / "recgoat_mp2" / "final.npz")
-    assert final["user_emb"].shape[0] % 2 and final["item_emb"].shape[0] % 2  # were padded
-    res = json.loads((runs / "multi" / "recgoat_mp2" / "results.json").read_text())
+    assert _max_abs(runs / "ref" / "lightgcn" / "final.npz",
+                    runs / "multi" / "lightgcn_mp2" / "final.npz") < 1e-5
+    final = np.load(runs / "multi" / "lightgcn_mp2" / "final.npz")
+    assert final["user"].shape[0] % 2 and final["item"].shape[0] % 2  # were padded
+    res = json.loads((runs / "multi" / "lightgcn_mp2" / "results.json").read_text())
     assert res["model_parallel"] == 2 and res["data_parallel_devices"] == N_DEV
 
 
@@ -203,21 +205,21 @@ def test_sharded_two_process_checkpoint_restores_on_one_device(runs):
 
     ds = _dataset()
     assert (ds.n_users, ds.n_items) == (199, 125)  # odd: padded in the sharded run
-    tr = Trainer(_cfg("recgoat", data_parallel=False, distributed=False), ds,
+    tr = Trainer(_cfg("lightgcn", data_parallel=False, distributed=False), ds,
                  log=lambda *a: None)
-    run = runs / "multi" / "recgoat_mp2"
+    run = runs / "multi" / "lightgcn_mp2"
     ck = Checkpoints(run)
     try:
         state, meta = ck.restore_latest(tr.init_state())
         best, best_epoch = ck.restore_best(tr.init_state().params)
     finally:
         ck.close()
-    assert meta["epoch"] == EPOCHS["recgoat"] - 1
-    ref = np.load(runs / "ref" / "recgoat" / "final.npz")
+    assert meta["epoch"] == EPOCHS["lightgcn"] - 1
+    ref = np.load(runs / "ref" / "lightgcn" / "final.npz")
     flat = {tree_key(k): np.asarray(v)
             for k, v in jax.tree_util.tree_flatten_with_path(state.params)[0]}
     assert sorted(flat) == sorted(ref.files)
-    assert flat["user_emb"].shape[0] == ds.n_users  # logical rows, not the padded 200
+    assert flat["user"].shape[0] == ds.n_users  # logical rows, not the padded 200
     assert max(float(np.max(np.abs(flat[k] - ref[k]))) for k in ref.files) < 1e-5
     row = _metrics(run)[best_epoch]["valid"]
     got = tr.evaluate(best)["valid"]
@@ -229,7 +231,7 @@ def test_sharded_two_process_checkpoint_restores_on_one_device(runs):
 def _cfg(model: str, **train):
     from recgoat_jax import config as config_lib
 
-    model = model.removesuffix("_mp2")  # recgoat_mp2: the run dir of the sharded RecGOAT
+    model = model.removesuffix("_mp2")  # lightgcn_mp2: the run dir of the sharded run
     m = {"name": model, "dim": 16, "n_layers": 2}
     if model == "recgoat":  # as tests/test_parallel.py: GAT branch, paper OAT, dropout
         m.update(gat_heads=2, knn_k=5, dropout=0.3, oat="paper", gat_layers=1)
@@ -315,11 +317,11 @@ def main(mode: str, out: Path) -> None:
     def keep_and_evaluate(self, params):  # the last call: the final (stored) params
         last["trainer"], last["params"] = self, params
         if self.n_pad > 1:  # stored user table: padded rows, and which process holds which
-            x = params["user_emb"]
+            x = params["user"]
             where: dict = {}
             for d, idx in x.sharding.devices_indices_map(x.shape).items():
                 where.setdefault(idx[0].start or 0, set()).add(d.process_index)
-            report["user_emb_stored"] = {"rows": x.shape[0], "shard_processes": {
+            report["user_stored"] = {"rows": x.shape[0], "shard_processes": {
                 str(k): sorted(v) for k, v in sorted(where.items())}}
         return evaluate(self, params)
 
@@ -342,17 +344,18 @@ def main(mode: str, out: Path) -> None:
                 msg.split(" at epoch ")[1].split()[0])
 
     out.mkdir(parents=True, exist_ok=True)
-    # recgoat_mp2: model_parallel=2 on the interleaved 2 x 2 mesh, stopped after epoch 0
-    # (a 1-epoch run: its checkpoints are complete, as at a kill) and resumed to 2 epochs
+    # lightgcn_mp2: model_parallel=2 on the interleaved 2 x 2 mesh, stopped after epoch 0
+    # (a 1-epoch run: its checkpoints are complete, as at a kill) and resumed to 3 epochs
     # by the next launch; the checkpoints hold logical arrays gathered across processes
-    models = {"ref": ["recgoat", "lightgcn"], "multi": ["recgoat", "recgoat_mp2", "lightgcn"],
-              "resume": ["lightgcn", "recgoat_mp2"]}[mode]
+    models = {"ref": ["recgoat", "lightgcn"],
+              "multi": ["recgoat", "lightgcn_mp2", "lightgcn"],
+              "resume": ["lightgcn", "lightgcn_mp2"]}[mode]
     for model in models:
         run = out / model
         sharded = model.endswith("_mp2")
         if sharded:
             cfg = _cfg(model, model_parallel=2,
-                       epochs=1 if mode == "multi" else EPOCHS["recgoat"])
+                       epochs=1 if mode == "multi" else EPOCHS["lightgcn"])
         else:  # only the killed LightGCN run needs checkpoints (saves take time)
             cfg = _cfg(model, checkpoint=model == "lightgcn" and mode != "ref")
         report["run"] = model
