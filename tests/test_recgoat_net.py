@@ -16,6 +16,21 @@ from recgoat_jax.model.recgoat import RecGOATNet
 from graph_helpers import small_graph as _graph
 
 
+def _tiny_net(fusion: str = "residual", residual_init: float = 0.0, **kw) -> RecGOATNet:
+    """RecGOAT over the 12 x 9 test graph: d 8, 2 heads, 3 LightGCN layers, no OAT."""
+    return RecGOATNet(n_users=12, n_items=9, dim=8, modalities=("text",), heads=2,
+                      encode_ui=functools.partial(recgoat_parts.lightgcn_ui, n_layers=3),
+                      align=recgoat_parts.no_align,
+                      make_fusion=fusion_factory(fusion, 8, ("text",), {"text": 0.5},
+                                                 name="fusion", residual_init=residual_init),
+                      **kw)
+
+
+def _init(net, inputs):
+    return net.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
+                    inputs)["params"]
+
+
 def _recgoat_user_branch(merge, gate=None):
     """A tiny RecGOAT net with a user branch over a ring user-user graph (self loops)."""
     train, adj = _graph()
@@ -27,15 +42,9 @@ def _recgoat_user_branch(merge, gate=None):
               "user_features": jnp.asarray(rng.standard_normal((12, 5)), jnp.float32),
               "item_features": {"text": jnp.asarray(rng.standard_normal((9, 6)), jnp.float32)},
               "item_knn": {"text": (jnp.arange(9, dtype=jnp.int32),) * 2}}
-    net = RecGOATNet(n_users=12, n_items=9, dim=8, modalities=("text",), heads=2,
-                     encode_ui=functools.partial(recgoat_parts.lightgcn_ui, n_layers=3),
-                     align=recgoat_parts.no_align,
-                     make_fusion=fusion_factory("oat", 8, ("text",), {"text": 0.5},
-                                                name="fusion"),
-                     user_branch=True, user_into_ego=merge == "ego",
-                     user_gate_init=0.0 if merge == "residual" else None)
-    params = net.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
-                      inputs)["params"]
+    net = _tiny_net("oat", user_branch=True, user_into_ego=merge == "ego",
+                    user_gate_init=0.0 if merge == "residual" else None)
+    params = _init(net, inputs)
     if gate is not None:
         params = {**params, "w_user": jnp.float32(gate)}
     out = net.apply({"params": params}, inputs)
@@ -104,15 +113,9 @@ def test_content_id_layers_add_freedom_item_graph_propagation():
               "item_knn": {"text": (jnp.arange(9, dtype=jnp.int32),) * 2}}
     outs = {}
     for layers, gate in ((0, None), (2, None), ("gated", 0.0)):
-        net = RecGOATNet(n_users=12, n_items=9, dim=8, modalities=("text",), heads=2,
-                         encode_ui=functools.partial(recgoat_parts.lightgcn_ui, n_layers=3),
-                         align=recgoat_parts.no_align,
-                         make_fusion=fusion_factory("residual", 8, ("text",), {"text": 0.5},
-                                                    name="fusion"),
-                         content_id_layers=2 if layers == "gated" else layers,
-                         content_id_gate_init=gate)
-        params = net.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
-                          inputs)["params"]
+        net = _tiny_net(content_id_layers=2 if layers == "gated" else layers,
+                        content_id_gate_init=gate)
+        params = _init(net, inputs)
         if gate is not None:  # model.content_id_gate: the term times w_cid (set by hand)
             params = {**params, "w_cid": jnp.float32(0.25)}
         outs[layers] = net.apply({"params": params}, inputs)
@@ -134,14 +137,8 @@ def test_user_content_adds_one_hop_of_the_items_content_part():
     inputs = {"adjacency": adj,
               "item_features": {"text": jnp.asarray(rng.standard_normal((9, 6)), jnp.float32)},
               "item_knn": {"text": (jnp.arange(9, dtype=jnp.int32),) * 2}}
-    net = RecGOATNet(n_users=12, n_items=9, dim=8, modalities=("text",), heads=2,
-                     encode_ui=functools.partial(recgoat_parts.lightgcn_ui, n_layers=3),
-                     align=recgoat_parts.no_align,
-                     make_fusion=fusion_factory("residual", 8, ("text",), {"text": 0.5},
-                                                name="fusion", residual_init=0.3),
-                     user_content_gate_init=0.0)
-    params = net.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
-                      inputs)["params"]
+    net = _tiny_net(residual_init=0.3, user_content_gate_init=0.0)
+    params = _init(net, inputs)
     out0 = net.apply({"params": params}, inputs)
     out = net.apply({"params": {**params, "w_uc": jnp.float32(0.5)}}, inputs)
     ue, ie = (np.asarray(out[k], np.float64) for k in ("user_ego", "item_ego"))
