@@ -5,7 +5,7 @@ import pytest
 
 from recgoat_jax.data.dataset import CSR
 from recgoat_jax.graphs.bipartite import dense_adjacency, normalized_adjacency
-from recgoat_jax.model.lightgcn import MF, LightGCN
+from recgoat_jax.model.lightgcn import MF, LightGCN, items_to_users
 
 from graph_helpers import small_graph as _graph
 
@@ -53,6 +53,17 @@ def test_custom_gradient_equals_dense_gradient():
     gs, gd = jax.grad(f_sparse)(params), jax.grad(f_dense)(params)
     np.testing.assert_allclose(gs["user"], gd["user"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gs["item"], gd["item"], rtol=1e-5, atol=1e-6)
+
+
+def test_items_to_users_value_and_gradient_equal_dense():
+    # R x and its gradient R^T g, R the user rows of the dense normalised adjacency
+    train, adj = _graph(1)
+    r = jnp.asarray(dense_adjacency(train, 12, 9)[:12, 12:], jnp.float32)
+    x = jax.random.normal(jax.random.PRNGKey(3), (9, 4))
+    w = jax.random.normal(jax.random.PRNGKey(4), (12, 4))
+    np.testing.assert_allclose(items_to_users(adj, x), r @ x, rtol=1e-5, atol=1e-6)
+    g = jax.grad(lambda x: jnp.sum(items_to_users(adj, x) * w))(x)
+    np.testing.assert_allclose(g, r.T @ w, rtol=1e-5, atol=1e-6)
 
 
 def test_loss_hand_computed_mf():

@@ -41,16 +41,39 @@ def _prop_fwd(adjacency, e_users, e_items):
                                                                e_items.shape[0])
 
 
+def _no_adjacency_grad(adjacency: dict) -> dict:
+    """The adjacency's cotangent: zeros for its values, None for its integer indices."""
+    return jax.tree_util.tree_map(
+        lambda a: None if jnp.issubdtype(a.dtype, jnp.integer) else jnp.zeros_like(a), adjacency)
+
+
 def _prop_bwd(res, g):
     adjacency, n_users, n_items = res
     g_users, g_items = g
-    zero_adj = jax.tree_util.tree_map(
-        lambda a: None if jnp.issubdtype(a.dtype, jnp.integer) else jnp.zeros_like(a), adjacency)
-    return (zero_adj, _csr_matmul(adjacency["ui"], g_items, n_users),
+    return (_no_adjacency_grad(adjacency), _csr_matmul(adjacency["ui"], g_items, n_users),
             _csr_matmul(adjacency["iu"], g_users, n_items))
 
 
 bipartite_propagate.defvjp(_prop_fwd, _prop_bwd)
+
+
+@jax.custom_vjp
+def items_to_users(adjacency: dict, x_items: jax.Array) -> jax.Array:
+    """R x_items [U, d]: the user half of one LightGCN layer alone (one CSR product forward,
+    R^T g backward), for item-side signals a user should carry (RecGOAT model.user_content)."""
+    return _csr_matmul(adjacency["ui"], x_items, adjacency["ui"][2].shape[0] - 1)
+
+
+def _hop_fwd(adjacency, x_items):
+    return items_to_users(adjacency, x_items), (adjacency, x_items.shape[0])
+
+
+def _hop_bwd(res, g):
+    adjacency, n_items = res
+    return _no_adjacency_grad(adjacency), _csr_matmul(adjacency["iu"], g, n_items)
+
+
+items_to_users.defvjp(_hop_fwd, _hop_bwd)
 
 
 def propagate(adjacency: dict, e_users: jax.Array, e_items: jax.Array, n_layers: int):

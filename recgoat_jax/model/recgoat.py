@@ -50,7 +50,7 @@ from recgoat_jax.model import recgoat_loss, recgoat_parts
 from recgoat_jax.model.base import init_embedding
 from recgoat_jax.model.edge_pruning import prune_inputs
 from recgoat_jax.model.freedom import mm_propagate
-from recgoat_jax.model.lightgcn import bipartite_propagate
+from recgoat_jax.model.lightgcn import items_to_users
 from recgoat_jax.model.fusion import fusion_factory
 from recgoat_jax.model.gat import ModalityEncoder
 
@@ -143,8 +143,7 @@ class RecGOATNet(nn.Module):
             # A user also carries the content of its train items, one LightGCN hop: a user
             # with few interactions is then scored by what its items are about as well.
             w = self.param("w_uc", nn.initializers.constant(self.user_content_gate_init), ())
-            uc, _ = bipartite_propagate(inputs["adjacency"], jnp.zeros_like(e_u), z_items - e_i)
-            e_u = e_u + w * uc
+            e_u = e_u + w * items_to_users(inputs["adjacency"], z_items - e_i)
         return {"user_ego": user_ego, "item_ego": item_ego, "e_u": e_u, "e_i": e_i,
                 "z_user": z_user, "z": z, "zhat": zhat, "z_items": z_items, "diag": diag}
 
