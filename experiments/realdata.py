@@ -53,13 +53,21 @@ def _grid(a: list[list[str]], b: list[list[str]]) -> list[list[str]]:
 # recgoat.yaml's default (0.5 since the grid chose it). MF and LightGCN:
 # 6 points, lr {1e-3, 5e-3} x one model-specific knob at three values. FREEDOM and the
 # real-data RecGOAT: the same 6 plus 2 points added after the first 6 ran (FREEDOM: its
-# second MMRec knob, reg_weight 1e-3, at its two best points; RecGOAT: edge pruning 0.5,
-# chosen from exploratory valid runs, experiments/results/realdata_explore.json). The
+# second MMRec knob, reg_weight 1e-3, at its two best points; RecGOAT: edge pruning 0.5 at
+# lr 5e-3, chosen from exploratory valid runs, experiments/results/realdata_explore.json).
+# RecGOAT's point 2 (lr 5e-3, lambda_cl 0: never chosen, lowest of the lambda_cl 0 pair on
+# both sets) was later replaced by pruning 0.8 at lr 1e-3 with lambda_cl 0.03, FREEDOM's own
+# MovieLens regime, after patience-50 probes on valid (REPLACED_POINTS keeps the old one). The
 # paper / released-code variants: 4 points (two knob values), for time.
 def _six(knob: str, a, b, c) -> list[list[str]]:
     """lr x knob {a, b} first (points 0-3), then lr x c (points 4-5)."""
     return _grid(_LR, [[f"{knob}={a}"], [f"{knob}={b}"]]) + _grid(_LR, [[f"{knob}={c}"]])
 
+
+_RECGOAT_GRID = _six("train.lambda_cl", 0.0, 0.01, 0.03) + [
+    ["train.lr=0.005", "train.lambda_cl=0.01", "model.edge_dropout=0.5"],
+    ["train.lr=0.005", "train.lambda_cl=0.03", "model.edge_dropout=0.5"]]
+_RECGOAT_GRID[2] = ["train.lr=0.001", "train.lambda_cl=0.03", "model.edge_dropout=0.8"]
 
 MODELS = {
     "mf": ("MF-BPR", "mf.yaml", [], _six("train.reg_weight", 0.00001, 0.001, 0.1)),
@@ -69,9 +77,7 @@ MODELS = {
         ["train.lr=0.005", "model.freedom_dropout=0.5", "train.reg_weight=0.001"]]),
     "recgoat": ("RecGOAT, real-data default (recgoat.yaml: residual fusion, no user "
                 "branch)", "recgoat.yaml", ["model.edge_dropout=0.0"],
-                _six("train.lambda_cl", 0.0, 0.01, 0.03) + [
-                    ["train.lr=0.005", "train.lambda_cl=0.01", "model.edge_dropout=0.5"],
-                    ["train.lr=0.005", "train.lambda_cl=0.03", "model.edge_dropout=0.5"]]),
+                _RECGOAT_GRID),
     "recgoat_paper": ("RecGOAT, paper variants (OAT fusion, user branch on template "
                       "profiles, paper CMCL + OT)", "recgoat.yaml",
                       ["model.fusion=oat", "model.user_branch=on", "model.init=normal",
@@ -84,6 +90,11 @@ MODELS = {
                            "model.edge_dropout=0.0"],
                           _grid([["train.lr=0.0008"], ["train.lr=0.002"]],
                                 [["train.lambda_cl=0.005"], ["train.lambda_cl=0.05"]])),
+}
+# grid points that were replaced after they ran: model -> {point index: old overrides}. Their
+# runs were moved to <runs-dir>/_replaced/<dataset>/<model>/p<i>_s<seed>; the report lists them.
+REPLACED_POINTS = {
+    "recgoat": {2: ["train.lr=0.005", "train.lambda_cl=0.0", "model.edge_dropout=0.0"]},
 }
 # ablation -> what, parent model, overrides applied on top of the parent's chosen point
 ABLATIONS = {
@@ -236,6 +247,43 @@ def retire_short_runs(runs_dir: Path) -> dict:
     return out
 
 
+def move_replaced_runs(runs_dir: Path) -> dict:
+    """Moves runs of REPLACED_POINTS whose config.yaml holds the old point's values to
+    runs_dir/_replaced/<key>, so the new point runs under the key; returns {key: the old
+    overrides, valid Recall@20, best epoch} for the report (every replaced run so far)."""
+    import shutil
+
+    from recgoat_jax.config import make_config
+
+    def holds(cfg, overrides: list[str]) -> bool:  # cfg: the run's config, schema-filled
+        for o in overrides:
+            path, _, value = o.partition("=")
+            sec, _, name = path.partition(".")
+            if float(getattr(getattr(cfg, sec), name)) != float(value):
+                return False
+        return True
+
+    replaced = runs_dir / "_replaced"
+    for model, points in REPLACED_POINTS.items():
+        for i, old in points.items():
+            for run in sorted(runs_dir.glob(f"*/{model}/p{i}_s*")):
+                cfg_path = run / "config.yaml"
+                if cfg_path.exists() and holds(make_config(cfg_path, []), old):
+                    key = run.relative_to(runs_dir)
+                    (replaced / key).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.rmtree(replaced / key, ignore_errors=True)
+                    shutil.move(str(run), str(replaced / key))
+    out = {}
+    for res_path in sorted(replaced.glob("*/*/*/results.json")):
+        res = json.loads(res_path.read_text())
+        key = res_path.parent.relative_to(replaced)
+        point = int(key.name.split("_")[0][1:])
+        out[str(key)] = {"overrides": REPLACED_POINTS[key.parent.name][point],
+                         "valid_recall@20": res["valid"].get("recall@20"),
+                         "best_epoch": res["best_epoch"], "epochs_run": res["epochs_run"]}
+    return out
+
+
 def run_tasks(tasks: list[dict], jobs: int, runs_dir: Path) -> None:
     """Runs tasks over `jobs` worker processes (one XLA client each)."""
     todo = [t for t in tasks if not (runs_dir / t["key"] / "buckets.json").exists()
@@ -380,7 +428,12 @@ def write_report(out: Path, report: dict) -> None:
              f"Early stopping: patience {report.get('patience', 20)}, not before epoch {report.get('min_epochs', 0)} "
              f"(train.min_epochs); {len(report.get('retired_runs', {}))} runs that had stopped "
              "before it under the earlier rule were rerun (their old results: "
-             "\"retired_runs\" in the JSON).",
+             "\"retired_runs\" in the JSON)."
+             + (f" {len(report['replaced_runs'])} runs of grid points replaced after they ran "
+                "(\"replaced_runs\" in the JSON: " + "; ".join(
+                    f"{k} ({', '.join(v['overrides'])}): valid Recall@20 "
+                    f"{v['valid_recall@20']:.4f}" for k, v in report['replaced_runs'].items())
+                + ")." if report.get("replaced_runs") else ""),
              ""]
     for ds, rows in report["summary"].items():
         sig = report.get("signal", {}).get(ds)
@@ -509,6 +562,7 @@ def main(argv=None) -> int:
             p.error(f"unknown ablation {a!r}; expected some of {', '.join(ABLATIONS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     retired = retire_short_runs(runs_dir) if not args.summarise_only else None
+    replaced = move_replaced_runs(runs_dir) if not args.summarise_only else None
     if not args.summarise_only:
         extra = [f"train.patience={args.patience}"] if args.patience else []
         run_tasks([{**t, "extra": extra} for t in _grid_tasks(datasets, models)],
@@ -537,6 +591,9 @@ def main(argv=None) -> int:
               "patience": args.patience or old.get("patience", 20),
               # runs that stopped before MIN_EPOCHS under the old rule, rerun with it
               "retired_runs": retired if retired is not None else old.get("retired_runs", {}),
+              # runs of grid points that were replaced after they ran (REPLACED_POINTS)
+              "replaced_runs": (replaced if replaced is not None
+                                else old.get("replaced_runs", {})),
               # later invocations that added runs (e.g. more ablation seeds), kept across
               # --summarise-only rewrites
               "extra_commands": old.get("extra_commands", [])}
