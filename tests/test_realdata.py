@@ -69,3 +69,32 @@ def test_choose_takes_the_best_valid_point_and_skips_missing(tmp_path):
     best, rows = realdata.choose(tmp_path, "ds", "lightgcn")
     assert best == 2
     assert [r["valid_recall@20"] for r in rows] == [0.31, None, 0.35, 0.33, None, None]
+
+
+def test_move_replaced_runs_moves_only_runs_of_the_old_point(tmp_path, monkeypatch):
+    """A run whose config holds the replaced point's values moves to _replaced and is
+    listed; a run of the new point under the same key stays."""
+    import yaml
+
+    monkeypatch.setattr(realdata, "REPLACED_POINTS",
+                        {"recgoat": {2: ["train.lr=0.005", "model.edge_dropout=0.0"]}})
+
+    def run(ds, seed, lr, edge_dropout, valid):
+        d = tmp_path / realdata.run_key(ds, "recgoat", 2, seed)
+        d.mkdir(parents=True)
+        cfg = {"model": {"name": "recgoat", "edge_dropout": edge_dropout},
+               "train": {"lr": lr}}
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+        (d / "results.json").write_text(json.dumps(
+            {"valid": {"recall@20": valid}, "best_epoch": 7, "epochs_run": 100}))
+        return d
+
+    old = run("a", 0, 0.005, 0.0, 0.31)
+    new = run("b", 0, 0.001, 0.8, 0.35)
+    got = realdata.move_replaced_runs(tmp_path)
+    assert not old.exists() and new.exists()
+    assert (tmp_path / "_replaced" / "a" / "recgoat" / "p2_s0" / "results.json").exists()
+    assert got == {"a/recgoat/p2_s0": {"overrides": ["train.lr=0.005", "model.edge_dropout=0.0"],
+                                       "valid_recall@20": 0.31, "best_epoch": 7,
+                                       "epochs_run": 100}}
+    assert realdata.move_replaced_runs(tmp_path) == got  # idempotent
