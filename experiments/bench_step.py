@@ -8,10 +8,12 @@ experiments/bench.py runs), it measures:
 
   peak     dense matmul FLOP/s (f32; and bf16 on accelerators), same process
   step     the whole jitted train step (train/step.py) under each model.gat_impl in
-           --impls (default csr = today's, segment = the earlier per-edge form), steps
-           interleaved A B A B ... so load changes hit both; median step time, XLA cost
-           analysis (FLOPs, bytes accessed), FLOP/s and its fraction of the peak, and the
-           ratio of the medians (first impl's time / each other's)
+           --impls (default csr = today's, segment = the earlier per-edge form; a +bf16
+           suffix turns train.mixed_precision on for that step, +nodrop sets dropout 0),
+           steps interleaved A B A B ... so load changes hit both; median step time, XLA
+           cost analysis (FLOPs, bytes accessed), FLOP/s and its fraction of the peak (bf16
+           steps: of the bf16 peak), and the ratio of the medians (each other's time / the
+           first impl's). experiments/bench_step_repeat.py repeats this in fresh processes.
   parts    each part of the step as its own jitted forward + backward (value_and_grad of
            <output, fixed cotangent>) on the step's real inputs and parameters: modality
            projections, item GAT (each impl), user GAT, LightGCN propagation, OAT maps,
@@ -24,6 +26,7 @@ experiments/bench.py runs), it measures:
     python experiments/bench_step.py                          # Baby, d 800, B 4096
     python experiments/bench_step.py --shape sports --dim 600 --steps 3
     python experiments/bench_step.py --set train.lambda_cl=0.032 --set train.lambda_ot=0.1
+    python experiments/bench_step.py --impls csr,segment,csr+bf16,csr+nodrop
 
 Results: experiments/results/step_breakdown_<platform>.json (machine, versions, command).
 """
@@ -124,7 +127,10 @@ def main(argv=None) -> int:
     ap.add_argument("--dim", type=int, default=800)
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--impls", default="csr,segment",
-                    help="model.gat_impl values, first = the one compared against (csr,segment)")
+                    help="model.gat_impl values, first = the one compared against; "
+                         "suffixes change that step only: +bf16 (train.mixed_precision on), "
+                         "+nodrop (model.dropout 0: what the dropout masks cost; computes "
+                         "a different step), e.g. csr,segment,csr+bf16 (csr,segment)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per impl (3)")
     ap.add_argument("--part-reps", type=int, default=3, help="timed calls per part (3)")
     ap.add_argument("--no-parts", action="store_true", help="only the whole steps")
@@ -144,23 +150,32 @@ def main(argv=None) -> int:
     plat = jax.devices()[0].platform
     log = functools.partial(print, file=sys.stderr, flush=True)
 
+    impls = [x for x in args.impls.split(",") if x]
+    for spec in impls:
+        gat_impl, *suffixes = spec.split("+")
+        if gat_impl not in ("csr", "segment") or not set(suffixes) <= {"bf16", "nodrop"}:
+            ap.error(f"--impls {spec!r}: expected csr or segment, optionally with +bf16 "
+                     "and/or +nodrop")
+    any_bf16 = plat != "cpu" or any(x.endswith("+bf16") for x in impls)
     peak = matmul_peak(args.matmul_n or (2048 if plat == "cpu" else 8192),
-                       ["float32"] if plat == "cpu" else ["float32", "bfloat16"])
+                       ["float32", "bfloat16"] if any_bf16 else ["float32"])
     log(f"[step] matmul peak f32 {peak['float32']['flops_per_s'] / 1e9:.1f} GFLOP/s")
 
     dims = SHAPES.get(args.shape) or tuple(int(x) for x in args.shape.split("x"))
     ds = generate(*dims, feature_dims=FEATURE_DIMS, seed=args.seed,
                   name=args.shape)
     mp = {"auto": plat != "cpu", "on": True, "off": False}[args.mixed_precision]
-    impls = [x for x in args.impls.split(",") if x]
     heads = 8 if args.dim % 8 == 0 else 1
 
-    def make_cfg(impl):
+    def make_cfg(spec):  # "csr", "segment", "csr+bf16", "csr+nodrop", ...
+        gat_impl, *suffixes = spec.split("+")
+        drop = {"dropout": 0.0} if "nodrop" in suffixes else {}
         return config_lib.make_config(
             None, args.set, data={"root": args.data_root},
-            model={"name": "recgoat", "dim": args.dim, "gat_heads": heads, "gat_impl": impl},
-            train={"batch_size": args.batch_size, "checkpoint": False, "mixed_precision": mp,
-                   "seed": args.seed})
+            model={"name": "recgoat", "dim": args.dim, "gat_heads": heads,
+                   "gat_impl": gat_impl, **drop},
+            train={"batch_size": args.batch_size, "checkpoint": False,
+                   "mixed_precision": mp or "bf16" in suffixes, "seed": args.seed})
 
     cfg = make_cfg(impls[0])
     tr = Trainer(cfg, ds, log=lambda *a: None)
@@ -173,24 +188,29 @@ def main(argv=None) -> int:
     names = tr.aux_names(state0)
 
     # ---- whole steps, interleaved
-    steps, states, accs = {}, {}, {}
+    steps, states, accs, step_inputs = {}, {}, {}, {}
     res_steps = {}
     for impl in impls:
-        model = build(make_cfg(impl), tr.shapes)
+        icfg = make_cfg(impl)
+        model = build(icfg, tr.shapes)
         fn = make_train_step(model, tr.tx)
         states[impl] = jax.tree_util.tree_map(jnp.copy, state0)
         accs[impl] = zeros_acc(names)
+        # a +bf16 step gets its features stored in bf16, as the trainer would store them
+        step_inputs[impl] = (inputs_lib.features_bf16(tr.inputs)
+                             if icfg.train.mixed_precision and not mp else tr.inputs)
         t = time.perf_counter()
-        steps[impl] = fn.lower(states[impl], accs[impl], tr.inputs, batches, jnp.int32(0),
-                               key).compile()
+        steps[impl] = fn.lower(states[impl], accs[impl], step_inputs[impl], batches,
+                               jnp.int32(0), key).compile()
         res_steps[impl] = {"compile_s": time.perf_counter() - t, **cost(steps[impl]),
-                           "times_s": []}
+                           "mixed_precision": icfg.train.mixed_precision, "times_s": []}
         log(f"[step] {impl}: compiled in {res_steps[impl]['compile_s']:.1f} s, "
             f"{res_steps[impl]['flops'] / 1e9:.1f} GFLOP, "
             f"{res_steps[impl]['bytes'] / 1e9:.1f} GB accessed")
 
     def run(impl, i):
-        states[impl], accs[impl] = steps[impl](states[impl], accs[impl], tr.inputs, batches,
+        states[impl], accs[impl] = steps[impl](states[impl], accs[impl], step_inputs[impl],
+                                               batches,
                                                jnp.int32(i % host.n_steps), key)
         jax.block_until_ready(accs[impl])
 
@@ -207,7 +227,10 @@ def main(argv=None) -> int:
         r["step_s_min"] = float(np.min(r["times_s"]))  # load only adds time: the cleanest one
         r["epoch_s_estimate"] = r["step_s_median"] * host.n_steps
         r["flops_per_s"] = r["flops"] / r["step_s_median"]
-        r["fraction_of_matmul_peak"] = r["flops_per_s"] / peak_fps
+        # a mixed-precision step against the bf16 peak of this process, f32 against f32
+        r["matmul_peak_ref"] = "bfloat16" if r["mixed_precision"] and "bfloat16" in peak \
+            else "float32"
+        r["fraction_of_matmul_peak"] = r["flops_per_s"] / peak[r["matmul_peak_ref"]]["flops_per_s"]
         loss = float(jax.device_get(accs[impl]["loss"]))
         r["finite_loss"] = bool(np.isfinite(loss))
         log(f"[step] {impl}: {r['step_s_median']:.3f} s/step, "
@@ -220,7 +243,8 @@ def main(argv=None) -> int:
     log(f"[step] speed-up of {first}: median {ratios}, min {ratios_min}")
     del states, accs, steps
 
-    parts = [] if args.no_parts else measure_parts(tr, cfg, impls, state0, batches, key,
+    gat_impls = list(dict.fromkeys(x.split("+")[0] for x in impls))
+    parts = [] if args.no_parts else measure_parts(tr, cfg, gat_impls, state0, batches, key,
                                                     args.part_reps, log)
     step_s = res_steps[first]["step_s_median"]
     for p in parts:

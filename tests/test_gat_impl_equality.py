@@ -33,12 +33,13 @@ def dataset():
                     user_feature_dim=10)
 
 
-def _loss_and_grad(ds, root, variant, impl):
+def _loss_and_grad(ds, root, variant, impl, mixed_precision=False, hlo=None):
     v = VARIANTS[variant]
     cfg = make_config(None, [], data={"root": str(root)},
                       model={"name": "recgoat", "dim": 16, "gat_heads": 4, "knn_k": 4,
                              "user_knn_k": 3, "gat_impl": impl, **v["model"]},
-                      train={"batch_size": 32, **v["train"]})
+                      train={"batch_size": 32, "mixed_precision": mixed_precision,
+                             **v["train"]})
     model = build(cfg, shapes_of(ds))
     inputs = model_inputs(model, ds, cfg)
     params = model.init(jax.random.PRNGKey(0), inputs)
@@ -49,6 +50,9 @@ def _loss_and_grad(ds, root, variant, impl):
              "weight": jnp.asarray((np.arange(32) < 30).astype(np.float32))}  # 2 padded rows
     f = jax.jit(jax.value_and_grad(model.loss, has_aux=True))
     (loss, aux), grads = f(params, inputs, batch, jax.random.PRNGKey(7))
+    if hlo is not None:  # the forward loss's StableHLO, for dtype checks
+        hlo.append(jax.jit(model.loss).lower(params, inputs, batch,
+                                             jax.random.PRNGKey(7)).as_text())
     return float(loss), jax.device_get(aux), jax.device_get(grads)
 
 
@@ -72,3 +76,34 @@ def test_csr_step_equals_segment_step(dataset, tmp_path, variant):
         scale = max(float(np.max(np.abs(a))), 1e-6)
         np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * scale, err_msg=name)
     assert gat_grads == 3 * 4  # item (2 modalities) and user GAT layers were compared
+
+
+@pytest.mark.parametrize("variant", ["paper", "reference"])
+def test_mixed_precision_step_close_to_float32(dataset, tmp_path, variant):
+    """train.mixed_precision: the projections, GAT W x maps and OAT maps are bf16 x bf16
+    dots with float32 output (2 modalities x 3 + the user encoder's 2 in the forward); the
+    loss and every gradient leaf stay float32 and within bf16 rounding of the f32 step."""
+    loss_f, _, g_f = _loss_and_grad(dataset, tmp_path, variant, "csr")
+    hlo = []
+    loss_b, _, g_b = _loss_and_grad(dataset, tmp_path, variant, "csr", True, hlo)
+    dots = [line for line in hlo[0].splitlines() if "dot_general" in line]
+    bf16_dots = [d for d in dots if "xbf16>, tensor<" in d]
+    assert len(bf16_dots) == 2 * 3 + 2, len(bf16_dots)
+    assert all("xf32>" in d.split("->")[-1] for d in bf16_dots)
+    np.testing.assert_allclose(loss_b, loss_f, rtol=2e-2)
+    leaves_f = jax.tree_util.tree_leaves_with_path(g_f)
+    biggest = max(np.linalg.norm(a) for _, a in leaves_f)
+    checked = 0
+    for (path, a), b in zip(leaves_f, jax.tree_util.tree_leaves(g_b)):
+        name = jax.tree_util.keystr(path)
+        assert b.dtype == np.float32, name
+        a, b = np.ravel(a), np.ravel(b)
+        if np.linalg.norm(a) < 1e-2 * biggest:
+            # tiny leaves (e.g. attention vectors, 1e-3 of the largest) are sums that
+            # cancel, so bf16 rounding moves them by 10%+ in relative terms
+            continue
+        checked += 1
+        cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        assert cos > 0.99, (name, cos)
+        assert np.linalg.norm(b - a) < 0.05 * np.linalg.norm(a), name
+    assert checked >= 10, checked  # the embeddings, projections, GAT fc and OAT maps

@@ -13,7 +13,7 @@ CMCL `paper` / `reference`: cmcl_paper, cmcl_reference.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from recgoat_jax import compat  # noqa: F401  (before ott: restores moved jax symbols)
 
@@ -26,6 +26,7 @@ from ott.solvers.linear import implicit_differentiation, sinkhorn
 from ott.tools import sinkhorn_divergence
 
 from recgoat_jax.losses import info_nce, l2_normalize
+from recgoat_jax.model.precision import matmul
 
 _HI = jax.lax.Precision.HIGHEST
 
@@ -106,12 +107,13 @@ class ReferenceOAT(nn.Module):
     scale: float = 100.0
     epsilon: float = 0.01
     iterations: int = 100
+    compute_dtype: Any = None  # bfloat16 (train.mixed_precision): z (T + Delta) in bf16
 
     @nn.compact
     def __call__(self, z: jax.Array, e: jax.Array):
         delta = self.param("delta", nn.initializers.xavier_uniform(), (self.d, self.d))
         t = reference_plan(z, e, self.scale, self.epsilon, self.iterations)
-        zhat = z @ (t + delta)
+        zhat = matmul(z, t + delta, self.compute_dtype)
         zs = jax.lax.stop_gradient(z)
         diag = {
             "plan_mass": jnp.sum(t),
@@ -206,6 +208,7 @@ class PaperOAT(nn.Module):
 
     d: int
     delta_init: str = "zeros"
+    compute_dtype: Any = None  # bfloat16 (train.mixed_precision): z Delta in bf16, f32 out
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
@@ -216,7 +219,7 @@ class PaperOAT(nn.Module):
         else:
             raise ValueError(f"PaperOAT delta_init must be 'zeros' or 'xavier', got {self.delta_init!r}")
         delta = self.param("delta", init_fn, (self.d, self.d))
-        return z + z @ delta
+        return z + matmul(z, delta, self.compute_dtype)
 
 
 def paper_ot_loss(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 from recgoat_jax import compat  # noqa: F401  (must precede jraph: restores jax.tree_map)
 
@@ -29,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import jraph
 from jax.experimental import sparse as jsparse
+
+from recgoat_jax.model.precision import dense_dot_general
 
 GAT_IMPLS = ("csr", "segment")  # model.gat_impl
 EDGE_CHUNK = 512  # edges per block of the backward's per-edge dot products (see _edge_dots)
@@ -48,8 +51,9 @@ def _torch_linear(features: int, fan_in: int, name: str | None = None,
                   compute_dtype=None) -> nn.Dense:
     """nn.Dense with torch.nn.Linear's default init U(+-1/sqrt(fan_in)) for kernel and bias.
 
-    compute_dtype bfloat16 (mixed precision): inputs, kernel and bias are cast to bf16 for
-    the matmul, which accumulates and returns float32; params stay float32.
+    compute_dtype bfloat16 (mixed precision): the matmul and its two backward matmuls take
+    bf16 operands and accumulate and return float32 (model/precision.py); params, bias
+    and gradients stay float32.
     """
     bound = 1.0 / math.sqrt(max(fan_in, 1))
 
@@ -61,10 +65,10 @@ def _torch_linear(features: int, fan_in: int, name: str | None = None,
         kernel_init=nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
         bias_init=bias_init,
         name=name,
-        dtype=compute_dtype,
-        dot_general=None if compute_dtype is None else functools.partial(
-            jax.lax.dot_general, preferred_element_type=jnp.float32),
+        dot_general=dense_dot_general(compute_dtype),
     )
+
+
 
 
 def graph_from_edges(nodes: jax.Array, senders: jax.Array, receivers: jax.Array) -> jraph.GraphsTuple:
@@ -189,6 +193,9 @@ class GATLayer(nn.Module):
     attn_drop: float = 0.1
     negative_slope: float = 0.2
     impl: str = "csr"
+    # bfloat16 (train.mixed_precision): the W x matmul (forward and backward) with bf16
+    # operands and float32 accumulation; the attention and the aggregation stay float32.
+    compute_dtype: Any = None
 
     @nn.compact
     def __call__(self, graph: jraph.GraphsTuple, deterministic: bool = True, return_attention: bool = False):
@@ -206,6 +213,7 @@ class GATLayer(nn.Module):
             use_bias=False,
             kernel_init=nn.initializers.variance_scaling(2.0, "fan_avg", "normal"),
             name="fc",
+            dot_general=dense_dot_general(self.compute_dtype),
         )
         h = fc(x).reshape(n, self.heads, head_dim)  # [n, H, F]
         a_l = self.param("attn_l", _attn_init(self.heads, head_dim), (self.heads, head_dim))
@@ -267,6 +275,7 @@ class ModalityEncoder(nn.Module):
                 feat_drop=self.dropout,
                 attn_drop=self.dropout,
                 impl=self.gat_impl,
+                compute_dtype=jnp.bfloat16 if bf16 else None,
                 name=f"gat_{layer}",
             )(g, deterministic=deterministic)
             h = jax.nn.leaky_relu(h, 0.2)

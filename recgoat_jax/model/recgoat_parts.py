@@ -45,14 +45,15 @@ def gat_ui(inputs, u0, item_ego, deterministic, *, dim: int, n_layers: int, head
     return out[:n_users], out[n_users:]
 
 
-def paper_align(m, z, e_items, *, dim: int):
+def paper_align(m, z, e_items, *, dim: int, compute_dtype=None):
     del e_items  # the paper variant aligns through its OT loss term instead
-    return alignment.PaperOAT(dim, name=f"oat_{m}")(z), {}
+    return alignment.PaperOAT(dim, compute_dtype=compute_dtype, name=f"oat_{m}")(z), {}
 
 
 def reference_align(m, z, e_items, *, dim: int, scale: float, epsilon: float,
-                    iterations: int):
-    zhat, diag = alignment.ReferenceOAT(dim, scale, epsilon, iterations, name=f"oat_{m}")(
+                    iterations: int, compute_dtype=None):
+    zhat, diag = alignment.ReferenceOAT(dim, scale, epsilon, iterations,
+                                        compute_dtype=compute_dtype, name=f"oat_{m}")(
         z, e_items)
     return zhat, {f"oat/{m}/{k}": v for k, v in diag.items()}
 
@@ -71,11 +72,14 @@ def ui_encoder(kind: str, *, dim: int, n_layers: int, heads: int, dropout: float
     }[kind]()
 
 
-def aligner(kind: str, *, dim: int, scale: float, epsilon: float, iterations: int):
-    """model.oat -> aligner function."""
+def aligner(kind: str, *, dim: int, scale: float, epsilon: float, iterations: int,
+            compute_dtype=None):
+    """model.oat -> aligner function. compute_dtype bfloat16 (train.mixed_precision): the
+    z (I + Delta) / z (T + Delta) map in bf16 with float32 output."""
     return {
-        "paper": lambda: functools.partial(paper_align, dim=dim),
+        "paper": lambda: functools.partial(paper_align, dim=dim, compute_dtype=compute_dtype),
         "reference": lambda: functools.partial(reference_align, dim=dim, scale=scale,
-                                               epsilon=epsilon, iterations=iterations),
+                                               epsilon=epsilon, iterations=iterations,
+                                               compute_dtype=compute_dtype),
         "none": lambda: no_align,
     }[kind]()
