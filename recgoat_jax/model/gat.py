@@ -19,7 +19,6 @@ then scatter-added in the backward) made the GAT most of the train step
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -67,8 +66,6 @@ def _torch_linear(features: int, fan_in: int, name: str | None = None,
         name=name,
         dot_general=dense_dot_general(compute_dtype),
     )
-
-
 
 
 def graph_from_edges(nodes: jax.Array, senders: jax.Array, receivers: jax.Array) -> jraph.GraphsTuple:
