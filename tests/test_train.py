@@ -170,3 +170,46 @@ def test_min_epochs_defers_early_stopping(tiny, tmp_path):
     assert longer["epochs_run"] >= 6 and [r["epoch"] for r in rows][:6] == list(range(6))
     vals = [r["valid"]["recall@20"] for r in rows]
     assert longer["best_epoch"] == int(np.argmax(vals))
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_between_the_best_and_latest_saves(tiny, tmp_path, monkeypatch):
+    """A run killed after save_best(e) and before save_latest(e) resumes from e - 1 and
+    trains e again: the stale best of e is dropped (orbax refused to save e twice: 'Checkpoint
+    for step e already exists'), and the run ends as an uninterrupted one, its best
+    checkpoint at the reported best epoch."""
+    from recgoat_jax.train import checkpoint as ckpt_lib
+
+    cfg = _cfg(epochs=5)
+    full = train(cfg, run_dir=tmp_path / "full", dataset=tiny, progress=False, log=lambda s: None)
+    save_best, save_latest = ckpt_lib.Checkpoints.save_best, ckpt_lib.Checkpoints.save_latest
+    saved_best = []
+
+    def record_best(self, epoch, params):
+        saved_best.append(epoch)
+        save_best(self, epoch, params)
+
+    def die_after_a_best(self, epoch, state, meta):
+        if epoch >= 1 and saved_best and saved_best[-1] == epoch:
+            raise _Kill
+        save_latest(self, epoch, state, meta)
+
+    monkeypatch.setattr(ckpt_lib.Checkpoints, "save_best", record_best)
+    monkeypatch.setattr(ckpt_lib.Checkpoints, "save_latest", die_after_a_best)
+    with pytest.raises(_Kill):
+        train(cfg, run_dir=tmp_path / "cut", dataset=tiny, progress=False, log=lambda s: None)
+    monkeypatch.undo()
+    killed_at = saved_best[-1]
+    ck = ckpt_lib.Checkpoints(tmp_path / "cut")
+    assert ck.latest_epoch() == killed_at - 1 and killed_at in ck.best.all_steps()
+    ck.close()
+    logs = []
+    resumed = train(cfg, run_dir=tmp_path / "cut", resume=True, dataset=tiny, progress=False,
+                    log=logs.append)
+    assert any(f"dropped the best checkpoint of epoch(s) [{killed_at}]" in m for m in logs)
+    assert resumed["best_epoch"] == full["best_epoch"]
+    for k, v in full["test"].items():
+        assert resumed["test"][k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
+    ck = ckpt_lib.Checkpoints(tmp_path / "cut")
+    assert ck.best.all_steps() == [full["best_epoch"]]
+    ck.close()

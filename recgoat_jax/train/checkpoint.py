@@ -36,6 +36,17 @@ class Checkpoints:
         self.best.save(epoch, args=ocp.args.Composite(
             params=ocp.args.StandardSave(params)), force=True)
 
+    def drop_best_after(self, epoch: int) -> list[int]:
+        """Deletes the `best` checkpoints of epochs after `epoch`, the resumed `latest`: a run
+        killed between save_best(e) and save_latest(e) left a best of an epoch that the
+        resumed run trains again (and would otherwise refuse to save, or, had it not
+        improved the second time, report another epoch than the one stored).
+        -> the deleted epochs."""
+        steps = sorted(s for s in self.best.all_steps() if s > epoch)
+        for s in steps:
+            self.best.delete(s)
+        return steps
+
     def latest_epoch(self) -> int | None:
         return self.latest.latest_step()
 

@@ -349,6 +349,11 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         best_row, prior_wall = meta["best_row"], meta["wall_time_s"]
         history = _read_metrics(metrics_path, meta["epoch"])
         log(f"resumed from {run_dir} at epoch {start_epoch} (best {best:.4f} @ {best_epoch})")
+        dropped = ckpt.drop_best_after(meta["epoch"])
+        if dropped:
+            log(f"dropped the best checkpoint of epoch(s) {dropped}, written after the last "
+                f"complete epoch {meta['epoch']} (the run died between its two saves); those "
+                "epochs are trained again")
     elif resume:
         log(f"--resume: no checkpoint in {run_dir}; starting from scratch")
     # written only now, so a refused --resume leaves the run's config as it was
