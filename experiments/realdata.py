@@ -475,9 +475,14 @@ def write_report(out: Path, report: dict) -> None:
         lines += ["", "Grid points (seed 0, valid Recall@20):", ""]
         for v, r in rows.items():
             if isinstance(r["grid"], list):
-                pts = "; ".join(f"{','.join(g['overrides'])}: "
-                                f"{'FAILED' if g['failed'] else format(g['valid_recall@20'] or 0, '.4f')}"
-                                for g in r["grid"])
+                def shown(g):
+                    if g["failed"]:
+                        return "FAILED"
+                    if g["valid_recall@20"] is None:  # not run, or died: rerun the command
+                        return "MISSING (no results.json)"
+                    return format(g["valid_recall@20"], ".4f")
+
+                pts = "; ".join(f"{','.join(g['overrides'])}: {shown(g)}" for g in r["grid"])
                 lines.append(f"- {v}: {pts}")
         for v, r in rows.items():
             for s, f in r["failed"].items():
