@@ -412,6 +412,15 @@ def _fmt(cell: dict | None) -> str:
     return "" if not cell else f"{cell['mean']:.4f} +- {cell['std']:.4f}"
 
 
+def _shown(point: dict) -> str:
+    """A grid point's valid Recall@20 as the report prints it."""
+    if point["failed"]:
+        return "FAILED"
+    if point["valid_recall@20"] is None:  # not run, or died: rerun the command
+        return "MISSING (no results.json)"
+    return format(point["valid_recall@20"], ".4f")
+
+
 def write_report(out: Path, report: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
@@ -475,14 +484,8 @@ def write_report(out: Path, report: dict) -> None:
         lines += ["", "Grid points (seed 0, valid Recall@20):", ""]
         for v, r in rows.items():
             if isinstance(r["grid"], list):
-                def shown(g):
-                    if g["failed"]:
-                        return "FAILED"
-                    if g["valid_recall@20"] is None:  # not run, or died: rerun the command
-                        return "MISSING (no results.json)"
-                    return format(g["valid_recall@20"], ".4f")
-
-                pts = "; ".join(f"{','.join(g['overrides'])}: {shown(g)}" for g in r["grid"])
+                pts = "; ".join(f"{','.join(g['overrides'])}: {_shown(g)}"
+                                for g in r["grid"])
                 lines.append(f"- {v}: {pts}")
         for v, r in rows.items():
             for s, f in r["failed"].items():
