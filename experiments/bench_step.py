@@ -51,7 +51,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from recgoat_jax import config as config_lib  # noqa: E402
+from recgoat_jax import config as config_lib, hostmem  # noqa: E402
 from recgoat_jax.data.synthetic import SHAPES, generate  # noqa: E402
 from recgoat_jax.graphs import inputs as inputs_lib  # noqa: E402
 from recgoat_jax.model import alignment, recgoat_loss  # noqa: E402
@@ -79,6 +79,12 @@ def median_time(fn, args, reps: int) -> float:
         jax.block_until_ready(fn(*args))
         ts.append(time.perf_counter() - t)
     return float(np.median(ts))
+
+
+def minor_faults() -> int:
+    """This process's minor page faults so far (getrusage): a step that allocates fresh
+    multi-GB temporaries pays a fault per 4 KiB page it touches, every step."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def device_peak_bytes() -> int | None:
@@ -141,9 +147,19 @@ def main(argv=None) -> int:
     ap.add_argument("--matmul-n", type=int, default=0, help="peak matmul size (auto)")
     ap.add_argument("--data-root", default="data", help="kNN graphs are cached in ROOT/.cache")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--malloc", choices=("tuned", "system"), default="tuned",
+                    help="host allocator: tuned = what `recgoat train` runs with (freed "
+                         "memory stays mapped, recgoat_jax/hostmem.py), system = the C "
+                         "library's defaults (tuned); re-executes this script if needed")
     ap.add_argument("--note", default="", help="free text stored in the JSON (machine load)")
     ap.add_argument("--out", help="default experiments/results/step_breakdown_<platform>.json")
     args = ap.parse_args(argv)
+    if argv is None:  # run as a script: the allocator must be set before the process starts
+        if args.malloc == "tuned":
+            os.environ.pop(hostmem.OPT_OUT, None)
+            hostmem.reexec_tuned()
+        else:
+            hostmem.reexec_system()
     command = shlex.join(["python", "experiments/bench_step.py",
                           *(sys.argv[1:] if argv is None else argv)])
     t0, load_start = time.perf_counter(), os.getloadavg()
@@ -203,7 +219,8 @@ def main(argv=None) -> int:
         steps[impl] = fn.lower(states[impl], accs[impl], step_inputs[impl], batches,
                                jnp.int32(0), key).compile()
         res_steps[impl] = {"compile_s": time.perf_counter() - t, **cost(steps[impl]),
-                           "mixed_precision": icfg.train.mixed_precision, "times_s": []}
+                           "mixed_precision": icfg.train.mixed_precision, "times_s": [],
+                           "minor_faults": []}
         log(f"[step] {impl}: compiled in {res_steps[impl]['compile_s']:.1f} s, "
             f"{res_steps[impl]['flops'] / 1e9:.1f} GFLOP, "
             f"{res_steps[impl]['bytes'] / 1e9:.1f} GB accessed")
@@ -218,9 +235,10 @@ def main(argv=None) -> int:
         run(impl, 0)  # warm-up
     for i in range(1, args.steps + 1):
         for impl in impls:
-            t = time.perf_counter()
+            f, t = minor_faults(), time.perf_counter()
             run(impl, i)
             res_steps[impl]["times_s"].append(time.perf_counter() - t)
+            res_steps[impl]["minor_faults"].append(minor_faults() - f)
     for impl in impls:
         r = res_steps[impl]
         r["step_s_median"] = float(np.median(r["times_s"]))
@@ -234,7 +252,8 @@ def main(argv=None) -> int:
         loss = float(jax.device_get(accs[impl]["loss"]))
         r["finite_loss"] = bool(np.isfinite(loss))
         log(f"[step] {impl}: {r['step_s_median']:.3f} s/step, "
-            f"{r['fraction_of_matmul_peak']:.0%} of the matmul peak")
+            f"{r['fraction_of_matmul_peak']:.0%} of the matmul peak, "
+            f"{np.median(r['minor_faults']) / 1e3:.0f}k minor page faults per step")
     first = impls[0]
     ratios = {f"{impl}/{first}": res_steps[impl]["step_s_median"] /
               res_steps[first]["step_s_median"] for impl in impls[1:]}
@@ -261,6 +280,7 @@ def main(argv=None) -> int:
                     "cpu_count": os.cpu_count(), "device_platform": plat,
                     "loadavg_1_5_15_start": load_start, "loadavg_1_5_15_end": os.getloadavg()},
         "versions": versions(),
+        "allocator": hostmem.setting(),
         "setup": {"shape": args.shape, "users": ds.n_users, "items": ds.n_items,
                   "train_interactions": ds.train.nnz, "feature_dims": FEATURE_DIMS,
                   "dim": args.dim, "heads": heads, "batch_size": args.batch_size,
@@ -282,6 +302,8 @@ def main(argv=None) -> int:
         "definitions": {
             "step_s_median": "median wall time of one blocked train step; the impls' steps "
                              "run interleaved after one warm-up step each",
+            "minor_faults": "getrusage minor page faults during each timed step (4 KiB "
+                            "pages first touched: fresh temporaries the allocator mapped)",
             "step_time_ratio_vs_<impl>": "other impl's step_s_median / this impl's "
                                          "(_of_min_times: the same with step_s_min)",
             "flops, bytes": "XLA cost analysis of the compiled function (while-loop bodies, "

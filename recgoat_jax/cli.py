@@ -26,6 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from recgoat_jax import hostmem
 from recgoat_jax.cliutil import HelpFormatter, add_verbosity, data_root_default, run_command
 from recgoat_jax.errors import UserError
 
@@ -155,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the process's own command line: set up its allocator first
+        hostmem.reexec_tuned()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"] and argv[1:] not in (["-h"], ["--help"]):
         # everything after `bench` belongs to experiments/bench.py (argparse's REMAINDER

@@ -101,12 +101,13 @@ def _spmm_per_head(data: jax.Array, cols: jax.Array, indptr: jax.Array, x: jax.A
 
 
 def _edge_dots(a: jax.Array, b: jax.Array, rows_a: jax.Array, rows_b: jax.Array,
-               chunk: int = EDGE_CHUNK) -> jax.Array:
+               chunk: int | None = None) -> jax.Array:
     """dots[e, h] = a[rows_a[e], h] . b[rows_b[e], h]. a, b: [n, H, F]; rows: int32 [E] -> [E, H].
 
     Blocks of `chunk` edges in a lax.map: each block's [chunk, H, F] gathers stay small and
     reuse one buffer, where one [E, H, F] gather costs a fresh multi-GB buffer per step.
     """
+    chunk = chunk or EDGE_CHUNK
     e = rows_a.shape[0]
     pad = -e % chunk
     ra = jnp.pad(rows_a, (0, pad)).reshape(-1, chunk)

@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from recgoat_jax import hostmem
 from recgoat_jax.cliutil import ENV_DATA_ROOT, add_verbosity, command_parser, run_command
 from recgoat_jax.errors import UserError
 
@@ -135,6 +136,8 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
+    if argv is None:  # the process's own command line: set up its allocator first
+        hostmem.reexec_tuned()
     return run(parse_args(argv))
 
 

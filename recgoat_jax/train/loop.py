@@ -31,7 +31,7 @@ import optax
 from flax.training.train_state import TrainState
 from tqdm.auto import tqdm
 
-from recgoat_jax import config as config_lib
+from recgoat_jax import config as config_lib, hostmem
 from recgoat_jax.config import Config
 from recgoat_jax.data.dataset import Dataset
 from recgoat_jax.errors import ConfigError, TrainingDiverged, UserError
@@ -58,7 +58,8 @@ def versions() -> dict:
             "optax": optax.__version__, "numpy": np.__version__,
             "platform": platform.platform(), "machine": platform.machine(),
             "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
-            "n_devices": jax.device_count()}
+            "n_devices": jax.device_count(),
+            "host_malloc": hostmem.setting()["malloc"]}
 
 
 # folded into the epoch key for the pre_epoch hook; the step folds the (far smaller)
