@@ -10,7 +10,11 @@
   measure  at 3 scales that run here (1 CPU device, LightGCN), in a fresh subprocess
            each: compile, make the arguments on the device, run 3 steps, and take the
            process's resident-memory growth (VmRSS before the arguments -> VmHWM after
-           the steps, peak counter reset in between) as the measured peak.
+           the steps, peak counter reset in between) as the measured peak. The
+           children run under the C library's default allocator (--malloc system): the
+           model predicts XLA's buffers, and the `recgoat` CLI's tuned allocator
+           (recgoat_jax/hostmem.py) keeps freed memory mapped, which adds to the
+           process peak (--malloc tuned measures that).
 
     python experiments/bench_plan.py                       # both, -> experiments/results/
     python experiments/bench_plan.py --skip-measure --scales baby,10m
@@ -32,6 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from recgoat_jax import hostmem  # noqa: E402  (no JAX import)
 
 N_DEV = 8
 GB = 10**9
@@ -129,8 +135,11 @@ def child_measure(args) -> None:
 
 
 # -------------------------------------------------------------------------------- parent
-def _run_child(argv: list[str], n_dev: int) -> dict | list:
-    env = dict(os.environ)
+def _run_child(argv: list[str], n_dev: int, malloc: str = "system") -> dict | list:
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"
+           or v != hostmem.TUNABLES}  # a user's own tunables stay
+    if malloc == "tuned" and "GLIBC_TUNABLES" not in env:
+        env["GLIBC_TUNABLES"] = hostmem.TUNABLES
     env["JAX_PLATFORMS"] = "cpu"
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
                         f" --xla_force_host_platform_device_count={n_dev}").strip()
@@ -169,7 +178,8 @@ def _markdown(plan: list, measured: list, meta: dict) -> str:
              "assignment differs in the temp term). Epoch batches are the whole epoch's "
              "[n_steps, B] triples (the loop keeps them on device). 'fits' = predicted "
              "peak <= 90 % of the device.", "",
-             "## Predicted vs measured (1 CPU device, LightGCN)", "",
+             f"## Predicted vs measured (1 CPU device, LightGCN; host allocator: "
+             f"{meta.get('measure_malloc')})", "",
              "| scale | users | items | train edges | predicted peak | measured peak | "
              "measured / predicted | args predicted | args measured |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -204,6 +214,10 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--batch", type=int, default=2048)
     p.add_argument("--skip-measure", action="store_true")
+    p.add_argument("--malloc", choices=("system", "tuned"), default="system",
+                   help="host allocator of the measuring children: system = the C "
+                        "library's defaults (what the model predicts), tuned = what "
+                        "`recgoat train` runs with (system)")
     p.add_argument("--out", default=str(ROOT / "experiments" / "results" / "memory_model"))
     args = p.parse_args()
     if args.child == "plan":
@@ -215,12 +229,13 @@ def main() -> None:
     plan = _run_child(["--child", "plan", "--models", args.models, "--scales", args.scales,
                        "--recgoat-scales", args.recgoat_scales, *common], N_DEV)
     measured = [] if args.skip_measure else [
-        _run_child(["--child", "measure", "--scales", s, *common], 1)
+        _run_child(["--child", "measure", "--scales", s, *common], 1, args.malloc)
         for s in MEASURE_SCALES]
     import jax  # noqa: F401 (versions only, after the children)
 
     meta = {"command": "python experiments/bench_plan.py " + shlex.join(sys.argv[1:]),
             "versions": _versions(), "devices_gb": DEVICES_GB,
+            "measure_malloc": None if args.skip_measure else args.malloc,
             "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
     for r in plan:
         r["fits"] = _fits(r)

@@ -147,19 +147,20 @@ def main(argv=None) -> int:
     ap.add_argument("--matmul-n", type=int, default=0, help="peak matmul size (auto)")
     ap.add_argument("--data-root", default="data", help="kNN graphs are cached in ROOT/.cache")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--malloc", choices=("tuned", "system"), default="tuned",
-                    help="host allocator: tuned = what `recgoat train` runs with (freed "
-                         "memory stays mapped, recgoat_jax/hostmem.py), system = the C "
-                         "library's defaults (tuned); re-executes this script if needed")
+    ap.add_argument("--malloc", choices=("auto", "tuned", "system"), default="auto",
+                    help="host allocator (recgoat_jax/hostmem.py): auto = what `recgoat "
+                         "train` does (tuned on CPU-only installs), tuned = freed memory "
+                         "stays mapped, system = the C library's defaults (auto); "
+                         "re-executes this script if needed")
     ap.add_argument("--note", default="", help="free text stored in the JSON (machine load)")
     ap.add_argument("--out", help="default experiments/results/step_breakdown_<platform>.json")
     args = ap.parse_args(argv)
     if argv is None:  # run as a script: the allocator must be set before the process starts
-        if args.malloc == "tuned":
-            os.environ.pop(hostmem.OPT_OUT, None)
-            hostmem.reexec_tuned()
-        else:
+        if args.malloc == "system":
             hostmem.reexec_system()
+        else:
+            os.environ[hostmem.OPT_OUT] = args.malloc
+            hostmem.reexec_tuned()
     command = shlex.join(["python", "experiments/bench_step.py",
                           *(sys.argv[1:] if argv is None else argv)])
     t0, load_start = time.perf_counter(), os.getloadavg()

@@ -58,13 +58,32 @@ def _probe(**extra) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_wanted_only_on_glibc_linux_without_tunables_or_opt_out():
-    assert hostmem.wanted({}, "glibc", "linux")
-    assert not hostmem.wanted({}, "", "darwin")
-    assert not hostmem.wanted({}, "", "linux")  # musl (Alpine): no glibc tunables
-    assert not hostmem.wanted({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, "glibc", "linux")
-    assert not hostmem.wanted({hostmem.OPT_OUT: "system"}, "glibc", "linux")
-    assert hostmem.wanted({hostmem.OPT_OUT: "tuned"}, "glibc", "linux")
+def test_wanted_on_cpu_only_glibc_linux_without_tunables_or_opt_out():
+    def wanted(env, libc="glibc", system="linux", accelerator=False):
+        return hostmem.wanted(env, libc, system, accelerator)
+    assert wanted({})
+    assert not wanted({}, "", "darwin")
+    assert not wanted({}, "")  # musl (Alpine): no glibc tunables
+    assert not wanted({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
+    assert not wanted({hostmem.OPT_OUT: "system"})
+    assert wanted({hostmem.OPT_OUT: "tuned"})
+    # a GPU/TPU plugin installed: the step runs on the device, host memory is kept
+    assert not wanted({}, accelerator=True)
+    assert wanted({"JAX_PLATFORMS": "cpu"}, accelerator=True)
+    assert wanted({hostmem.OPT_OUT: "tuned"}, accelerator=True)
+    assert not wanted({hostmem.OPT_OUT: "system", "JAX_PLATFORMS": "cpu"}, accelerator=True)
+
+
+def test_accelerator_plugins_are_found_by_module_name(tmp_path):
+    """A module named like JAX's CUDA plugin on the path counts; the test venv has none."""
+    assert not hostmem.accelerator_plugin_installed()
+    (tmp_path / "jax_cuda12_plugin").mkdir()
+    (tmp_path / "jax_cuda12_plugin" / "__init__.py").write_text("")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert hostmem.accelerator_plugin_installed()
+    finally:
+        sys.path.remove(str(tmp_path))
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc tunables exist only on Linux with glibc")
@@ -98,5 +117,6 @@ def test_users_own_tunables_are_left_alone():
 def test_an_unknown_setting_is_a_one_line_error():
     r = _probe(**{hostmem.OPT_OUT: "jemalloc"})
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1] == ("error: environment variable RECGOAT_MALLOC='jemalloc': "
-                                "expected 'tuned' (the default) or 'system'")
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: environment variable RECGOAT_MALLOC='jemalloc': expected 'auto' (the "
+        "default), 'tuned' or 'system'")
