@@ -128,10 +128,6 @@ def run(args) -> int:
             raise UserError(f"--resume {args.resume}: no config.yaml there (not a run directory)")
         log.info(f"config: {path if path else '(none)'} ({why})")
         cfg = config_lib.make_config(path, overrides)
-        if hostmem.setting()["malloc"] == "tuned":
-            log.info("host allocator: freed memory stays mapped (faster CPU steps, peak RSS "
-                     "up to 1.6x in the trainings measured; RECGOAT_MALLOC=system for the C "
-                     "library's defaults)")
         # jax is imported only now, so config errors answer at once.
         from recgoat_jax.train.loop import train
 

@@ -334,6 +334,10 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     log(ds.summary())
     for k, v in ds.report.items():
         log(f"  data note: {k} = {v}")
+    if hostmem.setting()["malloc"] == "tuned":  # set by the CLI (hostmem.reexec_tuned)
+        log("host allocator: freed memory stays mapped (faster CPU steps, peak RSS up to "
+            "1.6x in the trainings measured; RECGOAT_MALLOC=system for the C library's "
+            "defaults)")
 
     ckpt = Checkpoints(run_dir) if cfg.train.checkpoint else None
     state = trainer.init_state()
