@@ -54,7 +54,7 @@ import numpy as np  # noqa: E402
 from recgoat_jax import config as config_lib, hostmem  # noqa: E402
 from recgoat_jax.data.synthetic import SHAPES, generate  # noqa: E402
 from recgoat_jax.graphs import inputs as inputs_lib  # noqa: E402
-from recgoat_jax.model import alignment, recgoat_loss  # noqa: E402
+from recgoat_jax.model import recgoat_loss  # noqa: E402
 from recgoat_jax.model.fusion import fusion_factory  # noqa: E402
 from recgoat_jax.model.gat import GATLayer, ModalityEncoder, graph_from_edges  # noqa: E402
 from recgoat_jax.model.lightgcn import propagate  # noqa: E402
