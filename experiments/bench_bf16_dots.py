@@ -30,15 +30,8 @@ import numpy as np  # noqa: E402
 from recgoat_jax.model.precision import bf16_matmul  # noqa: E402
 from recgoat_jax.train.loop import versions  # noqa: E402
 
-
-def median_s(f, *args, reps: int) -> float:
-    jax.block_until_ready(f(*args))
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+sys.path.insert(0, str(ROOT / "experiments"))
+from bench_step import median_time  # noqa: E402  (warm-up call, then the median of reps)
 
 
 def dot(contract, dtype):
@@ -63,14 +56,14 @@ def main(argv=None) -> int:
     g = jax.random.normal(kg, (args.rows, args.n))
     res = {}
     for name, dtype in (("float32", jnp.float32), ("bfloat16", jnp.bfloat16)):
-        res[name] = {"forward x W": median_s(dot((1, 0), dtype), x, w, reps=args.reps),
-                     "input grad g W^T": median_s(dot((1, 1), dtype), g, w, reps=args.reps),
-                     "weight grad x^T g": median_s(dot((0, 0), dtype), x, g, reps=args.reps)}
+        res[name] = {"forward x W": median_time(dot((1, 0), dtype), (x, w), args.reps),
+                     "input grad g W^T": median_time(dot((1, 1), dtype), (g, w), args.reps),
+                     "weight grad x^T g": median_time(dot((0, 0), dtype), (x, g), args.reps)}
     f32 = jax.jit(jax.value_and_grad(lambda w, x: jnp.vdot(x @ w, g)))
     b16 = jax.jit(jax.value_and_grad(lambda w, x: jnp.vdot(bf16_matmul(x, w), g)))
     res["forward + weight grad"] = {
-        "float32": median_s(f32, w, x, reps=args.reps),
-        "bf16_matmul (bf16 x stored)": median_s(b16, w, x.astype(jnp.bfloat16), reps=args.reps)}
+        "float32": median_time(f32, (w, x), args.reps),
+        "bf16_matmul (bf16 x stored)": median_time(b16, (w, x.astype(jnp.bfloat16)), args.reps)}
     out = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                        "device_platform": jax.devices()[0].platform,
