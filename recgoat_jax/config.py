@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from recgoat_jax.errors import ConfigError
+from recgoat_jax.errors import ConfigError, did_you_mean
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,11 +98,12 @@ class TrainConfig:
     exclude_train_negatives: bool = True  # MMRec: negatives avoid the user's train items
     drop_last: bool = False  # False: the last batch is padded with masked examples
     eval_every: int = 1
-    patience: int = 20  # evaluations without valid improvement before stopping
-    # no early stop before this many epochs (0: MMRec's rule). At a small lr valid recall can
-    # peak after one epoch (popularity-like scores) and dip for longer than `patience`
-    # before it climbs past it: LightGCN on the Debian set, lr 1e-3, dipped for 28 epochs.
+    # early stopping (train/stopping.py states the rule): no stop in the first
+    # max(min_epochs, ceil(warmup_steps / steps per epoch)) epochs; then `patience`
+    # evaluations without a new valid best, unless the valid curve is still climbing
+    patience: int = 20
     min_epochs: int = 0
+    warmup_steps: int = 2000
     checkpoint: bool = True
     tensorboard: bool = True  # event files of metrics.jsonl's scalars in <run_dir>/tb/
     mixed_precision: bool = False  # bf16 matmuls, fp32 params and losses
@@ -189,6 +190,7 @@ RANGES = {
     "train.eval_every": _int_at_least(1),
     "train.patience": _int_at_least(1),
     "train.min_epochs": _int_at_least(0),
+    "train.warmup_steps": _int_at_least(0),
     "train.model_parallel": _int_at_least(1),  # must also divide the device count
     # eval
     "eval.ks": _int_at_least(1),  # each K
@@ -294,7 +296,10 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
         full = f"{prefix}{key}"
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise ConfigError(f"unknown config key {full!r}; known keys here: {known}")
+            hint = did_you_mean(key, fields)
+            raise ConfigError(f"unknown config key {full!r}"
+                              + (hint.replace("'", f"'{prefix}", 1).replace(" or '", f" or '{prefix}")
+                                 if hint else f"; known keys here: {known}"))
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):

@@ -45,6 +45,7 @@ from recgoat_jax.train.checkpoint import Checkpoints
 from recgoat_jax.train.distributed import is_main_process
 from recgoat_jax.train.parallel import DataParallel, maybe_initialize_distributed, to_host
 from recgoat_jax.train.step import init_state, make_train_step, zeros_acc
+from recgoat_jax.train.stopping import StopRule, early_best_warning, stop_reason
 from recgoat_jax.train.tensorboard import open_writer
 
 
@@ -384,6 +385,12 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
 
     t = cfg.train
     metric = cfg.eval.metric
+    rule = StopRule.from_config(t, trainer.sampler.n_steps)
+    if rule.warmup_epochs:
+        log(f"early stopping: patience {rule.patience} evaluations after a "
+            f"{rule.warmup_epochs}-epoch warm-up (train.min_epochs {t.min_epochs}, "
+            f"train.warmup_steps {t.warmup_steps})")
+    curve = ([r["epoch"] for r in history], [r["valid"][metric] for r in history])
     epoch_times, eval_times = [], []
     pool = concurrent.futures.ThreadPoolExecutor(1)  # samples epoch e+1 during epoch e
     future = pool.submit(trainer.sample_epoch, start_epoch)  # sampled + placed on device
@@ -419,6 +426,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
             best, best_epoch, bad, best_row = res["valid"][metric], epoch, 0, row
         else:
             bad += 1
+        curve[0].append(epoch)
+        curve[1].append(res["valid"][metric])
         if main:
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -435,8 +444,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
                     "best_row": best_row,
                     "wall_time_s": prior_wall + time.perf_counter() - t0}
             ckpt.save_latest(epoch, trainer.logical(state), meta)
-        if bad >= t.patience and epoch + 1 >= t.min_epochs:
-            log(f"early stop: no valid {metric} improvement in {t.patience} evaluations")
+        reason = stop_reason(*curve, rule)
+        if reason is not None:
+            log(f"early stop: valid {metric}: {reason}")
             stopped_early = True
             break
     pool.shutdown(wait=False, cancel_futures=True)
@@ -461,6 +471,10 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         "data_report": {k: v for k, v in ds.report.items()},
         "versions": versions(), "run_dir": str(run_dir),
     }
+    warning = early_best_warning(best_epoch, epoch + 1, stopped_early, t)
+    if warning:
+        results["warning"] = warning
+        logging.getLogger(__name__).warning(warning)
     if main:
         (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     if results["test"]:
