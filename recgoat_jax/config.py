@@ -296,10 +296,8 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
         full = f"{prefix}{key}"
         if key not in fields:
             known = ", ".join(sorted(fields))
-            hint = did_you_mean(key, fields)
-            raise ConfigError(f"unknown config key {full!r}"
-                              + (hint.replace("'", f"'{prefix}", 1).replace(" or '", f" or '{prefix}")
-                                 if hint else f"; known keys here: {known}"))
+            hint = did_you_mean(key, fields, prefix) or f"known keys here: {known}"
+            raise ConfigError(f"unknown config key {full!r}; {hint}")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):

@@ -22,7 +22,7 @@ from recgoat_jax.config import DataConfig, canonical_dataset, dataset_names
 from recgoat_jax.data import synthetic
 from recgoat_jax.data.dataset import Dataset
 from recgoat_jax.data.formats import read_dataset
-from recgoat_jax.errors import DataError
+from recgoat_jax.errors import DataError, build_dataset_hint, command_hint, did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,15 @@ def resolve_dataset_dir(
         if not must_exist:
             # "data/toy" or "./x" is a path to create; a bare name lives under root
             return here if (len(here.parts) > 1 or dataset.startswith(".")) else under_root
-        raise DataError(f"{option} {dataset}: no such directory, and no {under_root}/ (set "
-                        "--root, or build it first with the `data` command)")
+        raise DataError(f"{option} {dataset}: no such directory, and no {under_root}/"
+                        f"{_suggestion(dataset, root)}: set --root, or build it first with "
+                        f"{command_hint('data', dataset)}")
     if _looks_like_path(dataset):
         if not here.is_dir() and must_exist:
             raise DataError(
-                f"dataset directory '{dataset}' not found: expected a directory with "
-                "<name>.inter (MMRec layout) or train.txt/valid.txt/test.txt"
+                f"dataset directory '{dataset}' not found{_suggestion(dataset, root)}: "
+                "expected a directory with <name>.inter (MMRec layout) or "
+                "train.txt/valid.txt/test.txt"
             )
         return here
     if under_root.is_dir() or dataset == DEMO:
@@ -95,11 +97,44 @@ def resolve_dataset_dir(
     if not must_exist:
         return under_root
     raise DataError(
-        f"dataset '{dataset}' not found: expected {under_root / (dataset + '.inter')} (MMRec layout) "
+        f"dataset '{dataset}' not found{_suggestion(dataset, root)}: expected "
+        f"{under_root / (dataset + '.inter')} (MMRec layout) "
         f"or train.txt/valid.txt/test.txt there (+ text_feat.npy, image_feat.npy): copy MMRec's "
         f"preprocessed '{dataset}' folder into {under_root}/, or build it from raw Amazon dumps with "
-        f"`make data DATASET={dataset}` then `make features DATASET={dataset}` (README 'Datasets')"
+        f"{build_dataset_hint(dataset)}"
     )
+
+
+def known_datasets(root: str | os.PathLike = "data") -> list[str]:
+    """The names a dataset can be given by: the registered ones (the download registry's,
+    their aliases, demo) and the directories under root."""
+    from recgoat_jax.config import DATASET_ALIASES
+    from recgoat_jax.data.download import DEFAULT_REGISTRY
+
+    names = [DEMO, *DEFAULT_REGISTRY, *DATASET_ALIASES]
+    try:
+        names += sorted(p.name for p in Path(root).iterdir() if p.is_dir())
+    except OSError:
+        pass
+    return list(dict.fromkeys(names))
+
+
+def _suggestion(dataset: str, root: str | os.PathLike) -> str:
+    """" (did you mean ...?)" for a dataset that was not found: a registered name or a
+    directory under root for a bare name, a sibling directory for a path; '' if none is
+    close."""
+    if _looks_like_path(dataset):
+        here = Path(dataset).expanduser()
+        try:
+            siblings = [p.name for p in here.parent.iterdir() if p.is_dir()]
+        except OSError:
+            return ""
+        hint = did_you_mean(here.name, [s for s in siblings if s != here.name],
+                            prefix=str(here.parent) + os.sep)
+    else:
+        hint = did_you_mean(dataset, [n for n in known_datasets(root)
+                                      if n not in dataset_names(dataset)])
+    return f" ({hint})" if hint else ""
 
 
 def _demo_meta() -> dict:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-from recgoat_jax.errors import UserError
+from recgoat_jax.errors import UserError, features_install_hint
 
 T = TypeVar("T")
 
@@ -20,8 +20,7 @@ def require_torch():
         import transformers  # noqa: F401
     except ImportError as e:
         raise UserError(f"feature extraction needs torch and transformers ({e.name} is missing): "
-                        "pip install torch==2.13.0 && pip install -r requirements-features.txt"
-                        ) from None
+                        f"{features_install_hint()}") from None
     return torch
 
 

