@@ -12,8 +12,12 @@ is the same). Every subcommand also has its own module entry point, with the sam
 Shared flag names: --dataset NAME_OR_DIR, --root DIR (where named datasets live, default
 data or $RECGOAT_DATA_ROOT), -q/--quiet (warnings and errors only, no progress bars),
 -v/--verbose (debug messages too), --run-dir DIR, --seed N; --model is the recommender
-(train) and --encoder the text encoder (features). Status lines go to stderr (logging);
-what a command produces (report's table, recommend's lists) to stdout.
+(train) and --encoder the text encoder (features).
+
+Output: what a command produces goes to stdout, whatever -q says: train's results table
+and run directory, report's table, recommend's lists (without --out), the 'wrote ...'
+line of data, features and demo. Status lines (logging) and progress bars go to stderr;
+-q leaves only warnings and errors there. No progress bars when stderr is not a terminal.
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ import sys
 from pathlib import Path
 
 from recgoat_jax import hostmem
-from recgoat_jax.cliutil import HelpFormatter, add_verbosity, data_root_default, run_command
+from recgoat_jax.cliutil import (ArgumentParser, HelpFormatter, add_verbosity,
+                                 data_root_default, result, run_command)
 from recgoat_jax.errors import UserError
 
 log = logging.getLogger(__name__)
 
 EPILOG = """examples:
-  recgoat train --epochs 1            # RecGOAT on the demo data, one epoch
-  recgoat train --model lightgcn --dataset baby
+  recgoat train --epochs 1            # RecGOAT on the built-in demo data, one epoch
+  recgoat train --model lightgcn --epochs 5 -q > out.txt   # results table + run directory
+  recgoat train --model lightgcn --dataset data/mine       # your data (recgoat data --help)
   recgoat report runs/*
   recgoat <command> --help            # each command's flags, defaults and examples"""
 
@@ -70,7 +76,7 @@ def cmd_demo(args) -> int:
     if state == "foreign":
         log.warning(f"{out}: left alone (not written by recgoat: no {load.DEMO_META})")
     ds = read_dataset(out, load.DEMO)
-    log.info(f"{'up to date' if state == 'ok' else 'wrote'} {out}: {ds.summary()}")
+    result(f"{'up to date' if state == 'ok' else 'wrote'} {out}: {ds.summary()}")
     return 0
 
 
@@ -121,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     from recgoat_jax.features import cli as features_cli
     from recgoat_jax.train import cli as train_cli
 
-    ap = argparse.ArgumentParser(prog="recgoat", description=__doc__, epilog=EPILOG,
-                                 formatter_class=HelpFormatter)
+    ap = ArgumentParser(prog="recgoat", description=__doc__, epilog=EPILOG,
+                        formatter_class=HelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
 
     def add(name, summary, description, epilog, add_arguments, run):

@@ -1,6 +1,12 @@
-"""What every command line shares: a help formatter that shows defaults, the data-root
-default, the -v/-q flags and the one logging set-up they drive, and running a command so
-that a UserError is one line and status 2.
+"""What every command line shares: a parser that says "did you mean" for a mistyped
+subcommand, choice or flag, a help formatter that shows defaults, the data-root default,
+the -v/-q flags and the one logging set-up they drive, `result` (what a command produces,
+on stdout), and running a command so that a UserError is one line and status 2.
+
+Where output goes, in every command: what the command produces (train's results table
+and run directory, report's table, recommend's lists, the 'wrote' line of data /
+features / demo) goes to stdout through `result`, whatever -q says; status lines
+(logging) and progress bars go to stderr, which -q silences but for warnings and errors.
 
 Like config.py and errors.py, any module may import this one (it imports neither jax nor
 any other package of the project)."""
@@ -13,7 +19,7 @@ import os
 import sys
 from typing import Callable
 
-from recgoat_jax.errors import UserError
+from recgoat_jax.errors import UserError, close_matches, did_you_mean
 
 ENV_DATA_ROOT = "RECGOAT_DATA_ROOT"
 
@@ -31,6 +37,58 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with "did you mean" (difflib): for a value that is not one of an
+    argument's choices (a subcommand: `recgoat trian`), and for an unknown flag, which is
+    reported by the subcommand it was given to (`recgoat train --datset demo` answers with
+    train's usage, not the top-level one). Subparsers are of this class too."""
+
+    def _check_value(self, action, value):
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as e:
+            hint = did_you_mean(value, action.choices) if isinstance(value, str) else ""
+            if not hint:
+                raise
+            raise argparse.ArgumentError(action, f"{e.message}; {hint}") from None
+
+    def parse_args(self, args=None, namespace=None):
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            self._owner(ns).error(unrecognized(self._owner(ns), extra))
+        return ns
+
+    def _owner(self, ns) -> argparse.ArgumentParser:
+        """The innermost subparser chosen in ns (self when there is none)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(ns, action.dest, None) or "")
+                if isinstance(chosen, ArgumentParser):
+                    return chosen._owner(ns)
+        return self
+
+
+def unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """'unrecognized arguments: ...' with a "did you mean" for each mistyped flag."""
+    flags = {o[2:]: o for a in parser._actions for o in a.option_strings
+             if o.startswith("--") and a.help is not argparse.SUPPRESS}
+    hints = []
+    for arg in extra:
+        if arg.startswith("--"):
+            flag = arg.split("=", 1)[0]
+            found = close_matches(flag[2:], flags)
+            if found:
+                hints.append(f"{flag}: did you mean {flags[found[0]]}?")
+    return f"unrecognized arguments: {' '.join(extra)}" + ("; " + "; ".join(hints)
+                                                           if hints else "")
+
+
+def result(text: str) -> None:
+    """What a command produces (a results table, a run directory, a 'wrote' line): to
+    stdout, whatever the log level; status lines go to logging (stderr) instead."""
+    print(text, file=sys.stdout, flush=True)
+
+
 def data_root_default() -> str:
     """Where registered datasets live: $RECGOAT_DATA_ROOT, else data."""
     return os.environ.get(ENV_DATA_ROOT, "data")
@@ -41,8 +99,8 @@ def command_parser(prog: str, description: str, epilog: str,
                    ) -> argparse.ArgumentParser:
     """One subcommand's stand-alone parser (its `python -m` entry point): the shared help
     formatter around the module's own add_arguments, which `recgoat` also uses."""
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                formatter_class=HelpFormatter)
+    p = ArgumentParser(prog=prog, description=description, epilog=epilog,
+                       formatter_class=HelpFormatter)
     return add_arguments(p)
 
 
@@ -50,7 +108,8 @@ def add_verbosity(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """-q/--quiet and -v/--verbose, the same in every command."""
     g = p.add_mutually_exclusive_group()
     g.add_argument("-q", "--quiet", action="store_true",
-                   help="warnings and errors only, no progress bars")
+                   help="no status lines or progress bars on stderr, only warnings and "
+                        "errors; what the command produces still goes to stdout")
     g.add_argument("-v", "--verbose", action="store_true",
                    help="also debug messages (default: progress and status messages)")
     return p

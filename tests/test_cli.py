@@ -84,7 +84,9 @@ def test_dispatch_reaches_each_command(monkeypatch):
 def test_old_flag_names_still_parse():
     from recgoat_jax.features import cli as features_cli
     from recgoat_jax.train import cli as train_cli
-    assert train_cli.parse_args(["--no-progress"]).quiet is True
+    # --no-progress was an alias of --quiet; now it hides the progress bars only
+    a = train_cli.parse_args(["--no-progress"])
+    assert a.no_progress is True and a.quiet is False
     a = features_cli.build_parser().parse_args(["features", "--dataset", "d", "--model", "m"])
     assert a.encoder_old == "m" and a.encoder is None
 

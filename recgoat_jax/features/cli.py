@@ -17,7 +17,7 @@ import os
 import sys
 import warnings
 
-from recgoat_jax.cliutil import HelpFormatter, run_command
+from recgoat_jax.cliutil import ArgumentParser, HelpFormatter, result, run_command
 from recgoat_jax.data import cli as data_cli
 from recgoat_jax.data.cli import positive_int
 from recgoat_jax.data.load import resolve_dataset_dir
@@ -83,7 +83,7 @@ def add_arguments(f: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m recgoat_jax.features.cli",
         description="Raw Amazon dumps -> MMRec files (data), and LLM-enhanced item / user "
                     "features (features).", formatter_class=HelpFormatter)

@@ -4,8 +4,13 @@
 Which config: --config FILE if given; with --resume the run's saved config.yaml; else the
 shipped config for the model on the dataset (experiments/configs/<model>_<dataset>.yaml,
 dataset by its registered name or alias, else <model>.yaml). The file used is logged first.
-Status lines go to stderr (-q: warnings only, -v: debug too); TensorBoard event files of
-the per-epoch scalars go to <run-dir>/tb/ (tensorboard --logdir <run-dir>).
+
+Output: the results (the test table at the best valid epoch, and the run directory) go
+to stdout; status lines (config, data summary, one line per evaluated epoch, early stop)
+and progress bars go to stderr. -q hides the status lines and the bars, never the results;
+--no-progress hides only the bars; when stderr is not a terminal there are no bars (the
+per-epoch line remains). TensorBoard event files of the per-epoch scalars go to
+<run-dir>/tb/ (tensorboard --logdir <run-dir>).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import sys
 from pathlib import Path
 
 from recgoat_jax import hostmem
-from recgoat_jax.cliutil import ENV_DATA_ROOT, add_verbosity, command_parser, run_command
+from recgoat_jax.cliutil import (ENV_DATA_ROOT, add_verbosity, command_parser, result,
+                                 run_command)
 from recgoat_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -27,7 +33,8 @@ DEFAULT_DATASET = "demo"
 
 EPILOG = """examples:
   recgoat train                                  # RecGOAT on the demo (recgoat_demo.yaml)
-  recgoat train --epochs 1 --quiet               # a quick check that everything runs
+  recgoat train --epochs 1 --quiet               # a quick check: only the results, on stdout
+  recgoat train -q --epochs 1 > out.txt          # the table and the run directory in out.txt
   recgoat train --model lightgcn --dataset baby  # data/baby/, lightgcn.yaml
   recgoat train --dataset data/mine              # RecGOAT, real-data defaults (recgoat.yaml)
   recgoat train --config my.yaml --set model.dim=128 --set train.lr=5e-4
@@ -67,10 +74,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-tensorboard", action="store_true",
                    help="shorthand for --set train.tensorboard=false (no event files in "
                         "<run-dir>/tb/)")
-    add_verbosity(p)
-    p.add_argument("--no-progress", dest="quiet", action="store_true",
-                   help=argparse.SUPPRESS)  # the old name of --quiet
-    return p
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (status lines stay; there are none anyway when "
+                        "stderr is not a terminal)")
+    return add_verbosity(p)
 
 
 def build_parser(prog: str = "python -m recgoat_jax.train") -> argparse.ArgumentParser:
@@ -104,6 +111,15 @@ def choose_config(args) -> tuple[Path | None, str]:
     return found, f"the shipped config for model {model} on dataset {dataset}"
 
 
+def check_dataset(cfg) -> None:
+    """A DataError now, before JAX is imported, when cfg's dataset cannot be found or holds
+    no dataset files (the demo is generated on first use: always there)."""
+    from recgoat_jax.data import formats, load
+
+    if cfg.data.dataset != load.DEMO:
+        formats.detect_layout(load.resolve_dataset_dir(cfg.data.dataset, cfg.data.root))
+
+
 def run(args) -> int:
     def command(args) -> int:
         from recgoat_jax import config as config_lib
@@ -128,11 +144,12 @@ def run(args) -> int:
             raise UserError(f"--resume {args.resume}: no config.yaml there (not a run directory)")
         log.info(f"config: {path if path else '(none)'} ({why})")
         cfg = config_lib.make_config(path, overrides)
-        # jax is imported only now, so config errors answer at once.
+        check_dataset(cfg)
+        # jax is imported only now, so config and dataset errors answer at once.
         from recgoat_jax.train.loop import train
 
         train(cfg, run_dir=args.resume or args.run_dir, resume=bool(args.resume),
-              progress=not args.quiet)
+              progress=not (args.quiet or args.no_progress), out=result)
         return 0
 
     return run_command(command, args, interrupted="continue with --resume RUN_DIR")

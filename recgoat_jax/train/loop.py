@@ -318,9 +318,12 @@ def _restore_checked(ckpt: Checkpoints, like_state, run_dir: Path, saved_cfg, cf
 
 
 def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
-          dataset: Dataset | None = None, progress: bool = True, log=None) -> dict:
+          dataset: Dataset | None = None, progress: bool = True, log=None, out=None) -> dict:
     """Trains cfg's model; returns the results dict (also written to results.json).
-    Status lines go to `log` (a callable), by default this module's logger at INFO."""
+    Status lines go to `log` (a callable), by default this module's logger at INFO; the
+    results (the test table at the best valid epoch, the run directory) go to `out`, by
+    default `log` too (`recgoat train` prints them to stdout). Progress bars (stderr) only
+    with `progress` and when stderr is a terminal."""
     log = log or logging.getLogger(__name__).info
     t0 = time.perf_counter()
     maybe_initialize_distributed(cfg)  # train.distributed: before any other JAX call
@@ -405,7 +408,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         acc = trainer.place(zeros_acc(aux_names))
         inputs = trainer.epoch_inputs(epoch)  # trainer.inputs unless the model has pre_epoch
         for i in tqdm(range(trainer.sampler.n_steps), desc=f"epoch {epoch}", leave=False,
-                      disable=not progress, file=sys.stderr):
+                      disable=not (progress and sys.stderr.isatty()), file=sys.stderr):
             state, acc = step(state, acc, inputs, batches, jnp.int32(i), key)
         n_real = float(batches["weight"].sum())
         acc = {k: float(v) / n_real for k, v in acc.items()}  # one host sync per epoch
@@ -477,9 +480,10 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         logging.getLogger(__name__).warning(warning)
     if main:
         (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    out = (out or log) if main else log  # the results: what the command produces
     if results["test"]:
-        log(f"\n{ds.name} / {cfg.model.name}: test at best valid epoch {best_epoch} "
+        out(f"{ds.name} / {cfg.model.name}: test at best valid epoch {best_epoch} "
             f"(valid {metric} {best:.4f})")
-        log(format_table(results["test"], cfg.eval.ks))
-    log(f"run directory: {run_dir}")
+        out(format_table(results["test"], cfg.eval.ks))
+    out(f"run directory: {run_dir}")
     return results
