@@ -30,7 +30,7 @@ class TrainingDiverged(UserError, FloatingPointError):
 
 # ------------------------------------------------------------------ did you mean
 
-def close_matches(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
+def close_matches(word: str, choices: Iterable[str], n: int = 1) -> list[str]:
     """The choices closest to `word` (difflib, best first; case-insensitive), at most n."""
     choices = [str(c) for c in choices]
     by_lower = {}
