@@ -115,6 +115,21 @@ def add_verbosity(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def add_progress(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """--no-progress, for the commands that draw progress bars."""
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (the status lines stay); there are none anyway "
+                        "when stderr is not a terminal")
+    return p
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Whether to draw progress bars: not under -q or --no-progress, and only on a
+    terminal (a log file gets the status lines instead)."""
+    return not (getattr(args, "quiet", False) or getattr(args, "no_progress", False)) \
+        and sys.stderr.isatty()
+
+
 def log_level(args: argparse.Namespace) -> int:
     """WARNING under --quiet, DEBUG under --verbose, else INFO."""
     if getattr(args, "quiet", False):

@@ -17,7 +17,7 @@ Python API::
 
 Ids are the dataset's integer ids (the ``userID`` / ``itemID`` of the ``.inter`` file;
 ``u_id_mapping.csv`` / ``i_id_mapping.csv`` map them back to raw ids for datasets built
-with ``python -m recgoat_jax.data.cli``, ``make data``).
+with ``recgoat data``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from recgoat_jax.cliutil import add_verbosity, configure_logging, log_level
+from recgoat_jax.cliutil import add_verbosity, configure_logging, log_level, result
 from recgoat_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,8 @@ EPILOG = """examples:
   recgoat recommend --run-dir RUN --k 10 --no-mask-train --checkpoint latest | head
 
 Output: CSV userID,rank,itemID,score (rank 1 = best) or JSONL {"user", "items", "scores"},
-chosen by the --out extension (.csv / .jsonl) or --format; without --out, CSV on stdout.
+chosen by the --out extension (.csv / .jsonl) or --format; without --out, CSV on stdout;
+with --out, the 'wrote N recommendations ... to FILE' line on stdout (also under -q).
 Ids are the dataset's integer ids. Train items are masked as in evaluation, so the lists
 of test users reproduce the run's test metrics (results.json) for the best checkpoint;
 a user with fewer than K unmasked items gets fewer rows.
@@ -306,8 +307,8 @@ def run(args) -> int:
             buf = io.StringIO()
             n = write_recommendations(buf, users, items, scores, fmt)
             out.write_text(buf.getvalue())
-            log.info(f"wrote {n} recommendations for {len(users)} users ({run.checkpoint} "
-                     f"checkpoint, epoch {run.epoch}) to {out}")
+            result(f"wrote {n} recommendations for {len(users)} users ({run.checkpoint} "
+                   f"checkpoint, epoch {run.epoch}) to {out}")
         else:
             write_recommendations(sys.stdout, users, items, scores, fmt)
     except UserError as e:

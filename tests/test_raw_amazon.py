@@ -252,14 +252,17 @@ def test_cli_data_and_its_errors(tmp_path, capsys):
                    "--raw", str(RAW / "reviews_Toy_2014.json.gz"), str(RAW / "meta_Toy_2018.json.gz")])
     assert rc == 0
     assert (d / "shop.inter").exists() and (d / "item_meta.jsonl").exists()
-    assert capsys.readouterr().err == ""  # --quiet: warnings and errors only
+    quiet = capsys.readouterr()
+    assert quiet.err == ""  # --quiet: warnings and errors only
+    assert quiet.out.startswith(f"wrote {d / 'shop.inter'}: ")  # the product: stdout, even -q
     # a named dataset resolves to <root>/<name>/ and reads <dir>/raw/ by default
     (tmp_path / "root" / "toy" / "raw").mkdir(parents=True)
     (tmp_path / "root" / "toy" / "raw" / "ratings_Toy.csv").write_bytes(
         (RAW / "ratings_Toy.csv").read_bytes())
     assert cli.main(["data", "--dataset", "toy", "--root", str(tmp_path / "root")]) == 0
     assert (tmp_path / "root" / "toy" / "toy.inter").exists()
-    assert "wrote " in capsys.readouterr().err  # a status line (logging, stderr)
+    got = capsys.readouterr()
+    assert got.out.startswith("wrote ") and "report: " in got.err  # product / status lines
     bad = tmp_path / "bad.csv"
     bad.write_text("A1,B1,5.0,1\nA2,B2\n")
     assert cli.main(["data", "--dataset", str(tmp_path / "x"), "--raw", str(bad)]) == 2

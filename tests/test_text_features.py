@@ -180,8 +180,12 @@ def test_cli_features_end_to_end(tmp_path, capsys):
     n_users = len(ra.read_id_mapping(d / "u_id_mapping.csv"))
     assert np.load(d / "text_feat.npy").shape == (n_items, 384)
     assert np.load(d / "user_feat.npy").shape == (n_users, 384)
-    # the 'wrote' lines are status lines (logging, stderr): --quiet leaves them out
-    assert capsys.readouterr() == ("", "")
+    # the 'wrote' lines are what the commands produce (stdout, even under --quiet); no
+    # status lines or progress bars on stderr
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert [line.split(":")[0] for line in out.splitlines()] == [
+        f"wrote {d / 'toy.inter'}", f"wrote {d / 'text_feat.npy'}", f"wrote {d / 'user_feat.npy'}"]
 
 
 def test_image_features_import_and_compute(toy, tmp_path):

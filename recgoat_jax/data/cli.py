@@ -1,10 +1,12 @@
-"""Command line: raw Amazon dumps -> MMRec files (`make data`).
+"""Command line: raw Amazon dumps -> MMRec files (`recgoat data`; `make data` in a checkout).
 
     python -m recgoat_jax.data.cli --dataset NAME_OR_DIR [--raw FILE ...] [--download]
 
 `recgoat data` and `python -m recgoat_jax.features.cli data ...` are the same command
 (same flags). DATASET is a directory path, else `<root>/<name>/` (root: --root, default
 `data` or $RECGOAT_DATA_ROOT). User errors print one line and exit with status 2.
+The 'wrote <dir>/<name>.inter: ...' line goes to stdout, also under -q; status lines
+(the build report, notes) and download progress bars to stderr.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
-from recgoat_jax.cliutil import add_verbosity, command_parser, data_root_default, run_command
+from recgoat_jax.cliutil import (add_progress, add_verbosity, command_parser, data_root_default,
+                                 result, run_command, show_progress)
 from recgoat_jax.data.load import resolve_dataset_dir
 from recgoat_jax.errors import UserError
 
@@ -32,9 +35,14 @@ examples:
   recgoat data --dataset baby --download
 
 Each raw file is recognised by its content: a ratings CSV (user,item,rating,timestamp),
-reviews (JSON or Python-literal lines with reviewerID) or metadata (lines with asin).
-Writes <dir>/<name>.inter, u_id_mapping.csv, i_id_mapping.csv, item_meta.jsonl and
-build_report.json. `python -m recgoat_jax.data.cli` takes the same flags."""
+reviews (JSON or Python-literal lines with reviewerID and asin), metadata (lines with
+asin) or users (lines with reviewerID and no asin: real user text or values, kept as
+users.jsonl for `recgoat features`; it never changes the interactions).
+Writes <dir>/<name>.inter, u_id_mapping.csv, i_id_mapping.csv, item_meta.jsonl,
+users.jsonl (with a users file) and
+build_report.json. Output: the 'wrote ...' line (the dataset's size and split) on stdout,
+also under -q; the build report, notes and download progress on stderr.
+`python -m recgoat_jax.data.cli` takes the same flags."""
 
 DATA_DESCRIPTION = ("Build MMRec files from raw McAuley Amazon dumps: dedupe, iterative "
                     "k-core, ids by first appearance, seeded per-user 8:1:1 split.")
@@ -61,12 +69,12 @@ def _ratios(s: str) -> tuple[float, float, float]:
 
 
 def add_common_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """--dataset, --root, -q/-v (shared by the data and features commands)."""
+    """--dataset, --root, --no-progress, -q/-v (shared by the data and features commands)."""
     p.add_argument("--dataset", required=True, metavar="NAME_OR_DIR",
                    help="dataset directory, or a name looked up as <root>/<name>/")
     p.add_argument("--root", metavar="DIR", default=data_root_default(),
                    help="where named datasets live ($RECGOAT_DATA_ROOT if set)")
-    return add_verbosity(p)
+    return add_verbosity(add_progress(p))
 
 
 def add_data_arguments(d: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -109,7 +117,7 @@ def cmd_data(args) -> int:
     raw_dir = out / "raw"
     if args.download:
         reg = dl.load_registry(args.registry)
-        dl.fetch_dataset(name, raw_dir, reg, progress=not args.quiet)
+        dl.fetch_dataset(name, raw_dir, reg, progress=show_progress(args))
     if args.raw:
         files = [Path(x) for x in args.raw]
     elif raw_dir.is_dir():
@@ -118,22 +126,26 @@ def cmd_data(args) -> int:
     else:
         raise UserError(f"no raw files: pass --raw FILE ..., put them in {raw_dir}/, "
                         "or use --download")
-    inter_files, meta_files = [], []
+    inter_files, meta_files, users_files = [], [], []
     for p in files:
         kind = sniff_kind(p)
-        (meta_files if kind == "meta" else inter_files).append(p)
+        {"meta": meta_files, "users": users_files}.get(kind, inter_files).append(p)
     if not inter_files:
         raise UserError(f"no ratings or reviews file among {', '.join(map(str, files))}")
     report = ra.build_mmrec(inter_files, out, name, k_core=args.k_core, seed=args.seed,
                             meta_path=meta_files or None, require_meta=args.require_meta,
-                            ratios=args.split, skip_bad_lines=args.skip_bad_lines)
-    log.info(f"wrote {out / (name + '.inter')}: {report['n_users']} users, {report['n_items']} "
-             f"items, train {report['train']} / valid {report['valid']} / test {report['test']}")
+                            ratios=args.split, skip_bad_lines=args.skip_bad_lines,
+                            users_path=users_files or None)
+    result(f"wrote {out / (name + '.inter')}: {report['n_users']} users, {report['n_items']} "
+           f"items, train {report['train']} / valid {report['valid']} / test {report['test']}")
     if report.get("bad_lines_skipped"):
         log.warning(f"skipped {report['bad_lines_skipped']} bad lines (first: "
                     f"{report['first_bad_line']})")
     if not meta_files:
         log.info("no metadata file given: item text features will need --meta later")
+    if users_files:
+        log.info(f"users file: {report['users_with_record_after_filtering']} of "
+                 f"{report['n_users']} users have a record (users.jsonl)")
     log.info("report: " + json.dumps(report, sort_keys=False))
     return 0
 

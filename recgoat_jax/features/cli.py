@@ -1,4 +1,4 @@
-"""Command line: item / user features (`make features`).
+"""Command line: item / user features (`recgoat features`; `make features` in a checkout).
 
     recgoat features --dataset NAME_OR_DIR [--encoder PATH]
     python -m recgoat_jax.features.cli features ...   (the same command)
@@ -6,7 +6,8 @@
 
 DATASET is a directory path, else `<root>/<name>/` (root: --root, default `data` or
 $RECGOAT_DATA_ROOT). `--model` is the old name of `--encoder` (still accepted).
-User errors print one line and exit with status 2.
+User errors print one line and exit with status 2. The 'wrote <file>: [rows, dim] ...'
+lines go to stdout, also under -q; status lines and progress bars to stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 import warnings
 
-from recgoat_jax.cliutil import ArgumentParser, HelpFormatter, result, run_command
+from recgoat_jax.cliutil import ArgumentParser, HelpFormatter, result, run_command, show_progress
 from recgoat_jax.data import cli as data_cli
 from recgoat_jax.data.cli import positive_int
 from recgoat_jax.data.load import resolve_dataset_dir
@@ -33,7 +34,10 @@ examples:
 Writes <dir>/text_feat.npy [n_items, 384 for MiniLM] and, unless --profiles none,
 user_profiles.jsonl + user_feat.npy [n_users, 384]. Work files (resumable chunks) go to
 <dir>/.work/; an interrupted run started again encodes only what is missing.
-Needs the features extra: pip install torch==2.13.0, then pip install 'recgoat-jax[features]'."""
+Output: a 'wrote <file>: [rows, dim] ...' line per file on stdout, also under -q; status
+lines and progress bars (only on a terminal) on stderr.
+Needs the features extra: pip install torch==2.13.0, then pip install 'recgoat-jax[features]'
+(in a source checkout `make features` installs requirements-features.txt into .venv)."""
 
 FEATURES_DESCRIPTION = ("Encode item text (title + brand + first category + description) and "
                         "user profiles (from TRAIN interactions only).")
@@ -109,8 +113,8 @@ def cmd_features(args) -> int:
     d = resolve_dataset_dir(args.dataset, args.root, option="--dataset")
     if args.template is not None:
         text.check_template(args.template)
-    progress = not args.quiet
-    if args.quiet:
+    progress = show_progress(args)
+    if not progress:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         try:
             from transformers.utils import logging as hf_logging
@@ -130,8 +134,9 @@ def cmd_features(args) -> int:
                                      meta_path=args.meta, batch_size=args.batch_size,
                                      chunk_size=args.chunk_size, encoder=encoder,
                                      model_id=model_id, progress=progress)
-        log.info(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}], {r['items_without_text']} "
-                 f"items without text (mean fallback), {r['reused_chunks']} of {r['chunks']} chunks reused")
+        result(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}], {r['items_without_text']} "
+               f"items without text (mean fallback), {r['reused_chunks']} of {r['chunks']} "
+               "chunks reused")
     if args.profiles != "none":
         r = profiles.build_user_features(
             d, kind=args.profiles, llm_model=args.llm_model, llm_batch_size=args.llm_batch_size,
@@ -139,17 +144,18 @@ def cmd_features(args) -> int:
             meta_path=args.meta, batch_size=args.batch_size, chunk_size=args.chunk_size,
             device=args.device, dtype=args.dtype, encoder=encoder, model_id=model_id,
             progress=progress)
-        log.info(f"wrote {r['out']}: [{r['n_users']}, {r['dim']}] from {args.profiles} profiles "
-                 f"(train interactions only), {r['users_without_profile']} users without a profile")
+        result(f"wrote {r['out']}: [{r['n_users']}, {r['dim']}] from {args.profiles} profiles "
+               f"(train interactions only), {r['users_without_profile']} users without a "
+               "profile")
     if args.image_feat:
         r = images.import_image_features(args.image_feat, d)
-        log.info(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}] from {r['source']}")
+        result(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}] from {r['source']}")
     elif args.images:
         r = images.build_image_features(d, args.images, model=args.image_model,
                                         batch_size=args.batch_size, chunk_size=args.chunk_size,
                                         device=args.device, dtype=args.dtype, progress=progress)
-        log.info(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}], {r['items_without_image']} "
-                 "items without an image (mean fallback)")
+        result(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}], {r['items_without_image']} "
+               "items without an image (mean fallback)")
     return 0
 
 

@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 from recgoat_jax import hostmem
-from recgoat_jax.cliutil import (ENV_DATA_ROOT, add_verbosity, command_parser, result,
-                                 run_command)
+from recgoat_jax.cliutil import (ENV_DATA_ROOT, add_progress, add_verbosity, command_parser,
+                                 result, run_command, show_progress)
 from recgoat_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-tensorboard", action="store_true",
                    help="shorthand for --set train.tensorboard=false (no event files in "
                         "<run-dir>/tb/)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bars (status lines stay; there are none anyway when "
-                        "stderr is not a terminal)")
-    return add_verbosity(p)
+    return add_verbosity(add_progress(p))
 
 
 def build_parser(prog: str = "python -m recgoat_jax.train") -> argparse.ArgumentParser:
@@ -149,7 +146,7 @@ def run(args) -> int:
         from recgoat_jax.train.loop import train
 
         train(cfg, run_dir=args.resume or args.run_dir, resume=bool(args.resume),
-              progress=not (args.quiet or args.no_progress), out=result)
+              progress=show_progress(args), out=result)
         return 0
 
     return run_command(command, args, interrupted="continue with --resume RUN_DIR")
