@@ -23,7 +23,13 @@ Pipeline of `build_mmrec` (each step is counted in the returned report):
    x_label`, rows in filtered input order), `u_id_mapping.csv` (`user_id<TAB>userID`),
    `i_id_mapping.csv` (`asin<TAB>itemID`), and, when metadata was given,
    `item_meta.jsonl` (one normalised record per itemID, in itemID order) for the
-   feature step, plus `build_report.json`.
+   feature step, when a users file was given `users.jsonl` (one record per userID that
+   has one, in userID order: `{"userID": k, "reviewerID": ..., field: value, ...}`),
+   plus `build_report.json`.
+
+A users file (real user side information, data/raw_formats.read_users) never changes the
+interactions: no user is dropped or added for having or lacking a record; it only rides
+along, re-keyed by the new user ids, for the users that survive the k-core.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ from recgoat_jax.data.atomic import write_text_atomic
 from recgoat_jax.data.inter import write_inter
 from recgoat_jax.data.preprocess import TEST, TRAIN, VALID
 from recgoat_jax.data.raw_formats import (BadLines, iter_interactions, iter_records,
-                                          normalise_meta, open_text, read_metadata)
+                                          normalise_meta, open_text, read_metadata,
+                                          read_users)
 from recgoat_jax.errors import DataError
 
 
@@ -67,11 +74,14 @@ def build_mmrec(
     require_meta: bool = False,
     ratios: Sequence[float] = (0.8, 0.1, 0.1),
     skip_bad_lines: bool = False,
+    users_path: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
 ) -> dict:
     """Builds `<out_dir>/<name>.inter` and the id maps from raw dumps; returns a report.
 
     ratings_path: one or more ratings CSV / reviews files (read in the given order).
     meta_path: optional metadata file(s); writes `item_meta.jsonl` for the feature step.
+    users_path: optional users file(s) (reviewerID + user fields); writes `users.jsonl`
+    for the feature step. It does not change the interactions.
     """
     if k_core < 1:
         raise DataError(f"k_core must be >= 1, got {k_core}")
@@ -127,6 +137,11 @@ def build_mmrec(
             report["interactions_dropped_no_meta"] = int((~keep).sum())
     elif require_meta:
         raise DataError("require_meta=True needs a metadata file")
+    users_paths = _as_list(users_path)
+    user_recs: dict[str, dict] = {}
+    if users_paths:  # read before the filtering, so a bad users file fails early
+        user_recs, users_report = read_users(users_paths, skip_bad_lines=skip_bad_lines)
+        report.update(users_report)
 
     idx = np.nonzero(keep)[0]
     kc = preprocess.k_core(users[idx], items[idx], k_core)
@@ -162,6 +177,14 @@ def build_mmrec(
         write_text_atomic(out / "item_meta.jsonl", "\n".join(meta_lines) + "\n")
         report["items_without_meta_after_filtering"] = sum(
             1 for c in old_i.tolist() if item_names[c] not in meta)
+    if users_paths:
+        user_lines = [json.dumps({"userID": k, **user_recs[user_names[c]]}, ensure_ascii=False)
+                      for k, c in enumerate(old_u.tolist()) if user_names[c] in user_recs]
+        write_text_atomic(out / "users.jsonl", "".join(x + "\n" for x in user_lines))
+        report["users_with_record_after_filtering"] = len(user_lines)
+        report["users_without_record_after_filtering"] = n_users - len(user_lines)
+    elif (out / "users.jsonl").exists():  # a rebuild without a users file: no stale records
+        (out / "users.jsonl").unlink()
     report.update(
         n_users=n_users,
         n_items=n_items,
@@ -215,3 +238,21 @@ def read_item_meta(path: str | os.PathLike, n_items: int | None = None) -> list[
             raise DataError(f"{path}:{lineno}: expected an integer field 'itemID'") from None
     n = n_items if n_items is not None else (max(recs) + 1 if recs else 0)
     return [recs.get(i) or {"itemID": i, **normalise_meta({})} for i in range(n)]
+
+
+def read_users_jsonl(path: str | os.PathLike, n_users: int | None = None) -> list[dict | None]:
+    """`users.jsonl` -> list indexed by userID: the user's record (its fields besides
+    userID and reviewerID may be anything `raw_formats.read_users` keeps), or None for a
+    user without one."""
+    path = Path(path)
+    recs: dict[int, dict] = {}
+    for lineno, rec in iter_records(path):
+        try:
+            u = int(rec["userID"])
+        except (KeyError, ValueError, TypeError):
+            raise DataError(f"{path}:{lineno}: expected an integer field 'userID'") from None
+        if u < 0 or (n_users is not None and u >= n_users):
+            raise DataError(f"{path}:{lineno}: userID {u} is outside 0..{(n_users or 1) - 1}")
+        recs[u] = rec
+    n = n_users if n_users is not None else (max(recs) + 1 if recs else 0)
+    return [recs.get(u) for u in range(n)]

@@ -9,6 +9,11 @@ magic bytes).
   description (a string in 2014, a list of strings in 2018), categories (2014: a list
   of category paths) or category (2018: one path), imUrl (2014) or imageURL /
   imageURLHighRes (2018).
+- Users (real side information about the users, written by people), one record a line,
+  JSON or Python literal: `reviewerID` and no `asin`; every other field is kept as it
+  is written, cleaned: text (HTML removed), a number, true/false, or a list of those
+  (e.g. Debian's title / category / description, MovieLens' age / gender / occupation /
+  zip_code). `read_users` reads them; the feature step renders them into user text.
 
 A malformed line is a DataError naming the file and the 1-based line number, unless
 `skip_bad_lines=True` (a `BadLines(skip=True)`), in which case it is skipped, counted
@@ -102,7 +107,9 @@ def iter_records(
 
 
 def sniff_kind(path: str | os.PathLike) -> str:
-    """'ratings' (CSV), 'reviews' (records with reviewerID) or 'meta' (records with asin)."""
+    """What a raw file holds, from its first record: 'ratings' (a 4-field CSV line),
+    'reviews' (reviewerID and asin), 'users' (reviewerID, no asin) or 'meta' (asin, no
+    reviewerID)."""
     path = Path(path)
     with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
@@ -117,11 +124,12 @@ def sniff_kind(path: str | os.PathLike) -> str:
         except ValueError as e:
             raise DataError(f"{path}:{lineno}: cannot parse the first record: {e}") from None
         if isinstance(rec, dict) and "reviewerID" in rec:
-            return "reviews"
+            return "reviews" if "asin" in rec else "users"
         if isinstance(rec, dict) and "asin" in rec:
             return "meta"
         raise DataError(
-            f"{path}:{lineno}: record has neither reviewerID (reviews) nor asin (metadata)"
+            f"{path}:{lineno}: record has neither reviewerID (reviews, users) nor asin "
+            "(metadata)"
         )
     if len(next(csv.reader([s]))) == 4:
         return "ratings"
@@ -140,6 +148,9 @@ def iter_interactions(
     kind = sniff_kind(path)
     if kind == "meta":
         raise DataError(f"{path}: this is a metadata file; expected ratings or reviews")
+    if kind == "users":
+        raise DataError(f"{path}: this is a users file (reviewerID, no asin); expected "
+                        "ratings or reviews")
     if kind == "ratings":
         with open_text(path) as f:
             for lineno, row in enumerate(csv.reader(f), 1):
@@ -253,3 +264,89 @@ def read_metadata(
             out[asin] = normalise_meta(rec)
     return out, {"meta_records": len(out), "meta_duplicate_asins": dupes,
                  "meta_bad_lines_skipped": bad.count}
+
+
+# --------------------------------------------------------------------------- users
+
+_USER_SCALARS = (str, int, float, bool)
+
+
+def _user_value(x: object) -> object:
+    """A users-file field value, cleaned: text (as `_text`), a finite number, true/false,
+    or a list of those (nested lists flattened, empty entries dropped); None when empty.
+    Raises ValueError (what was found) for anything else."""
+    if x is None:
+        return None
+    if isinstance(x, bool):
+        return x
+    if isinstance(x, (int, float)):
+        if not math.isfinite(x):
+            raise ValueError(f"{x!r} is not a finite number")
+        return x
+    if isinstance(x, str):
+        return _text(x) or None
+    if isinstance(x, (list, tuple)):
+        out: list = []
+        for v in x:
+            v = _user_value(v)
+            if v is None:
+                continue
+            out.extend(v if isinstance(v, list) else [v])
+        return out or None
+    raise ValueError(f"expected text, a number, true/false or a list of them, got "
+                     f"{type(x).__name__}")
+
+
+def normalise_user(rec: dict) -> dict:
+    """A users-file record -> {"reviewerID": id, field: cleaned value, ...} in the
+    record's own field order; empty fields are dropped. Raises ValueError naming the
+    field whose value is neither text, a number, true/false nor a list of them."""
+    out: dict = {"reviewerID": str(rec.get("reviewerID", ""))}
+    for k, v in rec.items():
+        if k == "reviewerID":
+            continue
+        try:
+            v = _user_value(v)
+        except ValueError as e:
+            raise ValueError(f"field {str(k)!r}: {e}") from None
+        if v is not None:
+            out[str(k)] = v
+    return out
+
+
+def read_users(
+    paths: Iterable[str | os.PathLike], *, skip_bad_lines: bool = False
+) -> tuple[dict[str, dict], dict]:
+    """reviewerID -> normalised users record (first record wins), and a report.
+
+    A line is bad (DataError naming file, 1-based line and field, or skipped and
+    counted with skip_bad_lines) when it is not a record, lacks `reviewerID`, has an
+    `asin` (a review line in the users file), or has a field whose value is not text, a
+    number, true/false or a list of them."""
+    out: dict[str, dict] = {}
+    bad = BadLines(skip_bad_lines)
+    dupes = 0
+    for path in paths:
+        for lineno, rec in iter_records(path, bad=bad):
+            uid = rec.get("reviewerID")
+            if uid is None or str(uid).strip() == "":
+                bad(Path(path), lineno, "users record lacks field 'reviewerID'")
+                continue
+            if "asin" in rec:
+                bad(Path(path), lineno, "users record has field 'asin': a review line in a "
+                    "users file? (users lines hold reviewerID and user fields only)")
+                continue
+            try:
+                user = normalise_user(rec)
+            except ValueError as e:
+                bad(Path(path), lineno, f"users record {str(uid)!r}: {e}")
+                continue
+            if user["reviewerID"] in out:
+                dupes += 1
+                continue
+            out[user["reviewerID"]] = user
+    report = {"users_records": len(out), "users_duplicate_ids": dupes,
+              "users_bad_lines_skipped": bad.count}
+    if bad.first:
+        report["users_first_bad_line"] = bad.first
+    return out, report
