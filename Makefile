@@ -11,7 +11,7 @@ CONFIG ?=
 RECGOAT := $(PY) -m recgoat_jax
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install install-check train test test-fast bench bench-plan bench-knn reproduce-baselines ablation realdata data features demo report clean
+.PHONY: help install install-check train test test-fast bench bench-plan bench-knn reproduce-baselines ablation realdata defaults data features demo report clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -82,6 +82,11 @@ ablation: $(VENV)/.core  ## RecGOAT ablation on the demo data -> experiments/res
 # ARGS="--data ml100k-dev=data/ml100k-dev --data debian-deps-dev=data/debian-deps-dev --jobs 2"
 realdata: $(VENV)/.core  ## every model tuned on VALID on real dev sets -> experiments/results/realdata.*
 	$(PY) experiments/realdata.py $(ARGS)
+
+# Each model's shipped config with no overrides, one run per dataset, beside realdata's tuned
+# means: ARGS="--data debian-deps-dev=data/debian-deps-dev --data ml100k-dev=data/ml100k-dev"
+defaults: $(VENV)/.core  ## MF, LightGCN, FREEDOM, RecGOAT as `make train` runs them, no overrides -> experiments/results/defaults.*
+	$(PY) experiments/defaults.py $(ARGS)
 
 data: $(VENV)/.core  ## raw Amazon dumps -> MMRec files for DATASET
 	$(RECGOAT) data --dataset $(DATASET) $(ARGS)

@@ -1,7 +1,7 @@
 """RecGOAT ablation on the built-in demo dataset: what each part adds.
 
 Every variant is trained with several seeds from experiments/configs/recgoat_demo.yaml
-(LightGCN from experiments/configs/lightgcn.yaml with the same batch size and learning
+(LightGCN from experiments/configs/lightgcn_baby.yaml, MMRec's values, with the same batch size and learning
 rate), each to convergence by early stopping on valid Recall@20. Test
 Recall@20 / NDCG@20 at the best VALID epoch, mean +- std over seeds, go to
 experiments/results/demo_ablation.{json,md}; both are rewritten after every finished run
@@ -39,11 +39,12 @@ from recgoat_jax.train.loop import train, versions  # noqa: E402
 HISTORY_DEMO = "demo_history"  # the demo with synthetic user_profile="history", beside it
 UB = "model.user_branch=on"  # the paper's full model has the user-user branch
 VARIANTS = {
-    "lightgcn": ("LightGCN (ID only)", "lightgcn", ["train.epochs=300", "train.patience=20"]),
-    "freedom": ("FREEDOM (MMRec semantics; the demo's lr and batch)", "freedom",
+    "lightgcn": ("LightGCN (ID only)", "lightgcn_baby",  # MMRec's values
+                 ["train.epochs=300", "train.patience=20"]),
+    "freedom": ("FREEDOM (MMRec semantics; the demo's lr and batch)", "freedom_baby",
                 ["train.epochs=300", "train.patience=20"]),
     "lightgcn_unit_items": ("LightGCN scored against unit item vectors (RecGOAT's scoring, "
-                            "no content)", "lightgcn",
+                            "no content)", "lightgcn_baby",
                             ["model.unit_items=true", "train.epochs=300", "train.patience=20"]),
     "full_paper": ("RecGOAT full, paper OAT + paper CMCL", "recgoat_demo", [UB]),
     # lr 2e-3: at the demo's 5e-3 the loss went NaN within the first epoch (generator
@@ -82,7 +83,7 @@ OPT_IN = {"full_paper_bf16"}
 def config_for(variant: str, seed: int, epochs: int | None):
     _, base, overrides = VARIANTS[variant]
     sets = list(overrides) + [f"train.seed={seed}", "train.checkpoint=false"]
-    if base in ("lightgcn", "freedom"):  # same optimisation settings as the RecGOAT runs
+    if base in ("lightgcn_baby", "freedom_baby"):  # same optimisation settings as the RecGOAT runs
         demo = make_config(ROOT / "experiments" / "configs" / "recgoat_demo.yaml")
         sets += [f"train.batch_size={demo.train.batch_size}", f"train.lr={demo.train.lr}"]
     elif epochs:
