@@ -82,7 +82,9 @@ OPT_IN = {"full_paper_bf16"}
 
 def config_for(variant: str, seed: int, epochs: int | None):
     _, base, overrides = VARIANTS[variant]
-    sets = list(overrides) + [f"train.seed={seed}", "train.checkpoint=false"]
+    # train.warmup_steps=0: the recorded ablation ran before the warm-up rule
+    sets = list(overrides) + [f"train.seed={seed}", "train.checkpoint=false",
+                              "train.warmup_steps=0"]
     if base in ("lightgcn_baby", "freedom_baby"):  # same optimisation settings as the RecGOAT runs
         demo = make_config(ROOT / "experiments" / "configs" / "recgoat_demo.yaml")
         sets += [f"train.batch_size={demo.train.batch_size}", f"train.lr={demo.train.lr}"]

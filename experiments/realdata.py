@@ -122,7 +122,10 @@ def config_for(data_dir: str, base: str, overrides: list[str], seed: int):
     from recgoat_jax.config import make_config
 
     sets = [f"data.dataset={data_dir}", f"train.seed={seed}", "train.epochs=1000",
-            f"train.min_epochs={MIN_EPOCHS}", "train.checkpoint=true", *overrides]
+            f"train.min_epochs={MIN_EPOCHS}", "train.checkpoint=true",
+            # the recorded reports' warm-up: 100 epochs, not train.warmup_steps (which came
+            # later, with the "still climbing" check that these runs did not have)
+            "train.warmup_steps=0", *overrides]
     return make_config(CONFIGS / base, sets)
 
 
