@@ -1,6 +1,7 @@
 """FREEDOM (model/freedom.py, graphs/mm_adj.py) against hand-computed cases and dense NumPy
 implementations of MMRec's freedom.py formulas."""
 
+import dataclasses
 import itertools
 import math
 from pathlib import Path
@@ -18,7 +19,7 @@ from recgoat_jax.model.edge_pruning import prune_adjacency, sample_keep
 from recgoat_jax.model.freedom import FREEDOM
 from recgoat_jax.model.registry import build_model
 
-from graph_helpers import small_graph
+from graph_helpers import exact_cosine_features, small_graph
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 
@@ -76,13 +77,40 @@ def test_mm_adj_hand_case():
     np.testing.assert_allclose(_dense(solo["fwd"], n, n), t, rtol=1e-6)
 
 
+def _boundary_ties(feats, k):
+    """Rows whose k-th and (k+1)-th cosines (self included, float64) are equal."""
+    x = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    s = -np.sort(-(x @ x.T), axis=1)
+    return int(np.sum(s[:, k - 1] == s[:, k]))
+
+
 @pytest.mark.parametrize("block", [1, 5, 2048])
 def test_mm_adj_equals_dense_reference_with_ties(block):
+    # integer features with power-of-two row norms (graph_helpers): every cosine is exact
+    # in float32, so two equal cosines are equal for every BLAS kernel on every CPU (with
+    # random float rows, image[4] = 2 * image[9] gave a "tie" that one CPU's kernel
+    # rounded apart at block 1). Lower index wins.
+    text = exact_cosine_features(13, 6, seed=0)
+    image = exact_cosine_features(13, 5, seed=1)
+    text[7] = text[2]  # exact duplicates: cosine ties (row 7 keeps 2 first)
+    image[4] = 3 * image[9]  # a rescaled copy: the same unit row
+    assert _boundary_ties(text, 3) > 0 and _boundary_ties(image, 3) > 0  # the rule decides
+    adj, n = _build({"text": text, "image": image}, k=3, w=0.3, block=block)
+    ref = 0.3 * _ref_knn(image.astype(np.float64), 3) + 0.7 * _ref_knn(text.astype(np.float64), 3)
+    np.testing.assert_allclose(_dense(adj["fwd"], n, n), ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("block", [1, 5, 2048])
+def test_mm_adj_equals_dense_reference_random(block):
+    # generic float rows: no two cosines of a row within 1e-4 of each other at the k-th
+    # place, so float32 rounding of any kernel picks the reference's neighbours
     rng = np.random.default_rng(0)
     text = rng.normal(size=(13, 4)).astype(np.float32)
     image = rng.normal(size=(13, 3)).astype(np.float32)
-    text[7] = text[2]  # exact duplicates: cosine ties, lower index wins (row 7 keeps 2 first)
-    image[4] = 2 * image[9]
+    for f in (text, image):
+        x = f.astype(np.float64) / np.linalg.norm(f.astype(np.float64), axis=1, keepdims=True)
+        s = -np.sort(-(x @ x.T), axis=1)
+        assert np.min(s[:, 2] - s[:, 3]) > 1e-4
     adj, n = _build({"text": text, "image": image}, k=3, w=0.3, block=block)
     ref = 0.3 * _ref_knn(image.astype(np.float64), 3) + 0.7 * _ref_knn(text.astype(np.float64), 3)
     np.testing.assert_allclose(_dense(adj["fwd"], n, n), ref, rtol=1e-5, atol=1e-7)
@@ -296,7 +324,9 @@ def test_bad_values_name_the_key(override, key):
 
 
 def test_shipped_freedom_configs():
-    for name in ("freedom", "freedom_baby", "freedom_sports", "freedom_clothing"):
+    # MMRec's values on the Amazon sets; freedom.yaml (any other dataset) differs only in
+    # lr 5e-3 and dropout 0.5, chosen on the real development sets' valid splits
+    for name in ("freedom_baby", "freedom_sports", "freedom_clothing"):
         cfg = make_config(CONFIGS / f"{name}.yaml")
         m, t = cfg.model, cfg.train
         assert (m.name, m.dim, m.n_layers, m.mm_layers, m.knn_k, m.mm_image_weight,
@@ -311,3 +341,6 @@ def test_shipped_freedom_configs():
                 model.reg_weight, model.init_name) == (m.dim, m.n_layers, m.mm_layers,
                                                        m.freedom_dropout, t.reg_weight, m.init)
         assert model.feature_dims == (("image", 3), ("text", 4))
+    general = make_config(CONFIGS / "freedom.yaml")
+    assert dataclasses.replace(general.model, freedom_dropout=0.8) == cfg.model
+    assert dataclasses.replace(general.train, lr=1e-3) == cfg.train

@@ -7,6 +7,8 @@ import pytest
 
 from recgoat_jax.graphs import knn
 
+from graph_helpers import exact_cosine_features
+
 
 def _dense_topk(scores: np.ndarray, k: int, positive_only: bool = False) -> list[tuple[int, int]]:
     """Reference rule: per row, sort by (score desc, index asc), keep k (optionally only > 0)."""
@@ -32,11 +34,23 @@ def _finish_ref(edges: list[tuple[int, int]], n: int) -> tuple[np.ndarray, np.nd
 
 
 def _features_with_ties(n: int = 23, d: int = 5, seed: int = 0) -> np.ndarray:
-    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    """Integer rows with power-of-two norms (graph_helpers.exact_cosine_features): every
+    cosine is exact in float32 on any CPU, so equal cosines really tie for every kernel
+    and block size; plus duplicates and a rescaled copy."""
+    x = exact_cosine_features(n, d, seed)
     for dst, src, scale in ((5, 0, 1.0), (9, 0, 1.0), (12, 3, 3.0), (17, 3, 1.0)):
         if dst < n:
             x[dst] = scale * x[src]  # duplicates (and a rescaled copy): cosine ties
     return x
+
+
+def _n_boundary_ties(x: np.ndarray, k: int) -> int:
+    """Rows whose k-th and (k+1)-th scores (diagonal 0) are equal: the tie rule decides."""
+    xn = x / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    s = xn @ xn.T
+    np.fill_diagonal(s, 0.0)
+    s = -np.sort(-s, axis=1)
+    return int(np.sum(s[:, k - 1] == s[:, k]))
 
 
 def _dense_item_ref(x: np.ndarray, k: int):
@@ -52,6 +66,7 @@ def _dense_item_ref(x: np.ndarray, k: int):
 def test_item_knn_matches_dense_reference_and_is_block_invariant(k):
     x = _features_with_ties()
     n = x.shape[0]
+    assert _n_boundary_ties(x, k) > 0
     ref_s, ref_r = _dense_item_ref(x, k)
     for block in (3, 7, n, 2048):
         s, r = knn.item_knn(x, k, block=block)
@@ -171,8 +186,19 @@ def test_topk_rows_does_not_keep_the_score_slab_alive():
     # output would keep that whole int64 buffer alive per block (31 GB at 63K items).
     from recgoat_jax.graphs.knn import _topk_rows
 
-    scores = np.random.default_rng(0).standard_normal((8, 1000)).astype(np.float32)
-    top = _topk_rows(scores, 3)
+    scores = np.random.default_rng(0).permutation(8000).reshape(8, 1000).astype(np.float32)
+    top = _topk_rows(scores, 3)  # distinct scores: one right answer
     assert top.shape == (8, 3)
     assert top.base is None or top.base.size == top.size
     np.testing.assert_array_equal(np.sort(top, axis=1), np.sort(np.argsort(-scores, axis=1)[:, :3], axis=1))
+
+
+def test_topk_rows_ties_pick_lower_index():
+    # the NumPy rule on exact ties (same cases as knn_xla's test_exact_ties_rule_alone)
+    from recgoat_jax.graphs.knn import _topk_rows
+
+    s = np.array([[1.0, 3.0, 3.0, 2.0, 3.0], [0.0, 0.0, 5.0, 0.0, 0.0],
+                  [4.0, -0.0, 0.0, 0.0, 4.0]], np.float32)  # -0.0 == 0.0: one tie group
+    np.testing.assert_array_equal(np.sort(_topk_rows(s, 2), axis=1), [[1, 2], [0, 2], [0, 4]])
+    np.testing.assert_array_equal(np.sort(_topk_rows(s, 4), axis=1),
+                                  [[1, 2, 3, 4], [0, 1, 2, 3], [0, 1, 2, 4]])

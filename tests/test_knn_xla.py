@@ -12,19 +12,38 @@ import pytest
 from recgoat_jax.config import CHOICES, make_config
 from recgoat_jax.graphs import inputs, knn, knn_xla
 
+from graph_helpers import exact_cosine_features
+
 
 def _sets(nbr: np.ndarray) -> np.ndarray:
     return np.sort(nbr, axis=1)
 
 
 def _features(n: int = 41, d: int = 6, seed: int = 0, ties: bool = False) -> np.ndarray:
-    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
-    if ties:
-        x[[5, 9, 30]] = x[0]  # four identical rows: cosine ties at 1
-        x[12] = 3.0 * x[3]  # a rescaled copy
-        x[[20, 21, 22]] = x[7]
-        x[33] = 0.0  # a zero row: scores 0 against every row, all tied
+    """ties False: generic float rows (no near ties at the k-th place, checked by
+    _min_boundary_gap). ties True: integer rows with power-of-two norms
+    (graph_helpers.exact_cosine_features), so every cosine is exact in float32 and equal
+    cosines tie for NumPy's BLAS and XLA alike, on any CPU; plus duplicates, a rescaled
+    copy and a zero row."""
+    if not ties:
+        return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    x = exact_cosine_features(n, d, seed)
+    x[[5, 9, 30]] = x[0]  # four identical rows: cosine ties at 1
+    x[12] = 3.0 * x[3]  # a rescaled copy
+    x[[20, 21, 22]] = x[7]
+    x[33] = 0.0  # a zero row: scores 0 against every row, all tied
     return x
+
+
+def _boundary_gaps(x: np.ndarray, k: int, keep_self: bool) -> np.ndarray:
+    """Per row, k-th minus (k+1)-th largest cosine (float64; the diagonal 0 unless keep_self)."""
+    x = x.astype(np.float64)
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    s = xn @ xn.T
+    if not keep_self:
+        np.fill_diagonal(s, 0.0)
+    s = -np.sort(-s, axis=1)
+    return s[:, k - 1] - s[:, k]
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -32,6 +51,11 @@ def _features(n: int = 41, d: int = 6, seed: int = 0, ties: bool = False) -> np.
 @pytest.mark.parametrize("k", [1, 2, 5])
 def test_xla_matches_numpy(ties, keep_self, k):
     x = _features(ties=ties)
+    gaps = _boundary_gaps(x, k, keep_self)
+    if ties:
+        assert np.sum(gaps == 0) > 0  # exact ties at the k-th place: the rule decides
+    else:
+        assert gaps.min() > 1e-5  # no kernel's float32 rounding can reorder the k-th place
     ref = _sets(knn.cosine_topk(x, k, block=2048, keep_self=keep_self, backend="numpy"))
     for block in (4, 16, 41, 2048):  # 41 % 4 and 41 % 16 != 0: the shifted last block
         got = knn.cosine_topk(x, k, block=block, keep_self=keep_self, backend="xla")

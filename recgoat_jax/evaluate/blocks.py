@@ -8,7 +8,11 @@ are broken by the LOWER item index first. That is what ``jax.lax.top_k`` does (X
 TopK compares ``(value, -index)``; verified in the tests), except that XLA's comparator
 orders -0.0 below +0.0, so the top_k paths first canonicalise -0.0 to +0.0. Scores must
 not be NaN. A masked (train) item never counts as a hit, even if it is also a truth item
-(it sits at -inf, behind every unmasked item).
+(it sits at -inf, behind every unmasked item). The rule applies to the float32 scores as
+computed: it holds exactly on any CPU, but two mathematically equal inner products tie
+for certain only where they are exact in float32 (e.g. small-integer or dyadic
+embeddings, as in tests/test_evaluate.py); otherwise the matmul kernel's rounding, which
+may differ between CPUs and between the "rank" and "topk" block shapes, can separate them.
 
 Implementation
 --------------

@@ -6,12 +6,20 @@ self loop on every node, sorted by (receiver, sender) so segment ops over receiv
 sorted ids.
 
 Selection rule (all builders): per node, the k candidates with the largest score;
-equal scores are broken by the LOWER neighbour index. The rule depends only on the
-score values, so any block size gives the same graph. The cosine builders run on NumPy
-or XLA (`backend`, model.knn_backend); the two score the same float32 unit rows but round
-their matmuls differently, so where a row's k-th and (k+1)-th scores are within a few
-float32 ulps they may pick differently (Baby-shape random 4096-d features: 3 of 7050 rows,
-score gaps ~1e-8); otherwise the graphs are equal.
+equal scores are broken by the LOWER neighbour index. "Equal" means equal float32 scores
+as computed: the rule itself is exact on any CPU, but a cosine is a matmul result, and a
+BLAS or XLA kernel may round two mathematically equal cosines (duplicate or rescaled
+rows) an ulp apart, differently per CPU, block size or column; then the larger computed
+score wins. Ties are exact, so the lower index wins everywhere, where every product and
+partial sum is exact in float32: e.g. integer features whose rows have power-of-two
+norms (unit rows on a dyadic grid; tests/graph_helpers.exact_cosine_features), or the
+integer co-interaction counts of user_knn_from_interactions. The rule depends only on
+the score values, so any block size gives the same graph wherever the scores do not
+depend on it (exact scores; generic data away from ulp-level near ties). The cosine
+builders run on NumPy or XLA (`backend`, model.knn_backend); the two score the same
+float32 unit rows but round their matmuls differently, so where a row's k-th and
+(k+1)-th scores are within a few float32 ulps they may pick differently (Baby-shape
+random 4096-d features: 3 of 7050 rows, score gaps ~1e-8); otherwise the graphs are equal.
 
 Memory: only a [block, n] score slab is held at a time, never [n, n].
 """

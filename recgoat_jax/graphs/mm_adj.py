@@ -5,7 +5,9 @@ top-k columns of every row INCLUDING the item itself (the diagonal is not zeroed
 item's own similarity 1 is normally among its k), giving k directed edges i -> knn(i).
 Values are MMRec's "normalized laplacian" r[i]^-1/2 r[j]^-1/2 with r = row count + 1e-7,
 i.e. 1 / (k + 1e-7) on every edge (every row has exactly k edges). Ties: lower column
-index wins (graphs/knn.py `cosine_topk`), independent of the block size.
+index wins among equal computed float32 cosines (graphs/knn.py `cosine_topk`, whose
+docstring says when mathematically equal cosines are guaranteed to compute equal),
+independent of the block size.
 
 The modality graphs are summed with weights: with image and text, image gets
 `image_weight` and text 1 - image_weight (MMRec's mm_image_weight); a single modality
