@@ -106,12 +106,128 @@ def test_bench_passes_its_arguments(monkeypatch):
     assert got["cmd"][2:] == ["--runs", "baby:mf", "--steps", "2"]
 
 
+# ---------------------------------------------------------------- did you mean
+
+def test_mistyped_subcommand_and_choice_get_a_suggestion(capsys):
+    for argv, hint in ((["trian"], "did you mean 'train'?"),
+                       (["features", "--dataset", "x", "--backend", "transformer"],
+                        "did you mean 'transformers'?")):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].endswith(hint)
+
+
+def test_unknown_flag_is_reported_by_its_subcommand(capsys):
+    """`recgoat train --datset demo`: train's usage and error, not the top-level usage."""
+    for argv, prog in ((["train", "--datset", "demo"], "recgoat train"),
+                       (["report", "r", "--no-plot", "--jsn"], "recgoat report")):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"usage: {prog} ")
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"{prog}: error: unrecognized arguments: ")
+    assert last.endswith("--jsn: did you mean --json?")
+    from recgoat_jax.train import cli as train_cli
+    with pytest.raises(SystemExit):
+        train_cli.main(["--datset", "demo"])  # python -m recgoat_jax.train: the same
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "python -m recgoat_jax.train: error: unrecognized arguments: --datset demo; "
+        "--datset: did you mean --dataset?")
+
+
+@pytest.mark.parametrize("override,msg", [
+    ("train.lrr=0.01", "unknown config key 'train.lrr'; did you mean 'train.lr'?"),
+    ("trian.lr=0.01", "unknown config key 'trian'; did you mean 'train'?"),
+    ("model.dimm=8", "unknown config key 'model.dimm'; did you mean 'model.dim'?"),
+    ("eval.zzz=1", "unknown config key 'eval.zzz'; known keys here: "),
+])
+def test_unknown_config_key_suggests_the_closest(override, msg):
+    with pytest.raises(ConfigError) as e:
+        make_config(overrides=[override])
+    assert str(e.value).startswith(msg)
+
+
+def test_missing_dataset_suggests_a_registered_name_or_a_directory(tmp_path):
+    from recgoat_jax.data.load import resolve_dataset_dir
+    (tmp_path / "my-shop").mkdir()
+    for name, hint in (("bbay", "(did you mean 'baby'?)"), ("my-shp", "(did you mean 'my-shop'?)"),
+                       (str(tmp_path / "my-shopp"), f"(did you mean '{tmp_path}/my-shop'?)")):
+        with pytest.raises(UserError) as e:
+            resolve_dataset_dir(name, tmp_path)
+        assert hint in str(e.value), str(e.value)
+    with pytest.raises(UserError) as e:
+        resolve_dataset_dir("bbay", tmp_path, option="--dataset")
+    assert str(e.value).startswith(f"--dataset bbay: no such directory, and no {tmp_path}/bbay/ "
+                                   "(did you mean 'baby'?)")
+    with pytest.raises(UserError) as e:  # a registered name that is not there: no self-hint
+        resolve_dataset_dir("sports", tmp_path)
+    assert "did you mean" not in str(e.value)
+
+
+# ---------------------------------------------------------------- install-aware messages
+
+def test_messages_name_the_commands_of_the_install(tmp_path, monkeypatch):
+    """A source checkout is told the make targets, a pip install `recgoat data` /
+    `recgoat features` and the [features] extra."""
+    from recgoat_jax import errors
+    from recgoat_jax.data.load import resolve_dataset_dir
+    from recgoat_jax.features import hf
+    assert errors.source_checkout() == ROOT  # the tests run from the checkout
+    checkout = str(pytest.raises(UserError, resolve_dataset_dir, "bbay", tmp_path).value)
+    assert "`make data DATASET=bbay` then `make features DATASET=bbay`" in checkout
+    monkeypatch.setattr(errors, "source_checkout", lambda: None)
+    pip = str(pytest.raises(UserError, resolve_dataset_dir, "bbay", tmp_path).value)
+    assert ("`recgoat data --dataset bbay` then `recgoat features --dataset bbay` "
+            "(recgoat data --help)") in pip and "make " not in pip
+    assert "--dataset bbay: no such directory" in str(pytest.raises(
+        UserError, resolve_dataset_dir, "bbay", tmp_path, option="--dataset").value)
+    assert errors.features_install_hint() == (
+        "pip install torch==2.13.0 && pip install 'recgoat-jax[features]'")
+    monkeypatch.setitem(sys.modules, "torch", None)  # import fails
+    msg = str(pytest.raises(UserError, hf.require_torch).value)
+    assert msg.endswith("pip install 'recgoat-jax[features]'") and "requirements" not in msg
+
+
+def test_help_and_messages_use_the_current_flag_names():
+    """The features command's encoder flag is --encoder; no message, help text or README
+    line tells a user to pass --model PATH, or to run `cli data`."""
+    files = [*(ROOT / "recgoat_jax").rglob("*.py"), ROOT / "README.md"]
+    for f in files:
+        text = f.read_text()
+        for stale in ("--model PATH", "pass --model", "(cli data", "--no-progress` ("):
+            assert stale not in text, f"{f}: {stale!r}"
+
+
+def test_missing_dataset_answers_before_jax_is_imported(tmp_path):
+    """`recgoat train --dataset bbay` checks the dataset before importing JAX (through the
+    allocator re-exec of hostmem): no jax module in -X importtime's list of either process."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "recgoat_jax", "train",
+                        "--dataset", "bbay"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60, env=ENV)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert lines[-1].startswith("error: dataset 'bbay' not found (did you mean 'baby'?): ")
+    imported = [ln.split("|")[-1].strip() for ln in lines if ln.startswith("import time:")]
+    assert "recgoat_jax.data.load" in imported  # importtime did list the imports
+    assert [m for m in imported if m == "jax" or m.startswith(("jax.", "jaxlib", "flax"))] == []
+    # an existing directory without dataset files: also before JAX
+    (tmp_path / "empty").mkdir()
+    r = _run("train", "--dataset", str(tmp_path / "empty"), cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        f"error: {tmp_path / 'empty'}: no dataset files found")
+
+
 # ---------------------------------------------------------------- config lookup
 
 @pytest.mark.parametrize("argv,expect", [
     ([], "recgoat_demo.yaml"),
     (["--model", "recgoat", "--dataset", "data/mine"], "recgoat.yaml"),
-    (["--model", "lightgcn", "--dataset", "baby"], "lightgcn.yaml"),
+    (["--model", "lightgcn", "--dataset", "baby"], "lightgcn_baby.yaml"),
+    (["--model", "lightgcn", "--dataset", "data/mine"], "lightgcn.yaml"),
     (["--dataset", "elec"], "recgoat_electronics.yaml"),
     (["--dataset", "electronics"], "recgoat_electronics.yaml"),
     (["--dataset", "data/elec"], "recgoat_electronics.yaml"),
@@ -264,6 +380,15 @@ def test_diverging_run_and_resume_shape_change_are_one_line(tmp_path):
     assert r.returncode == 0 and "| ok | - | 0 |" in r.stdout
 
 
+def test_unknown_model_suggests_the_closest():
+    """(here, after the tests that import JAX: the registry imports every model)"""
+    from recgoat_jax.model import registry
+    with pytest.raises(ConfigError) as e:
+        registry.build_model(make_config(overrides=["model.name=lightgcnn"]), {})
+    assert str(e.value) == ("config key 'model.name': unknown model 'lightgcnn'; did you mean "
+                            "'lightgcn'? expected one of freedom, lightgcn, mf, recgoat")
+
+
 # ---------------------------------------------------------------- unused ids
 
 def test_unused_item_ids_warn_with_counts(tmp_path, caplog):
@@ -374,9 +499,16 @@ def test_wheel_installs_and_trains(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"config: {site}/recgoat_jax/configs/recgoat.yaml" in r.stderr
     (run,) = (work / "runs").iterdir()
+    assert r.stdout.endswith(f"run directory: runs/{run.name}\n")  # the results: stdout
     res = json.loads((run / "results.json").read_text())
     assert res["model"] == "recgoat" and res["epochs_run"] == 1
     assert 0.0 <= res["test"]["recall@20"] <= 1.0
     r = subprocess.run([sys.executable, "-c", code, str(site), "bench"], cwd=work, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "needs a source checkout" in r.stderr
+    # an installed package (no checkout) is told the recgoat commands, not make targets
+    r = subprocess.run([sys.executable, "-c", code, str(site), "train", "--dataset", "bbay"],
+                       cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    err = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and "(did you mean 'baby'?)" in err and "make " not in err
+    assert "`recgoat data --dataset bbay` then `recgoat features --dataset bbay`" in err

@@ -128,6 +128,7 @@ def test_report_bad_input_is_one_line_naming_the_file(tmp_path, capsys):
 
 # ---------------------------------------------------------------- -v / -q
 
+@pytest.mark.slow  # several python -m recgoat_jax processes: ~3-7 s
 def test_verbosity_through_the_command_line(tmp_path):
     run = _run_dir(tmp_path / "run")
 
@@ -166,6 +167,51 @@ def test_quiet_keeps_warnings_and_every_command_has_the_flags(caplog, capsys):
             cli.main([command, "--help"])
         text = capsys.readouterr().out
         assert "-q, --quiet" in text and "-v, --verbose" in text, command
+
+
+# ---------------------------------------------------------------- stdout / stderr
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    from argparse import Namespace
+
+    from recgoat_jax.cliutil import show_progress
+    for tty in (True, False):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty)
+        assert show_progress(Namespace(quiet=False, no_progress=False)) is tty
+        assert show_progress(Namespace(quiet=True, no_progress=False)) is False
+        assert show_progress(Namespace(quiet=False, no_progress=True)) is False
+
+
+@pytest.mark.slow
+def test_train_results_on_stdout_status_on_stderr(tmp_path):
+    """A real `recgoat train` process, stdout and stderr captured apart (stderr is not a
+    terminal): the results table and the run directory on stdout, with or without -q;
+    the status lines on stderr with one line per epoch and no progress bar; -q leaves
+    stderr empty; --no-progress keeps the status lines."""
+    data = _tiny_dataset(tmp_path)
+
+    def train(run, *flags):
+        return subprocess.run([sys.executable, "-m", "recgoat_jax",
+                               *_train_args(data, tmp_path / run, "--epochs", "2", *flags)],
+                              capture_output=True, text=True, timeout=300, env=ENV,
+                              cwd=tmp_path)
+
+    for run, flags in (("default", ()), ("quiet", ("-q",)), ("noprog", ("--no-progress",))):
+        r = train(run, *flags)
+        assert r.returncode == 0, r.stderr[-2000:]
+        out = r.stdout.splitlines()
+        assert out[0].startswith("tiny / mf: test at best valid epoch ")
+        assert out[1].split() == ["@5", "@10", "@20"] and out[2].startswith("Recall ")
+        assert out[-1] == f"run directory: {tmp_path / run}"
+        if flags == ("-q",):
+            assert r.stderr == ""
+            continue
+        err = r.stderr.splitlines()
+        assert err[0].startswith("config: ")
+        assert [ln[:10] for ln in err if ln.startswith("epoch ")] == ["epoch    0",
+                                                                     "epoch    1"]
+        assert "\r" not in r.stderr and "it/s" not in r.stderr and "%|" not in r.stderr
+        assert "run directory" not in r.stderr and "Recall " not in r.stderr
 
 
 # ---------------------------------------------------------------- TensorBoard
@@ -235,17 +281,19 @@ def test_train_writes_tensorboard_scalars_equal_to_metrics(tmp_path, capsys):
     metrics.jsonl's numbers (float32), and a resumed run replays them: one step each."""
     data, run = _tiny_dataset(tmp_path), tmp_path / "run"
     assert cli.main(_train_args(data, run, "--epochs", "2", "-v")) == 0
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert f"debug: recgoat_jax.train.tensorboard: TensorBoard event files in {run}/tb " \
            "(0 rows replayed)" in err
-    assert "epoch    1 | loss " in err and f"run directory: {run}" in err
+    assert "epoch    1 | loss " in err and f"run directory: {run}" in out
     rows = curves.read_metrics(run / "metrics.jsonl")
     got = sorted(read_events(run / "tb"))
     assert [r["epoch"] for r in rows] == [0, 1] and len(got) > 2 * 10
     assert got == _expected(rows)
     # resumed to 3 epochs: the two rows replayed into fresh event files, then epoch 2
     assert cli.main(["train", "--resume", str(run), "--epochs", "3", "-q"]) == 0
-    assert capsys.readouterr().err == ""  # -q: no status lines, no progress bars
+    out, err = capsys.readouterr()
+    assert err == ""  # -q: no status lines, no progress bars
+    assert out.endswith(f"run directory: {run}\n")  # the results: stdout, even under -q
     rows3 = curves.read_metrics(run / "metrics.jsonl")
     assert rows3[:2] == rows and len(rows3) == 3
     assert sorted(read_events(run / "tb")) == _expected(rows3)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from recgoat_jax.config import Config
-from recgoat_jax.errors import ConfigError
+from recgoat_jax.errors import ConfigError, did_you_mean
 from recgoat_jax.model import freedom, lightgcn, recgoat
 
 MODELS: dict[str, Callable] = {
@@ -31,6 +31,7 @@ def build_model(cfg: Config, shapes: dict):
     "item_feature_dims": {m: d_m}, "user_feature_dim": int | None})."""
     name = cfg.model.name
     if name not in MODELS:
-        raise ConfigError(f"config key 'model.name': unknown model {name!r}; expected one of "
-                          f"{', '.join(names())}")
+        hint = did_you_mean(name, names())
+        raise ConfigError(f"config key 'model.name': unknown model {name!r}; "
+                          f"{hint + ' ' if hint else ''}expected one of {', '.join(names())}")
     return MODELS[name](cfg, shapes)
