@@ -91,7 +91,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best",
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"--run-dir {run_dir}: no such directory (expected a run directory "
-                        "written by python -m recgoat_jax.train)")
+                        "written by recgoat train)")
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise UserError(f"--run-dir {run_dir}: no config.yaml there (not a run directory)")
