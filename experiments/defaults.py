@@ -30,9 +30,11 @@ MODELS = ("mf", "lightgcn", "freedom", "recgoat")
 GOAL = 0.02  # a default may be at most 2% below its model's tuned mean
 
 
-def run_one(name: str, data_dir: str, model: str, runs: Path) -> dict | None:
-    """Trains (or resumes) one default run; its results.json dict, None if it failed."""
-    run_dir = runs / name / model
+def run_one(name: str, data_dir: str, model: str, runs: Path, seed: int | None = None
+            ) -> dict | None:
+    """Trains (or resumes) one default run (seed: the config's unless given); its
+    results.json dict, None if it failed."""
+    run_dir = runs / name / (model if seed is None else f"{model}_s{seed}")
     done = run_dir / "results.json"
     if done.is_file():
         print(f"skip {name}/{model} (done)", flush=True)
@@ -40,10 +42,12 @@ def run_one(name: str, data_dir: str, model: str, runs: Path) -> dict | None:
     args = f"--no-progress --run-dir {run_dir}"
     if (run_dir / "checkpoints").is_dir():
         args = f"--no-progress --resume {run_dir}"
+    if seed is not None:
+        args += f" --seed {seed}"
     cmd = ["make", "-s", "--no-print-directory", "train", f"DATASET={data_dir}",
            f"MODEL={model}", f"ARGS={args}"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    print(f"run {name}/{model}: {shlex.join(cmd)} (log {run_dir / 'train.log'})", flush=True)
+    print(f"run {run_dir.relative_to(runs)}: {shlex.join(cmd)} (log {run_dir / 'train.log'})", flush=True)
     t0 = time.time()
     with open(run_dir / "train.log", "a") as log:
         rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -81,19 +85,27 @@ def summarise(rows: list[dict], realdata_path: Path) -> str:
     for name, rs in by_ds.items():
         lines += [f"## {name}", "",
                   "| model | default test R@20 | best / run epochs | stopped | tuned mean +- std "
-                  "| default / tuned | within 2% |", "|---|---|---|---|---|---|---|"]
+                  "| default / tuned | within 2% | default config, other seeds |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in rs:
             if r.get("failed"):
-                lines.append(f"| {r['model']} | FAILED | | | | | |")
+                lines.append(f"| {r['model']} | FAILED | | | | | | |")
                 continue
             t = r["tuned"]
             tuned = (f"{t['test_recall@20_mean']:.4f} +- {t['test_recall@20_std']:.4f}"
                      if t else "n/a")
             ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "n/a"
             ok = {True: "yes", False: "**no**", None: "n/a"}[r["within_goal"]]
+            seeds = r.get("other_seeds") or {}
+            other = "; ".join(f"seed {k}: {v:.4f}" for k, v in seeds.items())
+            if len(seeds) > 1:
+                mean = sum(seeds.values()) / len(seeds)
+                other += f"; mean {mean:.4f}"
+                if t:
+                    other += f" ({mean / t['test_recall@20_mean']:.3f} of tuned)"
             lines.append(f"| {r['model']} | {r['test_recall@20']:.4f} | {r['best_epoch']} / "
                          f"{r['epochs_run']} | {'patience' if r['stopped_early'] else 'epochs'} "
-                         f"| {tuned} | {ratio} | {ok} |")
+                         f"| {tuned} | {ratio} | {ok} | {other} |")
         got = {r["model"]: r.get("test_recall@20") for r in rs}
         if got.get("recgoat") is not None and got.get("lightgcn") is not None:
             lines += ["", f"RecGOAT default / LightGCN default: "
@@ -113,6 +125,11 @@ def main(argv=None) -> int:
     ap.add_argument("--tuned", default=str(ROOT / "experiments/results/realdata.json"),
                     help="realdata.py's report with the tuned means (%(default)s)")
     ap.add_argument("--out", default=str(ROOT / "experiments/results/defaults.json"))
+    ap.add_argument("--extra-seeds", default="", metavar="SEEDS",
+                    help="also run the default config of --extra-models at these seeds (e.g. "
+                         "0,1,2, realdata's), to tell a seed's luck from the config")
+    ap.add_argument("--extra-models", default="", metavar="MODELS",
+                    help="comma-separated models for --extra-seeds (default: none)")
     ap.add_argument("--summarise-only", action="store_true",
                     help="no training: report the finished runs")
     args = ap.parse_args(argv)
@@ -125,6 +142,8 @@ def main(argv=None) -> int:
             ap.error(f"--data {d!r}: {path} is not a directory (build it with make data)")
         sets.append((name, path))
     models = [m for m in args.models.split(",") if m]
+    extra_seeds = [int(x) for x in args.extra_seeds.split(",") if x]
+    extra_models = [m for m in args.extra_models.split(",") if m]
     realdata_path = Path(args.tuned)
     realdata = json.loads(realdata_path.read_text()) if realdata_path.is_file() else {}
     runs = Path(args.runs_dir)
@@ -151,6 +170,15 @@ def main(argv=None) -> int:
                             "epoch_time_s_median": res["epoch_time_s_median"],
                             "ratio": ratio,
                             "within_goal": None if ratio is None else ratio >= 1 - GOAL})
+            others = {}
+            for seed in (extra_seeds if model in extra_models else []):
+                f = runs / name / f"{model}_s{seed}" / "results.json"
+                r2 = (json.loads(f.read_text()) if f.is_file() else None) \
+                    if args.summarise_only else run_one(name, path, model, runs, seed)
+                if r2 is not None:
+                    others[seed] = r2["test"]["recall@20"]
+            if others:
+                row["other_seeds"] = others
             rows.append(row)
     out = Path(args.out)
     report = {"command": shlex.join([sys.executable, *sys.argv]), "goal": GOAL,
