@@ -385,12 +385,28 @@ def make_config(path: str | Path | None = None, overrides: list[str] = (), **top
         values = _merge(values, parse_override(o))
     for k, v in top.items():
         values = _merge(values, {k: v})
-    return _build(Config, values, "")
+    return _check_metric(_build(Config, values, ""))
 
 
 def replace(cfg: Config, **sections: dict) -> Config:
     """Returns cfg with some fields of some sections replaced: replace(cfg, model={'dim': 8})."""
-    return _build(Config, _merge(to_dict(cfg), sections), "")
+    return _check_metric(_build(Config, _merge(to_dict(cfg), sections), ""))
+
+
+# the metric table (evaluate/metrics.py computes them in this order); here so that a
+# config is checked at load without importing JAX
+METRICS: tuple[str, ...] = ("recall", "ndcg", "precision", "map", "hitrate")
+
+
+def _check_metric(cfg: Config) -> Config:
+    """ConfigError unless eval.metric is <metric>@K with K in eval.ks."""
+    name, _, k = cfg.eval.metric.partition("@")
+    if name in METRICS and k.isdigit() and int(k) in cfg.eval.ks:
+        return cfg
+    hint = did_you_mean(name, METRICS) if name not in METRICS else ""
+    raise ConfigError(f"config key 'eval.metric': expected <{'|'.join(METRICS)}>@K with K in "
+                      f"eval.ks {list(cfg.eval.ks)}, got {cfg.eval.metric!r}"
+                      + (f"; {hint}" if hint else ""))
 
 
 def dump_yaml(cfg: Config) -> str:

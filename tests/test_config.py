@@ -70,3 +70,14 @@ def test_every_shipped_config_builds_its_model():
             assert weights.get("cmcl", 0.0) == (cfg.train.lambda_cl
                                                 if cfg.model.cmcl != "none" else 0.0)
             assert model.net.user_branch == (cfg.model.user_branch != "off"), path.name
+
+
+def test_eval_metric_checked_at_load_against_the_metric_table():
+    assert make_config(overrides=["eval.metric=ndcg@10"]).eval.metric == "ndcg@10"
+    with pytest.raises(ConfigError) as e:
+        make_config(overrides=["eval.metric=recal@20"])
+    assert str(e.value) == ("config key 'eval.metric': expected <recall|ndcg|precision|map|"
+                            "hitrate>@K with K in eval.ks [5, 10, 20, 50], got 'recal@20'; "
+                            "did you mean 'recall'?")
+    with pytest.raises(ConfigError, match=r"K in eval.ks \[5, 10\], got 'recall@20'$"):
+        make_config(overrides=["eval.ks=[5,10]"])  # the default metric recall@20

@@ -23,8 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from recgoat_jax.config import METRICS  # the names, in the table's order
+
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20, 50)
-METRICS: tuple[str, ...] = ("recall", "ndcg", "precision", "map", "hitrate")
 _TABLE_NAMES = {"recall": "Recall", "ndcg": "NDCG", "precision": "Precision", "map": "MAP",
                 "hitrate": "HitRate"}
 _HP = jax.lax.Precision.HIGHEST

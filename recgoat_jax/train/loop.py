@@ -97,12 +97,6 @@ class Trainer:
             raise ConfigError(f"config key 'eval.ks': largest K {max(cfg.eval.ks)} exceeds the "
                               f"{self.dataset.n_items} items of {self.dataset.name}; e.g. "
                               f"--set eval.ks=[5,10,20]")
-        name, _, k = cfg.eval.metric.partition("@")
-        if name not in ("recall", "ndcg", "precision", "map", "hitrate") or not k.isdigit() \
-                or int(k) not in cfg.eval.ks:
-            raise ConfigError(f"config key 'eval.metric': expected <recall|ndcg|precision|map|"
-                              f"hitrate>@K with K in eval.ks {list(cfg.eval.ks)}, got "
-                              f"{cfg.eval.metric!r}")
         self.evaluator = Evaluator(self.dataset, ks=cfg.eval.ks, batch_users=cfg.eval.batch_users)
         # model_parallel = M > 1: the state's tables are stored padded to a multiple of M
         # rows (train/sharding.py); self.rows (a TrainState of ints) are the logical rows
