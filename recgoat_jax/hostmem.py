@@ -1,20 +1,12 @@
 """Host memory allocator settings for the process: freed memory stays mapped, so a train
 step's temporaries do not page-fault in anew on every step.
 
-XLA:CPU mallocs each execution's temporaries (about 1 GB for a RecGOAT step at Baby
-shape, d 800) on its worker threads and frees them when the step ends. glibc hands
-blocks that large back to the kernel (munmap, or MADV_DONTNEED when a thread arena's
-heap shrinks), so the next step takes a minor page fault for every 4 KiB page again:
-254k faults per step there, and 1.14M (4.4 GB) for the per-edge GAT form. With one
-malloc arena, no mmap and no trimming, freed blocks are reused and the faults stop after
-the first steps. Measured on the project's 2-core VM (alternating processes): the Baby
-d 800 step 1.50 -> 1.09 s, median of 3 pairs (experiments/results/step_allocator_cpu.json);
-`recgoat train` of RecGOAT d 800 at Baby shape 69.3 -> 61.7 s per epoch, on a real set
-(ml100k-dev) 2.15 -> 1.66 s, with identical test metrics. The price is host memory: the
-heap keeps its high-water mark plus fragmentation, peak RSS 2.36 -> 3.75 GiB and 1.07 ->
-1.12-1.25 GiB in those trainings (malloc_train_*.json), not growing from 5 to 40 epochs.
-One arena serialises malloc across threads, cheap here: a step makes few, large host
-allocations.
+XLA:CPU mallocs each execution's temporaries on its worker threads and frees them when
+the step ends; glibc hands blocks that large back to the kernel, so the next step
+page-faults them in again. With one malloc arena, no mmap and no trimming (TUNABLES),
+freed blocks are reused and the faults stop after the first steps. Contract: test
+metrics are unchanged; the price is host memory (the heap keeps its high-water mark).
+Measured speed and memory: docs/performance.md.
 
 glibc reads GLIBC_TUNABLES only at process start, so the command-line entry points call
 `reexec_tuned()` first: on Linux with glibc it re-executes the same command once with

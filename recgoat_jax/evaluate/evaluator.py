@@ -46,10 +46,9 @@ class Evaluator:
     identical numbers. batch_users: the most score rows per block, i.e. truth pairs
     (method "rank") or users (method "topk"); raised to the largest truth set if needed.
     max_block_mib: a further cap so that one block's [rows, n_items] float32 score
-    matrix stays within this many MiB; default (None): 8 MiB on CPU (measured on a 2-core
-    VM: blocks of ~30 MB and more ran 3-6x slower per row, ~8-16 MB blocks were
-    fastest), no cap on accelerators. All blocks of the valid and test splits share one
-    compiled program.
+    matrix stays within this many MiB; default (None): 8 MiB on CPU (why:
+    docs/performance.md), no cap on accelerators. All blocks of the valid and test splits
+    share one compiled program.
     """
 
     def __init__(self, dataset: Dataset, ks: Sequence[int] = DEFAULT_KS,

@@ -9,15 +9,11 @@ aggregation, where DGL applies attention dropout, (b) does not return the weight
 two per-node scalars per head. In eval mode the two are numerically identical
 (tests/test_gat.py checks it against `jraph.GAT`).
 
-The aggregation (model.gat_impl) is by default `aggregate`: one CSR x dense product per
-head with the attention weights as the sparse values, and a custom VJP (the transposed
-CSR product for d h, per-edge dot products in blocks for d alpha), so no [n_edges, heads,
-head_dim] tensor is formed: at Baby shape, d 800, that tensor is 0.6 GB per modality,
-gathered, then scatter-added in the backward, and the step moves 24.1 instead of 10.9 GB
-(XLA cost analysis). On a 2-core CPU the two take about the same time once freed memory
-stays mapped (recgoat_jax/hostmem.py; experiments/results/step_allocator_cpu.json); what
-the per-edge form costs there under glibc's defaults is mostly page faults on those
-temporaries. "segment" keeps the per-edge gather + segment_sum.
+The aggregation (model.gat_impl) is by default `csr`: one CSR x dense product per head
+with the attention weights as the sparse values, and a custom VJP (the transposed CSR
+product for d h, per-edge dot products in blocks for d alpha), so no [n_edges, heads,
+head_dim] tensor is formed. "segment" keeps the per-edge gather + segment_sum; both give
+the same values up to float summation order. Measured costs: docs/performance.md.
 """
 
 from __future__ import annotations

@@ -4,12 +4,10 @@ and output, in the forward pass and the backward pass.
 Why a custom VJP: JAX's transpose of a bf16 x bf16 -> f32 dot multiplies the float32
 cotangent by the bf16 operand, so both backward matmuls run as float32 dots after a
 convert of the bf16 operand. Here the input gradient dx = g W^T takes a bf16 cotangent
-as well. The weight gradient dW = x^T g contracts the row axis of both; XLA's CPU
-backend runs that bf16 form 1.3x SLOWER than float32 (Baby projection shape, 2-core
-AVX-512 CPU: 0.16 s vs 0.12 s, experiments/results/bf16_dots_cpu.json, while its bf16
-forward and input-gradient dots are 1.5-1.7x faster), so on CPU dW stays a float32
-matmul; elsewhere it is bf16 too. Parameters, their gradients and everything outside
-these matmuls stay float32.
+as well. The weight gradient dW = x^T g contracts the row axis of both; on CPU it stays
+a float32 matmul (XLA's CPU backend runs that bf16 form slower than float32:
+docs/performance.md), elsewhere it is bf16 too. Parameters, their gradients and
+everything outside these matmuls stay float32.
 """
 
 from __future__ import annotations
