@@ -1,22 +1,40 @@
-"""Shared by the feature tests (import, not conftest): optional torch and a fixture."""
+"""Shared by the feature tests (import, not conftest): optional torch and a fixture.
+
+torch is not imported here: importing it costs ~2 s, which the many feature tests that
+use a fake encoder (all of `make test-fast`) should not pay. `torch` is None where torch
+is not installed, else a stand-in that imports it on first attribute access.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
+
 import pytest
 
-try:
-    import torch
-except ImportError:  # the feature extras are optional; only the encoder tests need them
-    torch = None
+
+class _LazyTorch:
+    def __getattr__(self, name):
+        if name.startswith("_"):  # pytest's collection probes module globals for markers
+            raise AttributeError(name)
+        return getattr(importlib.import_module("torch"), name)
 
 
-@pytest.fixture(scope="module", autouse=True)
+# the feature extras are optional; only the encoder tests need them
+torch = _LazyTorch() if importlib.util.find_spec("torch") is not None else None
+
+
+@pytest.fixture(autouse=True)
 def one_torch_thread():
-    """The test machine has 2 shared cores: one intra-op thread is faster there."""
-    if torch is None:
+    """The test machine has 2 shared cores: one intra-op thread is faster there. Applied
+    once torch is loaded (by an earlier test, or a fixture such as the MiniLM encoder's),
+    never by importing it here."""
+    t = sys.modules.get("torch")
+    if t is None:
         yield
         return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    n = t.get_num_threads()
+    t.set_num_threads(1)
     yield
-    torch.set_num_threads(n)
+    t.set_num_threads(n)

@@ -134,6 +134,7 @@ def test_paper_ot_balanced_gradient_and_padding():
     assert float(fn(y)[0]) < float(v)  # moving x onto y lowers the divergence
 
 
+@pytest.mark.slow  # ott-jax unbalanced Sinkhorn value and grad compile: ~2-5 s
 def test_paper_ot_unbalanced_gradient():
     """tau < 1: ott-jax 0.6's Danskin gradient is wrong here; the default (unroll) must match FD.
 

@@ -162,6 +162,7 @@ def test_forward_equals_dense_reference(n_ui_layers, mm_layers):
     assert params["proj"]["text"]["w"].shape == (3, 4) and params["proj"]["text"]["b"].shape == (4,)
 
 
+@pytest.mark.slow  # two FREEDOM gradient compiles: ~1.5-4 s
 def test_gradient_through_mm_graph_equals_dense():
     model, params, inputs, train, _ = _setup(seed=1)
     a = jnp.asarray(dense_adjacency(train, 12, 9), jnp.float32)

@@ -12,6 +12,9 @@ from recgoat_jax.data.synthetic import generate
 from recgoat_jax.graphs.inputs import model_inputs, shapes_of
 from recgoat_jax.model.recgoat import build
 
+# every test compiles two whole RecGOAT train steps (value and grad): 5-35 s each
+pytestmark = pytest.mark.slow
+
 VARIANTS = {
     # user branch on (user GAT), paper OAT map, paper CMCL
     "paper": dict(model={"oat": "paper", "cmcl": "paper", "user_branch": "on"},

@@ -86,6 +86,7 @@ def test_accelerator_plugins_are_found_by_module_name(tmp_path):
         sys.path.remove(str(tmp_path))
 
 
+@pytest.mark.slow  # two child interpreters with JAX: ~2.5-4 s
 @pytest.mark.skipif(not GLIBC, reason="glibc tunables exist only on Linux with glibc")
 def test_reexec_once_with_tunables_stops_refaulting_freed_blocks():
     tuned = _probe()

@@ -196,6 +196,7 @@ def test_user_feat_with_real_minilm(ds):
     np.testing.assert_allclose(feat[2], enc([prof])[0], atol=2e-5)
 
 
+@pytest.mark.slow  # imports torch + transformers, builds and runs a GPT-2: ~2.5 s
 def test_tiny_local_causal_lm_runs_offline(ds, tmp_path):
     """A randomly initialised 1-layer GPT-2 saved locally: the real HF generation path
     (tokenise, left-pad, generate, decode, resume) runs; its text is noise by design."""
@@ -222,6 +223,7 @@ def test_tiny_local_causal_lm_runs_offline(ds, tmp_path):
     assert rep["llm_users_generated"] == 0 and rep["llm_users_reused"] == 4
 
 
+@pytest.mark.slow  # the features command loads the MiniLM encoder before the error: ~3 s
 def test_llm_without_a_model_is_a_user_error(ds, capsys):
     with pytest.raises(UserError, match="--llm-model"):
         pf.build_user_features(ds, kind="llm", encoder=FakeEncoder(), progress=False)

@@ -72,6 +72,7 @@ def test_cmcl_paper_term_hand_case(rows, c):
     assert float(term) == pytest.approx(_aligned(c), rel=1e-5)
 
 
+@pytest.mark.slow  # ~1.2-6 s: compiles the paper CMCL term and its grad
 def test_cmcl_paper_term_random_against_numpy():
     rng = np.random.default_rng(0)
     b, d, w_cl = 6, 4, 0.3

@@ -90,6 +90,7 @@ def test_user_branch_merge_residual_gate():
     np.testing.assert_allclose(out["e_i"], ref_i, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # three RecGOAT nets applied eagerly: ~2-4 s
 def test_content_id_layers_add_freedom_item_graph_propagation():
     # model.content_id_layers = 2: e_i = LightGCN item rows + A (A item_ego), A a hand-made
     # item-item matrix given as CSR (fwd) and its transpose (bwd); dense reference.

@@ -179,3 +179,36 @@ def test_cli_help():
     p = subprocess.run([sys.executable, "-m", "recgoat_jax.recommend"],
                        capture_output=True, text=True, timeout=60, env=env)
     assert p.returncode == 2 and "--run-dir" in p.stderr
+
+
+def test_write_recommendations_and_read_users_by_hand(tmp_path):
+    # no trained run (fast): the output formats and the users file, hand-made inputs
+    import io
+
+    from recgoat_jax.recommend import write_recommendations
+
+    users = np.array([3, 0])
+    items = np.array([[7, 1, 4], [2, 5, 6]], np.int32)
+    scores = np.array([[2.5, 0.1, -np.inf], [1.0, -0.5, -2.0]], np.float32)  # one masked
+    f = io.StringIO()
+    assert write_recommendations(f, users, items, scores, "csv") == 5
+    assert f.getvalue().splitlines() == ["userID,rank,itemID,score", "3,1,7,2.5", "3,2,1,0.1",
+                                         "0,1,2,1.0", "0,2,5,-0.5", "0,3,6,-2.0"]
+    f = io.StringIO()
+    assert write_recommendations(f, users, items, scores, "jsonl") == 5
+    assert [json.loads(x) for x in f.getvalue().splitlines()] == [
+        {"user": 3, "items": [7, 1], "scores": [2.5, 0.1]},
+        {"user": 0, "items": [2, 5, 6], "scores": [1.0, -0.5, -2.0]}]
+    with pytest.raises(UserError, match="--format 'tsv'"):
+        write_recommendations(io.StringIO(), users, items, scores, "tsv")
+    p = tmp_path / "users.txt"
+    p.write_text("# header\n4\n\n  2  # again\n4\n")
+    np.testing.assert_array_equal(read_users(p, 5), [4, 2, 4])
+    p.write_text("1\n5\n")
+    with pytest.raises(UserError, match=r"line 2: user id 5 out of range; expected 0\.\.4"):
+        read_users(p, 5)
+    p.write_text("# nothing\n")
+    with pytest.raises(UserError, match="no user ids"):
+        read_users(p)
+    with pytest.raises(UserError, match="file not found"):
+        read_users(tmp_path / "missing.txt")

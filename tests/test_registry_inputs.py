@@ -101,6 +101,7 @@ def test_recgoat_edge_dropout_prunes_the_training_graph_only(tiny):
                              gi.shapes_of(tiny))
 
 
+@pytest.mark.slow  # builds RecGOAT inputs and applies the net: ~1.5 s
 def test_recgoat_item_graph_id_adds_the_id_rows_before_the_item_gat(tiny):
     # projection only (no GAT): z_m = W x_m + b + item ego row exactly
     base = ["model.user_branch=off", "model.item_gat=false", "model.oat=none"]

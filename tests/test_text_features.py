@@ -73,6 +73,7 @@ def test_template_rendering_and_item_order(toy):
     assert tf.item_texts(toy, meta_path=RAW / "meta_Toy_2018.json.gz") == texts
 
 
+@pytest.mark.slow  # loads the real MiniLM (torch + transformers): ~2-3 s for the first such test
 @needs_torch
 def test_minilm_unit_vectors_and_similarity(minilm):
     v = minilm(["Organic cotton swaddle blanket for newborns",
@@ -84,6 +85,7 @@ def test_minilm_unit_vectors_and_similarity(minilm):
     assert v[0] @ v[1] > v[0] @ v[2] + 0.3
 
 
+@pytest.mark.slow  # loads the real MiniLM (torch + transformers): ~2-3 s for the first such test
 @needs_torch
 def test_text_feat_rows_belong_to_items(toy, minilm, tmp_path):
     rep = tf.build_text_features(toy, progress=False, chunk_size=16, batch_size=5)
@@ -101,6 +103,7 @@ def test_text_feat_rows_belong_to_items(toy, minilm, tmp_path):
         np.testing.assert_allclose(feat[i], mean / np.linalg.norm(mean), atol=1e-6)
 
 
+@pytest.mark.slow  # loads the real MiniLM (torch + transformers): ~2-3 s for the first such test (+ sentence-transformers)
 @needs_torch
 def test_sentence_transformers_backend_matches():
     pytest.importorskip("sentence_transformers")
@@ -156,11 +159,17 @@ def test_killed_run_resumes_with_only_missing_chunks(toy, tmp_path):
     assert len(enc.texts) == 30
 
 
-def test_missing_item_meta_is_a_clear_error(tmp_path, capsys):
+def test_missing_item_meta_is_a_clear_error(tmp_path):
     d = tmp_path / "nometa"
     ra.build_mmrec(RAW / "ratings_Toy.csv", d, "nometa")
     with pytest.raises(DataError, match="item_meta.jsonl: not found"):
         tf.item_texts(d)
+
+
+@pytest.mark.slow  # the features command imports transformers + torch before it reports: ~2-6 s
+def test_features_command_missing_meta_and_bad_template_are_one_line(tmp_path, capsys):
+    d = tmp_path / "nometa"
+    ra.build_mmrec(RAW / "ratings_Toy.csv", d, "nometa")
     assert cli.main(["features", "--dataset", str(d), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--meta" in err and "Traceback" not in err
@@ -168,6 +177,7 @@ def test_missing_item_meta_is_a_clear_error(tmp_path, capsys):
     assert "unknown field {nope}" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # runs the features command end to end: ~2-4 s
 @needs_torch
 def test_cli_features_end_to_end(tmp_path, capsys):
     root = tmp_path / "data"

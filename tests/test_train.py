@@ -157,7 +157,9 @@ def test_min_epochs_defers_early_stopping(tiny, tmp_path):
     # (here the curve rises until then, so "still climbing" does not apply); min_epochs 6
     # keeps training to 6 epochs, and the best epoch is still the best valid one.
     rows_of = lambda run: [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    short = train(_cfg(epochs=8, **{"train.patience": 1, "train.checkpoint": "false"}),
+    # no checkpoints, no TensorBoard (tensorboardX imports torch: ~2 s): a fast test
+    short = train(_cfg(epochs=8, **{"train.patience": 1, "train.checkpoint": "false",
+                                    "train.tensorboard": "false"}),
                   run_dir=tmp_path / "a", dataset=tiny, progress=False, log=lambda s: None)
     rows = rows_of(tmp_path / "a")
     assert short["stopped_early"] and short["epochs_run"] < 6
@@ -165,7 +167,7 @@ def test_min_epochs_defers_early_stopping(tiny, tmp_path):
     vals = [r["valid"]["recall@20"] for r in rows]
     assert vals[-1] <= max(vals[:-1]) and all(b > a for a, b in zip(vals[:-2], vals[1:-1]))
     longer = train(_cfg(epochs=8, **{"train.patience": 1, "train.min_epochs": 6,
-                                     "train.checkpoint": "false"}),
+                                     "train.checkpoint": "false", "train.tensorboard": "false"}),
                    run_dir=tmp_path / "b", dataset=tiny, progress=False, log=lambda s: None)
     rows = rows_of(tmp_path / "b")
     assert longer["epochs_run"] >= 6 and [r["epoch"] for r in rows][:6] == list(range(6))
