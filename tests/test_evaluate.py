@@ -16,13 +16,13 @@ import pytest
 
 from recgoat_jax.data.dataset import CSR, Dataset
 from recgoat_jax.evaluate import (
-    _eval_rank_block,
     DEFAULT_KS,
     METRICS,
     Evaluator,
     format_table,
     metrics_from_hits,
 )
+from recgoat_jax.evaluate.blocks import eval_rank_block
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -126,11 +126,11 @@ def test_one_compilation_for_all_blocks_and_both_splits():
     u_emb, i_emb = _int_embs(rng, ds, 3)
     ev = Evaluator(ds, ks=(3, 7), batch_users=8)
     assert len(ev._blocks("test")) > 2                 # several blocks
-    before = _eval_rank_block._cache_size()
+    before = eval_rank_block._cache_size()
     ev.evaluate(u_emb, i_emb, "valid")
     ev.evaluate(u_emb, i_emb, "test")
     ev.evaluate(u_emb * 2, i_emb, "test")
-    assert _eval_rank_block._cache_size() == before + 1
+    assert eval_rank_block._cache_size() == before + 1
 
 
 def test_metrics_from_hits_matches_loop():

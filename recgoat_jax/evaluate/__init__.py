@@ -12,7 +12,6 @@ users. Ties go to the lower item index.
 Import from here: ``from recgoat_jax.evaluate import Evaluator, format_table, ...``.
 """
 
-from recgoat_jax.evaluate.blocks import _eval_rank_block, _eval_topk_block, _topk_block
 from recgoat_jax.evaluate.evaluator import Evaluator
 from recgoat_jax.evaluate.metrics import DEFAULT_KS, METRICS, format_table, metrics_from_hits
 

@@ -37,21 +37,26 @@ Two exact methods give identical numbers:
   k = max(ks) on the masked scores, then truth membership of the returned items via a
   [block, n_items] boolean built by scatter.
 
-Both feed the matrix form of :func:`metrics.metrics_from_hits` (``_metrics_matrix``).
-``_topk_block`` serves :meth:`Evaluator.topk`, which exports the top-k item lists
+Both feed the matrix form of :func:`metrics.metrics_from_hits` (``metrics_matrix``).
+``topk_block`` serves :meth:`Evaluator.topk`, which exports the top-k item lists
 themselves (``jax.lax.top_k``, same masking and ties).
+
+The host side: ``rank_plan`` / ``user_plan`` assign users and their (row, item) pairs to
+blocks (``RankPlan`` / ``UserPlan``, built once per dataset); ``rank_block_arrays`` /
+``user_block_arrays`` pack a plan into the kernels' per-block arrays.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from recgoat_jax.data.dataset import CSR, Dataset
-from recgoat_jax.evaluate.metrics import _HP, _metrics_matrix
+from recgoat_jax.evaluate.metrics import HIGHEST, metrics_matrix
 
 
 # ----------------------------------------------------------------------------- device
@@ -65,14 +70,14 @@ def _scores(user_emb, item_emb, users):
 
 
 def _block_sums(hits, n_truth, ks):
-    per_user = _metrics_matrix(hits, n_truth, ks)                  # [B, metrics, ks]
+    per_user = metrics_matrix(hits, n_truth, ks)                   # [B, metrics, ks]
     weight = (n_truth > 0).astype(jnp.float32)
-    return jnp.einsum("b,bmk->mk", weight, per_user, precision=_HP).reshape(-1)
+    return jnp.einsum("b,bmk->mk", weight, per_user, precision=HIGHEST).reshape(-1)
 
 
 @functools.partial(jax.jit, static_argnames=("ks",), donate_argnums=(0,))
-def _eval_rank_block(acc, user_emb, item_emb, p_user, p_item, p_row, n_truth, m_pair,
-                     m_item, *, ks: tuple[int, ...]):
+def eval_rank_block(acc, user_emb, item_emb, p_user, p_item, p_row, n_truth, m_pair,
+                    m_item, *, ks: tuple[int, ...]):
     """One block of truth pairs. p_*: [P] pair user / truth item / local user row (pads:
     row P). n_truth: [P] per local user row. m_pair/m_item: [W] train items to mask, by
     pair (pads: pair P)."""
@@ -93,8 +98,8 @@ def _eval_rank_block(acc, user_emb, item_emb, p_user, p_item, p_row, n_truth, m_
 
 
 @functools.partial(jax.jit, static_argnames=("ks",), donate_argnums=(0,))
-def _eval_topk_block(acc, user_emb, item_emb, users, n_truth, tr_rows, tr_cols, t_rows,
-                     t_cols, *, ks: tuple[int, ...]):
+def eval_topk_block(acc, user_emb, item_emb, users, n_truth, tr_rows, tr_cols, t_rows,
+                    t_cols, *, ks: tuple[int, ...]):
     """One block of users [B] (pads: n_truth 0); train / truth (row, item) pairs (pads:
     row B)."""
     scores = _canonical(_scores(user_emb, item_emb, users))
@@ -106,7 +111,9 @@ def _eval_topk_block(acc, user_emb, item_emb, users, n_truth, tr_rows, tr_cols, 
 
 
 @functools.partial(jax.jit, static_argnames=("k", "mask_train"))
-def _topk_block(user_emb, item_emb, users, tr_rows, tr_cols, *, k: int, mask_train: bool):
+def topk_block(user_emb, item_emb, users, tr_rows, tr_cols, *, k: int, mask_train: bool):
+    """Top-k (items [B, k] int32, scores [B, k]) of a block of users [B]; train (row, item)
+    pairs [W] set to -inf when mask_train (pads: row B)."""
     scores = _canonical(_scores(user_emb, item_emb, users))
     if mask_train:
         scores = scores.at[tr_rows, tr_cols].set(-jnp.inf, mode="drop")
@@ -115,8 +122,64 @@ def _topk_block(user_emb, item_emb, users, tr_rows, tr_cols, *, k: int, mask_tra
 
 
 # ----------------------------------------------------------------------------- host prep
-def _round_up(x: int, m: int) -> int:
+def round_up(x: int, m: int) -> int:
+    """x rounded up to a multiple of m, at least m."""
     return max(m, -(-x // m) * m)
+
+
+class RankPlan(NamedTuple):
+    """Blocks of whole users for method "rank", at most `cap` truth pairs per block.
+
+    U evaluated users (those with truth items), P truth pairs, M masked (train) pairs:
+      users [U] int64 ascending; counts [U] truth items per user;
+      ublock, urow [U] the block of each user and its row in the block;
+      owner [P] the user (index into users) of each truth pair; t_item [P] int32 its item;
+      pblock, pslot [P] the block and slot of each truth pair;
+      m_owner [M] the truth pair (index into the P pairs) each train item is masked for;
+      m_item [M] int32 that train item; mblock, mslot [M] its block and slot;
+      width: the most masked pairs in one block.
+    """
+
+    n_blocks: int
+    users: np.ndarray
+    counts: np.ndarray
+    ublock: np.ndarray
+    urow: np.ndarray
+    owner: np.ndarray
+    t_item: np.ndarray
+    pblock: np.ndarray
+    pslot: np.ndarray
+    m_owner: np.ndarray
+    m_item: np.ndarray
+    mblock: np.ndarray
+    mslot: np.ndarray
+    width: int
+
+
+class Pairs(NamedTuple):
+    """E (user, item) pairs of a UserPlan, by block: block [E], row [E] int32 (the user's
+    row in its block), item [E] int32; width: the most pairs in one block."""
+
+    block: np.ndarray
+    row: np.ndarray
+    item: np.ndarray
+    width: int
+
+
+class UserPlan(NamedTuple):
+    """Blocks of `block` consecutive users for method "topk" and Evaluator.topk.
+
+    users [U]; ublock, urow [U] the block of each user and its row in the block;
+    counts [U] truth items per user (None without truth); train, truth: the users' train
+    and truth items as Pairs (truth None when not asked for)."""
+
+    n_blocks: int
+    users: np.ndarray
+    ublock: np.ndarray
+    urow: np.ndarray
+    counts: np.ndarray | None
+    train: Pairs
+    truth: Pairs | None
 
 
 def _expand(csr: CSR, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -158,7 +221,8 @@ def _greedy_blocks(counts: np.ndarray, cap: int) -> np.ndarray:
     return out
 
 
-def _rank_plan(ds: Dataset, split: str, cap: int) -> dict:
+def rank_plan(ds: Dataset, split: str, cap: int) -> RankPlan:
+    """The RankPlan of `split`'s users (cap >= the largest truth set)."""
     truth = ds.split(split)
     users = truth.users_with_items().astype(np.int64)
     counts = truth.row_lengths()[users]
@@ -171,21 +235,61 @@ def _rank_plan(ds: Dataset, split: str, cap: int) -> dict:
     m_owner, m_item = _expand(ds.train, users[owner])           # train items per pair
     mblock = pblock[m_owner]
     mslot = _slots(mblock, n_blocks)
-    return dict(n_blocks=n_blocks, ublock=ublock, urow=urow, users=users, counts=counts,
-                owner=owner, t_item=t_item, pblock=pblock, pslot=pslot, m_owner=m_owner,
-                m_item=m_item, mblock=mblock, mslot=mslot,
-                width=int(np.bincount(mblock, minlength=max(n_blocks, 1)).max(initial=0)))
+    return RankPlan(n_blocks=n_blocks, users=users, counts=counts, ublock=ublock, urow=urow,
+                    owner=owner, t_item=t_item, pblock=pblock, pslot=pslot, m_owner=m_owner,
+                    m_item=m_item, mblock=mblock, mslot=mslot,
+                    width=int(np.bincount(mblock, minlength=max(n_blocks, 1)).max(initial=0)))
 
 
-def _user_plan(ds: Dataset, users: np.ndarray, block: int, truth: CSR | None) -> dict:
+def user_plan(ds: Dataset, users: np.ndarray, block: int, truth: CSR | None) -> UserPlan:
+    """The UserPlan of `users` in blocks of `block`, with their train items and, given a
+    truth CSR, their truth items."""
     n_blocks = -(-len(users) // block)
     ublock = np.arange(len(users)) // block
-    out = dict(n_blocks=n_blocks, users=users, ublock=ublock, urow=np.arange(len(users)) % block)
-    for name, csr in (("train", ds.train), ("truth", truth)):
-        if csr is None:
-            continue
+    urow = np.arange(len(users)) % block
+
+    def pairs(csr: CSR) -> Pairs:
         owner, items = _expand(csr, users)
-        out[name] = (ublock[owner], out["urow"][owner].astype(np.int32), items)
-        out[name + "_width"] = int(np.bincount(ublock[owner], minlength=max(n_blocks, 1))
-                                   .max(initial=0))
-    return out
+        return Pairs(ublock[owner], urow[owner].astype(np.int32), items,
+                     int(np.bincount(ublock[owner], minlength=max(n_blocks, 1)).max(initial=0)))
+
+    return UserPlan(n_blocks=n_blocks, users=users, ublock=ublock, urow=urow,
+                    counts=None if truth is None else truth.row_lengths()[users],
+                    train=pairs(ds.train), truth=None if truth is None else pairs(truth))
+
+
+def rank_block_arrays(plan: RankPlan, block: int, width: int) -> tuple[np.ndarray, ...]:
+    """eval_rank_block's arrays for every block, each [n_blocks, ...]: p_user, p_item,
+    p_row [n_blocks, block]; n_truth [n_blocks, block] float32; m_pair, m_item
+    [n_blocks, width] (width >= plan.width)."""
+    p, B = plan, block
+    n_truth = np.zeros((p.n_blocks, B), np.float32)
+    n_truth[p.ublock, p.urow] = p.counts
+    p_user, p_item, p_row = _pack(p.pblock, p.pslot, p.n_blocks, B, [
+        (p.users[p.owner].astype(np.int32), 0), (p.t_item, 0),
+        (p.urow[p.owner].astype(np.int32), B)])
+    m_pair, m_item = _pack(p.mblock, p.mslot, p.n_blocks, width, [
+        (p.pslot[p.m_owner].astype(np.int32), B), (p.m_item, 0)])
+    return p_user, p_item, p_row, n_truth, m_pair, m_item
+
+
+def pack_pairs(pairs: Pairs, n_blocks: int, block: int, width: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, items), each [n_blocks, width] int32 (width >= pairs.width); pads: row
+    `block`, item 0, which the kernels' scatters drop."""
+    rows, items = _pack(pairs.block, _slots(pairs.block, n_blocks), n_blocks, width,
+                        [(pairs.row, block), (pairs.item, 0)])
+    return rows, items
+
+
+def user_block_arrays(plan: UserPlan, block: int, width: int, width_truth: int
+                      ) -> tuple[np.ndarray, ...]:
+    """eval_topk_block's arrays for every block: users, n_truth [n_blocks, block]; train
+    rows, items [n_blocks, width]; truth rows, items [n_blocks, width_truth]."""
+    p, B = plan, block
+    users = np.zeros((p.n_blocks, B), np.int32)
+    users[p.ublock, p.urow] = p.users
+    n_truth = np.zeros((p.n_blocks, B), np.float32)
+    n_truth[p.ublock, p.urow] = p.counts
+    return (users, n_truth, *pack_pairs(p.train, p.n_blocks, B, width),
+            *pack_pairs(p.truth, p.n_blocks, B, width_truth))

@@ -12,16 +12,19 @@ import numpy as np
 
 from recgoat_jax.data.dataset import Dataset
 from recgoat_jax.evaluate.blocks import (
-    _eval_rank_block,
-    _eval_topk_block,
-    _pack,
-    _rank_plan,
-    _round_up,
-    _slots,
-    _topk_block,
-    _user_plan,
+    RankPlan,
+    UserPlan,
+    eval_rank_block,
+    eval_topk_block,
+    pack_pairs,
+    rank_block_arrays,
+    rank_plan,
+    round_up,
+    topk_block,
+    user_block_arrays,
+    user_plan,
 )
-from recgoat_jax.evaluate.metrics import DEFAULT_KS, METRICS, _metric_keys
+from recgoat_jax.evaluate.metrics import DEFAULT_KS, METRICS, metric_keys
 
 _PAD_MULTIPLE = 256  # pair lists are padded to a multiple of this (fewer distinct shapes)
 _CPU_BLOCK_MIB = 8.0  # default cap on one block's score matrix on CPU (see Evaluator)
@@ -75,26 +78,26 @@ class Evaluator:
         if method == "rank":
             most = max(int(dataset.split(s).row_lengths().max(initial=0)) for s in splits)
             total = max(dataset.split(s).nnz for s in splits)
-            self.block = max(min(int(batch_users), _round_up(total, 8)), most, 1)
-            self._plans = {s: _rank_plan(dataset, s, self.block) for s in splits}
-            self._width = _round_up(max(p["width"] for p in self._plans.values()),
-                                    _PAD_MULTIPLE)
+            self.block = max(min(int(batch_users), round_up(total, 8)), most, 1)
+            self._plans: dict[str, RankPlan | UserPlan] = {
+                s: rank_plan(dataset, s, self.block) for s in splits}
+            self._width = round_up(max(p.width for p in self._plans.values()), _PAD_MULTIPLE)
         else:
-            self.block = min(int(batch_users), _round_up(dataset.n_users, 8))
-            self._plans = {s: _user_plan(dataset, dataset.split(s).users_with_items(),
-                                         self.block, dataset.split(s)) for s in splits}
-            self._width = _round_up(max(p["train_width"] for p in self._plans.values()),
-                                    _PAD_MULTIPLE)
-            self._width_truth = _round_up(max(p["truth_width"] for p in self._plans.values()),
-                                          _PAD_MULTIPLE)
+            self.block = min(int(batch_users), round_up(dataset.n_users, 8))
+            self._plans = {s: user_plan(dataset, dataset.split(s).users_with_items(),
+                                        self.block, dataset.split(s)) for s in splits}
+            self._width = round_up(max(p.train.width for p in self._plans.values()),
+                                   _PAD_MULTIPLE)
+            self._width_truth = round_up(max(p.truth.width for p in self._plans.values()),
+                                         _PAD_MULTIPLE)
         self._blocks_cache: dict = {}  # split / (host|dev, split, ...) -> blocks
 
     # -- precomputation
     def n_evaluated(self, split: str) -> int:
         """Number of users averaged over for `split` (users with truth items)."""
-        return len(self._plan(split)["users"])
+        return len(self._plan(split).users)
 
-    def _plan(self, split: str) -> dict:
+    def _plan(self, split: str) -> RankPlan | UserPlan:
         if split not in self._plans:
             raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
         return self._plans[split]
@@ -111,28 +114,12 @@ class Evaluator:
         key = ("host", split)
         if key in self._blocks_cache:
             return self._blocks_cache[key]
-        p, n_blocks, B = self._plan(split), self._plan(split)["n_blocks"], self.block
-        n_truth = np.zeros((n_blocks, B), np.float32)
-        n_truth[p["ublock"], p["urow"]] = p["counts"] if "counts" in p else \
-            self.dataset.split(split).row_lengths()[p["users"]]
+        p = self._plan(split)
         if self.method == "rank":
-            p_user, p_item, p_row = _pack(p["pblock"], p["pslot"], n_blocks, B, [
-                (p["users"][p["owner"]].astype(np.int32), 0), (p["t_item"], 0),
-                (p["urow"][p["owner"]].astype(np.int32), B)])
-            m_pair, m_item = _pack(p["mblock"], p["mslot"], n_blocks, self._width, [
-                (p["pslot"][p["m_owner"]].astype(np.int32), B), (p["m_item"], 0)])
-            arrays = (p_user, p_item, p_row, n_truth, m_pair, m_item)
+            arrays = rank_block_arrays(p, self.block, self._width)
         else:
-            users = np.zeros((n_blocks, B), np.int32)
-            users[p["ublock"], p["urow"]] = p["users"]
-            tr_blk, tr_row, tr_item = p["train"]
-            tr = _pack(tr_blk, _slots(tr_blk, n_blocks), n_blocks, self._width,
-                       [(tr_row, B), (tr_item, 0)])
-            t_blk, t_row, t_item = p["truth"]
-            te = _pack(t_blk, _slots(t_blk, n_blocks), n_blocks, self._width_truth,
-                       [(t_row, B), (t_item, 0)])
-            arrays = (users, n_truth, *tr, *te)
-        blocks = [tuple(a[b] for a in arrays) for b in range(n_blocks)]
+            arrays = user_block_arrays(p, self.block, self._width, self._width_truth)
+        blocks = [tuple(a[b] for a in arrays) for b in range(p.n_blocks)]
         self._blocks_cache[key] = blocks
         return blocks
 
@@ -153,7 +140,7 @@ class Evaluator:
     def evaluate_sums(self, user_emb, item_emb, split: str) -> jax.Array:
         """Device array of metric sums over users (order: METRICS x ks); no host sync."""
         user_emb, item_emb = self._embs(user_emb, item_emb)
-        fn = _eval_rank_block if self.method == "rank" else _eval_topk_block
+        fn = eval_rank_block if self.method == "rank" else eval_topk_block
         acc = jnp.asarray(np.zeros((len(METRICS) * len(self.ks),), np.float32))
         for blk in self._blocks(split):
             acc = fn(acc, user_emb, item_emb, *blk, ks=self.ks)
@@ -174,7 +161,7 @@ class Evaluator:
         copies = {s.device: s.data.astype(jnp.float32) for s in user_emb.addressable_shards}
         items = {s.device: s.data.astype(jnp.float32) for s in item_emb.addressable_shards}
         self._embs(user_emb, item_emb)  # shape checks only
-        fn = _eval_rank_block if self.method == "rank" else _eval_topk_block
+        fn = eval_rank_block if self.method == "rank" else eval_topk_block
         width = len(METRICS) * len(self.ks)
         accs: dict[int, jax.Array] = {}
         for slot, blk in self._device_blocks(split, devices):
@@ -198,7 +185,7 @@ class Evaluator:
         else:
             sums = np.asarray(self.evaluate_sums(user_emb, item_emb, split),
                               dtype=np.float64)
-        return {key: float(s / max(n, 1)) for key, s in zip(_metric_keys(self.ks), sums)}
+        return {key: float(s / max(n, 1)) for key, s in zip(metric_keys(self.ks), sums)}
 
     def topk(self, user_emb, item_emb, users: np.ndarray, k: int,
              mask_train: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -214,21 +201,17 @@ class Evaluator:
         if not len(users):
             return np.zeros((0, k), np.int32), np.zeros((0, k), np.float32)
         user_emb, item_emb = self._embs(user_emb, item_emb)
-        B = min(self.block, _round_up(len(users), 8))
-        p = _user_plan(self.dataset, users, B, None)
-        n_blocks = p["n_blocks"]
-        u = np.zeros((n_blocks, B), np.int32)
-        u[p["ublock"], p["urow"]] = users
+        B = min(self.block, round_up(len(users), 8))
+        p = user_plan(self.dataset, users, B, None)
+        u = np.zeros((p.n_blocks, B), np.int32)
+        u[p.ublock, p.urow] = users
         if mask_train:
-            blk, row, item = p["train"]
-            width = _round_up(p["train_width"], _PAD_MULTIPLE)
-            tr_r, tr_c = _pack(blk, _slots(blk, n_blocks), n_blocks, width,
-                               [(row, B), (item, 0)])
+            tr_r, tr_c = pack_pairs(p.train, p.n_blocks, B, round_up(p.train.width, _PAD_MULTIPLE))
         else:
-            tr_r = np.full((n_blocks, 1), B, np.int32)
-            tr_c = np.zeros((n_blocks, 1), np.int32)
-        outs = [_topk_block(user_emb, item_emb, u[b], tr_r[b], tr_c[b], k=k,
-                            mask_train=mask_train) for b in range(n_blocks)]
+            tr_r = np.full((p.n_blocks, 1), B, np.int32)
+            tr_c = np.zeros((p.n_blocks, 1), np.int32)
+        outs = [topk_block(user_emb, item_emb, u[b], tr_r[b], tr_c[b], k=k,
+                           mask_train=mask_train) for b in range(p.n_blocks)]
         outs = jax.device_get(outs)                                   # one transfer
         idx = np.concatenate([o[0] for o in outs])[: len(users)]
         val = np.concatenate([o[1] for o in outs])[: len(users)]

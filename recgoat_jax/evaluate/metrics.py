@@ -28,10 +28,10 @@ from recgoat_jax.config import METRICS  # the names, in the table's order
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20, 50)
 _TABLE_NAMES = {"recall": "Recall", "ndcg": "NDCG", "precision": "Precision", "map": "MAP",
                 "hitrate": "HitRate"}
-_HP = jax.lax.Precision.HIGHEST
+HIGHEST = jax.lax.Precision.HIGHEST  # exact sums of 0/1 hit counts
 
 
-def _metrics_matrix(hits, n_truth, ks: tuple[int, ...]) -> jax.Array:
+def metrics_matrix(hits, n_truth, ks: tuple[int, ...]) -> jax.Array:
     """[B, len(METRICS), len(ks)] per-user metrics (see metrics_from_hits).
 
     Vectorised over ks with small constant matrices (cumulative sums as products with a
@@ -46,10 +46,10 @@ def _metrics_matrix(hits, n_truth, ks: tuple[int, ...]) -> jax.Array:
     upto = (np.arange(big_k)[:, None] < np.asarray(ks)[None, :])      # [K, nk]: rank <= k
     tri = np.triu(np.ones((big_k, big_k)))                           # cumulative sum
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
-    n_hits_cum = jnp.dot(hits, f32(tri), precision=_HP)              # hits within top r
-    n_hits = jnp.dot(hits, f32(upto), precision=_HP)                 # [B, nk]
-    dcg = jnp.dot(hits, f32(disc[:, None] * upto), precision=_HP)
-    ap = jnp.dot(hits * n_hits_cum / f32(ranks), f32(upto), precision=_HP)
+    n_hits_cum = jnp.dot(hits, f32(tri), precision=HIGHEST)  # hits within top r
+    n_hits = jnp.dot(hits, f32(upto), precision=HIGHEST)     # [B, nk]
+    dcg = jnp.dot(hits, f32(disc[:, None] * upto), precision=HIGHEST)
+    ap = jnp.dot(hits * n_hits_cum / f32(ranks), f32(upto), precision=HIGHEST)
     kf = f32(ks)[None, :]
     ideal = jnp.minimum(n_truth[:, None], kf)                        # min(|truth|, K)
     idcg_table = f32(np.concatenate([[1.0], np.cumsum(disc)]))      # [K + 1], [0] unused
@@ -78,11 +78,12 @@ def metrics_from_hits(hits, n_truth, ks: Sequence[int] | None = None) -> dict[st
     ks = (big_k,) if ks is None else tuple(int(k) for k in ks)
     if not ks or min(ks) < 1 or max(ks) > big_k:
         raise ValueError(f"ks {ks} must lie in [1, {big_k}] (the width of hits)")
-    mat = _metrics_matrix(hits, n_truth, ks)
+    mat = metrics_matrix(hits, n_truth, ks)
     return {f"{m}@{k}": mat[:, i, j] for i, m in enumerate(METRICS) for j, k in enumerate(ks)}
 
 
-def _metric_keys(ks: Sequence[int]) -> list[str]:
+def metric_keys(ks: Sequence[int]) -> list[str]:
+    """'<metric>@<k>' in the order of metrics_matrix's flattened [metrics, ks]."""
     return [f"{m}@{k}" for m in METRICS for k in ks]
 
 
