@@ -56,10 +56,16 @@ BENCH_RUNS ?= baby:recgoat,baby:lightgcn,sports:recgoat,sports:lightgcn,electron
 # RecGOAT's step at Baby shape, d 800, batch 4096: today's vs the earlier GAT form side by
 # side, and the per-part cost table (experiments/bench_step.py; STEP_ARGS for its flags).
 STEP_ARGS ?=
+# CMCL at B 4096, d 64: blockwise vs the dense form, the terms alone and the Baby-shape step
+# in the released code's and the paper's variants (experiments/bench_cmcl.py; CMCL_ARGS).
+CMCL_ARGS ?=
 
-bench: $(VENV)/.core  ## speed / memory / FLOP benchmarks -> experiments/results/bench_<device>.json, step_breakdown_<device>.json
+# Every measured step is printed with the time XLA's cost analysis predicts on an H100 and
+# a TPU v5e ("predicted": experiments/roofline.py).
+bench: $(VENV)/.core  ## speed / memory / FLOP benchmarks -> experiments/results/bench_<device>.json, step_breakdown_<device>.json, cmcl_blockwise_<device>.json
 	$(RECGOAT) bench --runs $(BENCH_RUNS) $(ARGS)
 	$(PY) experiments/bench_step.py $(STEP_ARGS)
+	$(PY) experiments/bench_cmcl.py $(CMCL_ARGS)
 
 # Item kNN graph build, numpy vs xla backend, each in its own subprocess (time, peak RSS,
 # GFLOP/s, equal graphs?); Electronics shape by default, KNN_ARGS="--shape 8000x4096" to

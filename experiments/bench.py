@@ -16,6 +16,10 @@ interactions after 5-core; recgoat_jax.data.synthetic.SHAPES) with 4096-d image 
              (compiled.cost_analysis()["flops"]); achieved FLOP/s = FLOPs / step time,
              and its ratio to a dense-matmul peak measured in the same run (f32; and bf16
              on accelerators)
+  predicted  next to each measured step: the roofline time that cost analysis (FLOPs and
+             bytes accessed) gives on an H100 and a TPU v5e at their published peaks
+             (experiments/roofline.py: the figures, their sources and what the bound
+             leaves out); no accelerator ran it
 
 Each (shape, model) runs in its own subprocess, so peak memory is that run's alone.
 
@@ -42,6 +46,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+import roofline  # noqa: E402  (predicted accelerator times from the cost analysis)
 
 FEATURE_DIMS = {"image": 4096, "text": 384}
 
@@ -304,6 +311,8 @@ def main(argv=None) -> int:
         if r.get("achieved_flops_per_s"):
             r["matmul_peak_ref"] = ref
             r["fraction_of_matmul_peak"] = r["achieved_flops_per_s"] / peak[ref]["flops_per_s"]
+        r["predicted_step"] = roofline.predict(r.get("xla_flops"), r.get("xla_bytes_accessed"),
+                                               bf16=bool(r.get("mixed_precision")))
         runs.append(r)
         print("[bench]   " + ", ".join(
             f"{k} {r[k]:.3g}" for k in ("compile_s", "step_s_median", "epoch_s_estimate",
@@ -312,6 +321,12 @@ def main(argv=None) -> int:
             (f", peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB" if "peak_rss_bytes" in r
              else "") + (f", ERROR {r['error']}" if "error" in r else ""),
             file=sys.stderr, flush=True)
+        if r["predicted_step"] and "step_s_median" in r:
+            print(f"[bench]   step {plat} {r['step_s_median'] * 1e3:.4g} ms measured; "
+                  f"{roofline.describe(r['predicted_step'])} "
+                  f"({(r.get('xla_flops') or 0) / 1e9:.3g} GFLOP, "
+                  f"{(r.get('xla_bytes_accessed') or 0) / 1e9:.3g} GB accessed)",
+                  file=sys.stderr, flush=True)
 
     result = {
         "command": shlex.join(["python", "experiments/bench.py",
@@ -336,6 +351,7 @@ def main(argv=None) -> int:
                                        "in this run (matmul_peak_ref dtype)",
             "peak_rss_bytes": "getrusage max RSS of the run's own subprocess",
             "device_peak_bytes": "accelerator memory_stats()['peak_bytes_in_use'] (None on CPU)",
+            "predicted_step": roofline.DEFINITION,
         },
         "runs": runs,
         "total_wall_s": time.perf_counter() - t0,

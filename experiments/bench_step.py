@@ -14,6 +14,10 @@ experiments/bench.py runs), it measures:
            cost analysis (FLOPs, bytes accessed), FLOP/s and its fraction of the peak (bf16
            steps: of the bf16 peak), and the ratio of the medians (each other's time / the
            first impl's). experiments/bench_step_repeat.py repeats this in fresh processes.
+  predicted  next to each step: the roofline time its cost analysis (FLOPs, bytes) gives on
+           an H100 and a TPU v5e at their published peaks (experiments/roofline.py);
+           no accelerator ran it. A step with CMCL counts its blockwise InfoNCE tiles
+           once (a while loop): experiments/bench_cmcl.py gives loop-corrected numbers
   parts    each part of the step as its own jitted forward + backward (value_and_grad of
            <output, fixed cotangent>) on the step's real inputs and parameters: modality
            projections, item GAT (each impl), user GAT, LightGCN propagation, OAT maps,
@@ -61,6 +65,9 @@ from recgoat_jax.model.lightgcn import propagate  # noqa: E402
 from recgoat_jax.model.recgoat import build  # noqa: E402
 from recgoat_jax.train.loop import Trainer, versions  # noqa: E402
 from recgoat_jax.train.step import make_train_step, zeros_acc  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "experiments"))
+import roofline  # noqa: E402  (predicted accelerator times from the cost analysis)
 
 FEATURE_DIMS = {"image": 4096, "text": 384}
 
@@ -252,9 +259,11 @@ def main(argv=None) -> int:
         r["fraction_of_matmul_peak"] = r["flops_per_s"] / peak[r["matmul_peak_ref"]]["flops_per_s"]
         loss = float(jax.device_get(accs[impl]["loss"]))
         r["finite_loss"] = bool(np.isfinite(loss))
+        r["predicted"] = roofline.predict(r["flops"], r["bytes"], bf16=r["mixed_precision"])
         log(f"[step] {impl}: {r['step_s_median']:.3f} s/step, "
             f"{r['fraction_of_matmul_peak']:.0%} of the matmul peak, "
-            f"{np.median(r['minor_faults']) / 1e3:.0f}k minor page faults per step")
+            f"{np.median(r['minor_faults']) / 1e3:.0f}k minor page faults per step; "
+            + roofline.describe(r["predicted"]))
     first = impls[0]
     ratios = {f"{impl}/{first}": res_steps[impl]["step_s_median"] /
               res_steps[first]["step_s_median"] for impl in impls[1:]}
@@ -308,7 +317,8 @@ def main(argv=None) -> int:
             "step_time_ratio_vs_<impl>": "other impl's step_s_median / this impl's "
                                          "(_of_min_times: the same with step_s_min)",
             "flops, bytes": "XLA cost analysis of the compiled function (while-loop bodies, "
-                            "e.g. Sinkhorn iterations or blocked edge dots, counted once)",
+                            "e.g. Sinkhorn iterations, blocked edge dots or the blockwise "
+                            "InfoNCE tiles, counted once)",
             "fraction_of_matmul_peak": "flops / seconds / the matmul peak of this process",
             "parts": "each part jitted alone as forward + backward (value_and_grad of "
                      "<output, fixed cotangent>) on the step's inputs and parameters; "
@@ -318,6 +328,8 @@ def main(argv=None) -> int:
             "epoch_s_estimate": "step_s_median x steps_per_epoch (no full epoch run)",
             "peak_rss_bytes": "getrusage max RSS of this process (both steps + parts)",
             "device_peak_bytes": "accelerator memory_stats()['peak_bytes_in_use'] (None on CPU)",
+            "predicted": roofline.DEFINITION + " (steps; a step with CMCL counts its "
+                         "blockwise InfoNCE tiles once: a while loop)",
         },
         "total_wall_s": time.perf_counter() - t0,
     }
@@ -479,7 +491,7 @@ def print_table(res: dict, log) -> None:
     for impl, r in res["steps"].items():
         log(f"{'whole step (' + impl + ')':<30}{r['step_s_median']:9.4f}{r['flops'] / 1e9:9.2f}"
             f"{r['bytes'] / 1e9:8.2f}{r['step_s_median'] / step_s:8.0%}"
-            f"{r['fraction_of_matmul_peak']:7.0%}")
+            f"{r['fraction_of_matmul_peak']:7.0%}  " + roofline.describe(r.get("predicted", {})))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
 # rule computes tile by tile, and no B x B array exists in the forward or the backward.
 #
 #   value only           tile logits, running row maximum and sum           1 product/tile
-#   value + gradient, one column tile (block_cols >= B, the default up to 4096 columns):
+#   value + gradient, one column tile (a row strip: the default up to 32,768 columns):
 #                        logits, E = exp(logits - row max), da = E b, db^T = (c a)^T E
 #                        (3 products, the dense form's count)
 #   value + gradient, several column tiles: a streamed pass for the row log-sum-exp and
@@ -70,8 +70,14 @@ def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
 # otherwise the row maximum is taken over a whole row tile or streamed across column tiles
 # (online softmax: a running maximum and a rescaled running sum), exact for any logits.
 
-INFO_NCE_BLOCK_ROWS = 128  # rows per tile (docs/performance.md: the measured choice)
-INFO_NCE_BLOCK_COLS = 4096  # columns per tile: all of a batch up to this, 3 products
+# The default tile (docs/performance.md has the measurements, XLA:CPU, d 64): a strip of
+# 128 rows by all columns while it holds at most TILE_ELEMENTS (4 MB in float32; B 4096:
+# [128, 4096]), fewer rows (down to 32) for wider batches (B 16384: [64, 16384]), then
+# column tiles. At B 4096, [128, 4096] strips took 0.45x the time of [512, 512] tiles
+# (3 products against 4); at B 8192, [128, 8192] 0.67x [128, 4096]; at B 16384 [64, 16384]
+# 0.67x [128, 16384].
+TILE_ELEMENTS = 1 << 20
+MAX_BLOCK_ROWS, MIN_BLOCK_ROWS = 128, 32
 _FIXED_SHIFT_RANGE = 60.0  # exp(-60) ~ 9e-27, far above float32's smallest normal (1e-38)
 _NEG = -1e9  # a masked logit (the dense form's value)
 
@@ -202,10 +208,20 @@ def _wlse_bwd(scale, br, bc, shift, res, g):
 _wlse.defvjp(_wlse_fwd, _wlse_bwd)
 
 
+def tile_shape(n: int, m: int, block_rows: int | None = None,
+               block_cols: int | None = None) -> tuple[int, int]:
+    """The [rows, columns] tile for an [n, m] logits matrix: the given sizes capped at n
+    and m, or the default (see TILE_ELEMENTS) for those left None."""
+    br = block_rows or max(MIN_BLOCK_ROWS, min(MAX_BLOCK_ROWS, TILE_ELEMENTS // max(m, 1)))
+    br = max(1, min(int(br), n))
+    bc = block_cols or max(1, TILE_ELEMENTS // br)
+    return br, max(1, min(int(bc), m))
+
+
 def weighted_row_logsumexp(a: jax.Array, b: jax.Array, scale: float, c: jax.Array,
                            mask: jax.Array | None = None, *, bound: float | None = None,
-                           block_rows: int = INFO_NCE_BLOCK_ROWS,
-                           block_cols: int = INFO_NCE_BLOCK_COLS) -> jax.Array:
+                           block_rows: int | None = None,
+                           block_cols: int | None = None) -> jax.Array:
     """sum_i c_i log sum_{j: mask_j} exp(scale <a_i, b_j>), blockwise, no [n, m] array.
 
     a: [n, d], b: [m, d]; c: [n] row weights (no gradient); mask: [m] (True = a column
@@ -213,25 +229,26 @@ def weighted_row_logsumexp(a: jax.Array, b: jax.Array, scale: float, c: jax.Arra
     (custom VJP; see the comment above). bound: a static upper bound on |scale <a_i, b_j>|
     (scale for unit rows); when given and at most _FIXED_SHIFT_RANGE / 2 it is the tiles'
     fixed shift, otherwise the row maximum is computed (streamed across column tiles).
-    block_rows, block_cols: the tile shape (capped at n and m); last tiles may be ragged.
+    block_rows, block_cols: the tile shape (capped at n and m; None: tile_shape's
+    default); the last tiles may be ragged.
     """
     dt = jnp.promote_types(a.dtype, jnp.float32)
     a, b = a.astype(dt), b.astype(dt)
     c = jax.lax.stop_gradient(jnp.asarray(c, dt))
     mask = jnp.ones((b.shape[0],), bool) if mask is None else mask.astype(bool)
     shift = float(bound) if bound is not None and 2.0 * bound <= _FIXED_SHIFT_RANGE else None
-    br = max(1, min(int(block_rows), a.shape[0]))
-    bc = max(1, min(int(block_cols), b.shape[0]))
+    br, bc = tile_shape(a.shape[0], b.shape[0], block_rows, block_cols)
     return _wlse(a, b, c, mask, float(scale), br, bc, shift)
 
 
 def info_nce(a: jax.Array, b: jax.Array, tau: float, weight: jax.Array | None = None, *,
-             block_rows: int = INFO_NCE_BLOCK_ROWS, block_cols: int = INFO_NCE_BLOCK_COLS,
+             block_rows: int | None = None, block_cols: int | None = None,
              online_max: bool = False) -> jax.Array:
     """mean_i -log softmax_j(<a_i, b_j>/tau)[i] on L2-normalised rows; a, b: [B, d].
 
     In-batch negatives; padded rows (weight 0) are excluded as negatives too. Computed
-    blockwise (weighted_row_logsumexp): no [B, B] array in the forward or the backward.
+    blockwise (weighted_row_logsumexp; block_rows, block_cols: the tile, default
+    tile_shape's): no [B, B] array in the forward or the backward.
     Rows are unit, so |logit| <= 1/tau and the tiles use the fixed shift 1/tau when
     2/tau <= 60 (tau >= 1/30); online_max=True computes the row maximum instead (what a
     smaller tau gets). _dense_info_nce is the dense form it replaced.
