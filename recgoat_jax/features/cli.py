@@ -31,9 +31,12 @@ examples:
   recgoat features --dataset baby --batch-size 256 --profiles none
   recgoat features --dataset baby --encoder Qwen/Qwen3-Embedding-8B --profiles llm --llm-model /models/qwen
 
-Writes <dir>/text_feat.npy [n_items, 384 for MiniLM] and, unless --profiles none,
-user_profiles.jsonl + user_feat.npy [n_users, 384]. Work files (resumable chunks) go to
-<dir>/.work/; an interrupted run started again encodes only what is missing.
+Writes <dir>/text_feat.npy [n_items, 384 for MiniLM] and user_profiles.jsonl +
+user_feat.npy [n_users, 384]: a user's own text where the dataset has it (users.jsonl,
+from a users file given to `data`), else its profile from train history, else the mean
+row; user_feat.json counts the rows of each source (--profiles none and no user text:
+no user files). Work files (resumable chunks) go to <dir>/.work/; an interrupted run
+started again encodes only what is missing.
 Output: a 'wrote <file>: [rows, dim] ...' line per file on stdout, also under -q; status
 lines and progress bars (only on a terminal) on stderr.
 Needs the features extra: pip install torch==2.13.0, then pip install 'recgoat-jax[features]'
@@ -62,7 +65,17 @@ def add_features_arguments(f: argparse.ArgumentParser) -> argparse.ArgumentParse
     f.add_argument("--meta", nargs="+", metavar="FILE",
                    help="raw metadata file(s) instead of <dir>/item_meta.jsonl")
     f.add_argument("--profiles", choices=("template", "llm", "none"), default="template",
-                   help="user profiles: template (deterministic, not LLM-written), llm, none")
+                   help="user profiles from train history: template (deterministic, not "
+                        "LLM-written), llm, none; real user text wins where a user has it")
+    f.add_argument("--user-text", choices=("auto", "off"), default="auto",
+                   help="real user text (<dir>/users.jsonl from a users file given to `data`, "
+                        "or --users): auto uses it when there is some, off ignores it")
+    f.add_argument("--users", nargs="+", metavar="FILE",
+                   help="raw users file(s) (reviewerID + fields) instead of <dir>/users.jsonl")
+    f.add_argument("--user-template", default=None,
+                   help="user text template: {title} {brand} {category} {description}, {other} "
+                        "(every other field as 'name: value; ...'), {all}, or any field by name "
+                        "(default: '{title} {brand} {category} {description} {other}')")
     f.add_argument("--llm-model", metavar="PATH_OR_NAME", help="causal LM for --profiles llm")
     f.add_argument("--llm-batch-size", type=positive_int, default=8)
     f.add_argument("--max-new-tokens", type=positive_int, default=256)
@@ -125,7 +138,11 @@ def cmd_features(args) -> int:
     if args.threads:
         hf.require_torch().set_num_threads(args.threads)
     encoder = model_id = None
-    need_encoder = not args.no_text or args.profiles != "none"
+    from recgoat_jax.features import user_text
+
+    want_users = args.profiles != "none" or (
+        args.user_text != "off" and user_text.has_user_text(d, args.users))
+    need_encoder = not args.no_text or want_users
     if need_encoder:
         enc = text.load_encoder(args.encoder, args.device, args.dtype, None, args.backend)
         encoder, model_id = enc, enc.fingerprint
@@ -137,16 +154,15 @@ def cmd_features(args) -> int:
         result(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}], {r['items_without_text']} "
                f"items without text (mean fallback), {r['reused_chunks']} of {r['chunks']} "
                "chunks reused")
-    if args.profiles != "none":
+    if want_users:
         r = profiles.build_user_features(
             d, kind=args.profiles, llm_model=args.llm_model, llm_batch_size=args.llm_batch_size,
             max_new_tokens=args.max_new_tokens, max_history=args.max_history,
             meta_path=args.meta, batch_size=args.batch_size, chunk_size=args.chunk_size,
             device=args.device, dtype=args.dtype, encoder=encoder, model_id=model_id,
-            progress=progress)
-        result(f"wrote {r['out']}: [{r['n_users']}, {r['dim']}] from {args.profiles} profiles "
-               f"(train interactions only), {r['users_without_profile']} users without a "
-               "profile")
+            progress=progress, user_text=args.user_text, users_path=args.users,
+            user_template=args.user_template or user_text.DEFAULT_USER_TEMPLATE)
+        result(f"wrote {r['out']}: [{r['n_users']}, {r['dim']}] {r['summary']}")
     if args.image_feat:
         r = images.import_image_features(args.image_feat, d)
         result(f"wrote {r['out']}: [{r['n_items']}, {r['dim']}] from {r['source']}")

@@ -1,4 +1,16 @@
-"""User preference profiles from TRAIN interactions only -> `user_feat.npy`.
+"""User features -> `user_feat.npy`: real user text when the dataset has it, else user
+preference profiles from TRAIN interactions only.
+
+Sources of a user's row, first that applies (counted in the report, `user_feat.json`):
+
+1. `user_text`: the user's own record from the users file (`users.jsonl`, written by
+   `recgoat data` from a users file; or `--users FILE`), rendered by a user template
+   (features/user_text.py) and embedded with the same text encoder as the items. Real
+   text wins over a profile from history; `user_text="off"` ignores it.
+2. `template_profile` / `llm_profile`: the profile from the user's train history (below),
+   for users without text (all users when the dataset has no user text).
+3. `mean_fallback`: users with neither (no text and no train item, or `kind="none"`) get
+   the mean of the other users' rows, L2-normalised.
 
 Only rows with x_label 0 (train) of the `.inter` file are read into a user's history;
 valid and test items never reach a prompt, a template or an embedding. A history is the
@@ -18,9 +30,11 @@ Two generators:
 2. `template`: a deterministic text built from the history's categories, brands and
    titles, labelled "template profile (not LLM-written)". No model, no randomness.
 
-Profiles are embedded with the same text encoder as item text (resumable chunks) into
-`user_feat.npy` [n_users, dim]; all profiles are saved in `user_profiles.jsonl`. Users
-with no train item get the mean of the other users' rows (counted in the report).
+Rows are embedded with the same text encoder as item text, in resumable chunks
+(features/chunks.py: a rerun re-encodes only the chunks whose texts changed), into
+`user_feat.npy` [n_users, dim]. `user_profiles.jsonl` keeps, per user, the source of its
+row, its history profile ("" when none was made: an LLM profile is generated only for
+users without text) and its rendered user text; `user_feat.json` is the report.
 """
 
 from __future__ import annotations
@@ -35,14 +49,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from recgoat_jax.data.atomic import atomic_open, save_npy_atomic
+from recgoat_jax.data.atomic import atomic_open, save_npy_atomic, write_json_atomic
 from recgoat_jax.data.inter import read_inter
 from recgoat_jax.errors import DataError, UserError
 from recgoat_jax.features import hf
 from recgoat_jax.features import text as textfeat
+from recgoat_jax.features import user_text as ut
 from recgoat_jax.features.chunks import encode_rows, resolve_encoder
 
 TEMPLATE_LABEL = "template profile (not LLM-written)"
+SOURCES = ("user_text", "template_profile", "llm_profile", "mean_fallback")
+REPORT_FILE = "user_feat.json"
 
 STEP1_PROMPT = """You are analysing the purchase history of one online shopper.
 Items the user bought:
@@ -280,6 +297,9 @@ def build_user_features(
     max_new_tokens: int = 256,
     max_history: int = 20,
     meta_path=None,
+    user_text: str = "auto",
+    user_template: str = ut.DEFAULT_USER_TEMPLATE,
+    users_path=None,
     batch_size: int = 64,
     chunk_size: int = 1024,
     work_dir: str | os.PathLike | None = None,
@@ -289,50 +309,97 @@ def build_user_features(
     model_id: str | None = None,
     progress: bool = True,
 ) -> dict:
-    """Writes `user_profiles.jsonl` and `user_feat.npy` [n_users, dim]; returns a report.
+    """Writes `user_profiles.jsonl`, `user_feat.npy` [n_users, dim] and `user_feat.json`
+    (the report, also returned).
 
-    kind "template" or "llm". For "llm", give llm_model (a path or hub name) or a
-    `generate` function (prompts -> texts). `encoder` replaces the text encoder.
+    kind: the history profiles, "template", "llm" or "none" (no profiles: users without
+    text get the mean row). user_text: "auto" (real user text from users_path or
+    `<dir>/users.jsonl` when there is some; it wins over a profile) or "off". For "llm",
+    give llm_model (a path or hub name) or a `generate` function (prompts -> texts).
+    `encoder` replaces the text encoder.
     """
-    if kind not in ("template", "llm"):
-        raise UserError(f"--profiles {kind!r}: expected template or llm")
+    if kind not in ("template", "llm", "none"):
+        raise UserError(f"--profiles {kind!r}: expected template, llm or none")
+    if user_text not in ("auto", "off"):
+        raise UserError(f"--user-text {user_text!r}: expected auto or off")
     d = Path(dataset_dir)
     inter = textfeat.find_inter(d)
     n_users, n_items, hist = train_histories(inter, max_history)
-    recs = textfeat.item_records(d, meta_path)
-    if len(recs) < n_items:
-        raise DataError(f"{d / 'i_id_mapping.csv'}: maps {len(recs)} items but {inter} uses "
-                        f"itemID up to {n_items - 1}")
-    histories = [[recs[i] for i in h] for h in hist]
+    records = ut.user_records(d, n_users, users_path) if user_text == "auto" else None
+    if records is None and kind == "none":
+        raise UserError(f"{d}: no user text (users.jsonl, or --users FILE) and --profiles "
+                        "none: nothing to build user features from")
+    texts = ut.user_texts(records, user_template) if records is not None else [""] * n_users
+    has_text = [bool(t) for t in texts]
     work = Path(work_dir) if work_dir else d / ".work" / "profiles"
     report: dict = {"n_users": n_users, "kind": kind, "max_history": max_history,
                     "source": "train interactions only (x_label 0)"}
+    profiles = [""] * n_users
+    gen_id = None
+    if kind != "none":
+        recs = textfeat.item_records(d, meta_path)
+        if len(recs) < n_items:
+            raise DataError(f"{d / 'i_id_mapping.csv'}: maps {len(recs)} items but {inter} "
+                            f"uses itemID up to {n_items - 1}")
+        histories = [[recs[i] for i in h] for h in hist]
     if kind == "template":
         profiles = [template_profile(h) for h in histories]
         gen_id = TEMPLATE_LABEL
-    else:
-        if generate is None:
+    elif kind == "llm":
+        if generate is None and not all(has_text):
             if not llm_model:
                 raise UserError("--profiles llm needs --llm-model PATH_OR_NAME (a causal LM)")
             generate = HFGenerator(llm_model, device=device, dtype=dtype,
                                    max_new_tokens=max_new_tokens)
         gen_id = getattr(generate, "fingerprint", None) or llm_model or repr(generate)
-        profiles, stats = generate_llm_profiles(histories, generate, work / "llm_profiles.jsonl",
+        # real text wins: no LLM calls for users who have it
+        todo = [[] if t else h for h, t in zip(histories, has_text)]
+        profiles, stats = generate_llm_profiles(todo, generate, work / "llm_profiles.jsonl",
                                                 model_id=gen_id, batch_size=llm_batch_size,
                                                 progress=progress)
         report.update(stats)
+    rows = [t if t else p for t, p in zip(texts, profiles)]
+    sources = ["user_text" if t else (f"{kind}_profile" if p else "mean_fallback")
+               for t, p in zip(texts, profiles)]
     encoder, model_id = resolve_encoder(encoder, model_id,
                                         lambda: textfeat.load_encoder(model, device, dtype))
-    feat, present, stats = encode_rows(profiles, encoder, work / "embed", model_id=model_id,
+    feat, present, stats = encode_rows(rows, encoder, work / "embed", model_id=model_id,
                                        chunk_size=chunk_size, batch_size=batch_size,
-                                       progress=progress, desc="user profiles")
+                                       progress=progress, desc="user text / profiles")
     with atomic_open(d / "user_profiles.jsonl", "w") as f:
-        for u, p in enumerate(profiles):
-            f.write(json.dumps({"userID": u, "kind": kind, "generator": gen_id, "profile": p},
-                               ensure_ascii=False) + "\n")
+        for u, (p, t, src) in enumerate(zip(profiles, texts, sources)):
+            f.write(json.dumps({"userID": u, "source": src, "kind": kind, "generator": gen_id,
+                                "profile": p, "user_text": t}, ensure_ascii=False) + "\n")
     save_npy_atomic(d / "user_feat.npy", feat)
-    report.update({"dim": int(feat.shape[1]), "users_without_profile": int((~present).sum()),
-                   "fallback": "mean of the other users' rows, L2-normalised",
-                   "encoder": model_id, "out": str(d / "user_feat.npy"),
-                   **{f"embed_{k}": v for k, v in stats.items()}})
+    counts = {s: sources.count(s) for s in SOURCES}
+    report.update({
+        "dim": int(feat.shape[1]),
+        "user_text": ("off" if user_text == "off" else
+                      "none found" if records is None else
+                      str(users_path) if users_path else str(d / ut.USERS_FILE)),
+        "user_template": user_template if records is not None else None,
+        "sources": counts,
+        "users_without_text": n_users - sum(has_text),
+        "users_without_profile": int((~present).sum()),
+        "fallback": ("users without text: their " + (f"{kind} profile from train history, "
+                     "else " if kind != "none" else "") + "the mean of the other users' rows, "
+                     "L2-normalised"),
+        "encoder": model_id, "out": str(d / "user_feat.npy"),
+        **{f"embed_{k}": v for k, v in stats.items()}})
+    report["summary"] = summary(report)
+    write_json_atomic(d / REPORT_FILE, report)
     return report
+
+
+def summary(report: dict) -> str:
+    """One line: where the rows came from, e.g. "from user text 3966, mean fallback 0"."""
+    c = report["sources"]
+    if report["user_text"] in ("off", "none found"):
+        return (f"from {report['kind']} profiles (train interactions only), "
+                f"{report['users_without_profile']} users without a profile")
+    parts = [f"user text {c['user_text']}"]
+    if report["kind"] != "none":
+        parts.append(f"{report['kind']} profiles (train interactions only) "
+                     f"{c[report['kind'] + '_profile']}")
+    parts.append(f"mean fallback {c['mean_fallback']}")
+    return "from " + ", ".join(parts)
