@@ -117,6 +117,7 @@ def _fd_check(fn, x, mask_rows, n_dirs=3, h=1e-2, seed=0):
     return g
 
 
+@pytest.mark.slow  # ott-jax Sinkhorn value and grad compile: ~2 s on a cold cache
 def test_paper_ot_balanced_gradient_and_padding():
     rng = np.random.default_rng(4)
     n, pad, d = 12, 2, 4

@@ -67,6 +67,7 @@ def test_info_nce_equals_dense(b, br, bc):
     _assert_close(online, ref)
 
 
+@pytest.mark.slow  # compiles its own blockwise and dense programs: ~1.5-3.5 s on a cold cache
 @pytest.mark.parametrize("tau", [0.02, 1.0])
 def test_info_nce_small_and_large_tau(tau):
     """tau 0.02: |logit| up to 50, past the fixed-shift range, so the row maximum is
@@ -78,6 +79,7 @@ def test_info_nce_small_and_large_tau(tau):
     _assert_close(got, ref)
 
 
+@pytest.mark.slow  # compiles its own blockwise and dense programs: ~1.5-3.5 s on a cold cache
 def test_masked_rows_and_a_fully_masked_tile():
     """Zero-weight rows drop out as anchors and as negatives; the last column tile holds
     only padding (weight 0): a streamed maximum must not be poisoned by it. Changing the
@@ -108,6 +110,7 @@ def test_all_rows_masked_is_finite_zero():
         assert np.all(np.asarray(ga) == 0.0) and np.all(np.asarray(gb) == 0.0)
 
 
+@pytest.mark.slow  # compiles its own blockwise and dense programs: ~1.5-3.5 s on a cold cache
 def test_no_weight_and_bf16_inputs():
     a, bb, _ = _inputs(40, 8, seed=6)
     a16, b16 = a.astype(jnp.bfloat16), bb.astype(jnp.bfloat16)
@@ -132,6 +135,7 @@ def _largest_buffer(f, *args) -> int:
     return max(sizes)
 
 
+@pytest.mark.slow  # compiles its own blockwise and dense programs: ~1.5-3.5 s on a cold cache
 @pytest.mark.parametrize("br,bc", [(128, 4096), (128, 256)])
 def test_no_batch_by_batch_array_in_value_or_gradient(br, bc):
     b = 1024
@@ -144,6 +148,7 @@ def test_no_batch_by_batch_array_in_value_or_gradient(br, bc):
     assert _largest_buffer(dense, a, bb) >= b * b  # the check sees the dense form's array
 
 
+@pytest.mark.slow  # compiles its own blockwise and dense programs: ~1.5-3.5 s on a cold cache
 def test_unrolled_tiles_same_value_and_full_cost():
     """losses.unrolled_tiles (for XLA's cost analysis, which counts a loop body once)
     computes the same loss and counts every tile: >= 3 products of 2 B^2 d FLOPs."""
@@ -168,6 +173,7 @@ def _views(b, d, seed):
     return [jax.random.normal(k, (b, d)) for k in keys]
 
 
+@pytest.mark.slow  # compiles its own blockwise and dense programs: ~1.5-3.5 s on a cold cache
 @pytest.mark.parametrize("form", ["paper", "reference"])
 def test_cmcl_forms_equal_their_dense_versions(monkeypatch, form):
     """Both CMCL forms (several InfoNCE each, ragged tiles) against the same forms on the

@@ -148,6 +148,7 @@ def _np_forward(params, a_hat, mm, n_ui_layers, mm_layers):
     return out[:12], out[12:] + h
 
 
+@pytest.mark.slow  # FREEDOM's forward compiled for two layer counts: ~3 s on a cold cache
 @pytest.mark.parametrize("n_ui_layers,mm_layers", [(2, 1), (1, 2)])
 def test_forward_equals_dense_reference(n_ui_layers, mm_layers):
     model, params, inputs, train, _ = _setup(n_ui_layers=n_ui_layers, mm_layers=mm_layers)

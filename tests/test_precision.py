@@ -4,6 +4,7 @@ of the bf16-rounded operands (an independent NumPy computation)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from recgoat_jax.model.precision import bf16_matmul, dense_dot_general, matmul
 
@@ -12,6 +13,7 @@ def _round(x):  # bf16 rounding, back in float64 for the reference products
     return np.asarray(jnp.asarray(x).astype(jnp.bfloat16).astype(jnp.float32), np.float64)
 
 
+@pytest.mark.slow  # ~3 s of compiles on a cold cache
 def test_bf16_matmul_value_and_grads_match_rounded_float_products():
     ka, kb, kg = jax.random.split(jax.random.PRNGKey(0), 3)
     a = jax.random.normal(ka, (2, 7, 24))  # leading axes are flattened

@@ -119,6 +119,7 @@ def test_cmcl_reference_term_counts_pairs():
     assert got == pytest.approx(mod, rel=1e-5)
 
 
+@pytest.mark.slow  # ott-jax Sinkhorn divergence compile: ~2 s on a cold cache
 def test_ot_term_single_point_is_squared_distance_of_unit_rows():
     # One row (rows=1): the Sinkhorn divergence between two Dirac masses is the squared
     # distance of the L2-normalised points (the plan is the single coupling; the

@@ -129,6 +129,7 @@ def test_content_id_layers_add_freedom_item_graph_propagation():
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # initialises and applies a RecGOAT net eagerly: ~4 s on a cold compile cache
 def test_user_content_adds_one_hop_of_the_items_content_part():
     # model.user_content: e_u = LightGCN user rows + w_uc R (z_items - e_i), R the user rows
     # of the normalised user-item graph; w_uc starts at model.residual_init (0: exactly the
