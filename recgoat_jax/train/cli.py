@@ -85,9 +85,38 @@ def parse_args(argv=None):
     return build_parser().parse_args(argv)
 
 
-def _override_value(overrides: list[str], key: str) -> str | None:
-    vals = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].strip() == key and "=" in o]
-    return vals[-1].strip() if vals else None
+def last_set(overrides: list[str], section: str, key: str):
+    """The value the last --set of `section.key` gives (parsed by config.parse_override,
+    as make_config parses it), None if none sets it."""
+    from recgoat_jax import config as config_lib
+
+    value = None
+    for o in overrides:
+        node = config_lib.parse_override(o).get(section)
+        if isinstance(node, dict) and key in node:
+            value = node[key]
+    return value
+
+
+def overrides_of(args) -> list[str]:
+    """Every --set the train command applies, in order: data.root (--root or
+    $RECGOAT_DATA_ROOT), the --set flags, then the shorthand flags (which win)."""
+    overrides = []
+    root = args.root or os.environ.get(ENV_DATA_ROOT)
+    if root:
+        overrides.append(f"data.root={root}")
+    overrides += list(args.overrides)
+    if args.dataset:
+        overrides.append(f"data.dataset={args.dataset}")
+    if args.model:
+        overrides.append(f"model.name={args.model}")
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    if args.no_tensorboard:
+        overrides.append("train.tensorboard=false")
+    return overrides
 
 
 def choose_config(args) -> tuple[Path | None, str]:
@@ -98,9 +127,9 @@ def choose_config(args) -> tuple[Path | None, str]:
         return Path(args.resume) / "config.yaml", "the run's saved config (--resume)"
     if args.config:
         return Path(args.config), "--config"
-    model = args.model or _override_value(args.overrides, "model.name") or DEFAULT_MODEL
-    dataset = (args.dataset or _override_value(args.overrides, "data.dataset")
-               or DEFAULT_DATASET)
+    overrides = overrides_of(args)
+    model = str(last_set(overrides, "model", "name") or DEFAULT_MODEL)
+    dataset = str(last_set(overrides, "data", "dataset") or DEFAULT_DATASET)
     found = config_lib.find_config(model, dataset)
     if found is None:
         return None, (f"none found for model {model} on dataset {dataset}: the schema "
@@ -121,21 +150,7 @@ def run(args) -> int:
     def command(args) -> int:
         from recgoat_jax import config as config_lib
 
-        overrides = []
-        root = args.root or os.environ.get(ENV_DATA_ROOT)
-        if root:
-            overrides.append(f"data.root={root}")
-        overrides += list(args.overrides)
-        if args.dataset:
-            overrides.append(f"data.dataset={args.dataset}")
-        if args.model:
-            overrides.append(f"model.name={args.model}")
-        if args.epochs is not None:
-            overrides.append(f"train.epochs={args.epochs}")
-        if args.seed is not None:
-            overrides.append(f"train.seed={args.seed}")
-        if args.no_tensorboard:
-            overrides.append("train.tensorboard=false")
+        overrides = overrides_of(args)
         path, why = choose_config(args)
         if args.resume and not path.is_file():
             raise UserError(f"--resume {args.resume}: no config.yaml there (not a run directory)")
