@@ -151,7 +151,7 @@ def child_run(spec: dict) -> dict:
     res["gat_impl"] = spec.get("gat_impl")
 
     t = time.perf_counter()
-    tr = Trainer(cfg, ds, log=lambda *a: None)
+    tr = Trainer(cfg, ds)
     res["inputs_s"] = time.perf_counter() - t
     t = time.perf_counter()
     state = tr.init_state()

@@ -190,7 +190,7 @@ def bench_steps(args, ds, terms, peak_fps, log) -> list[dict]:
     out = []
     for variant in args.steps.split(","):
         cfg = step_config(variant, args)
-        tr = Trainer(cfg, ds, log=lambda *a: None)
+        tr = Trainer(cfg, ds)
         host = tr.sampler.epoch(0)
         batches = tr.device_batches(host)
         key = jax.random.fold_in(tr.dropout_key, 0)

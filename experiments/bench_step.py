@@ -202,7 +202,7 @@ def main(argv=None) -> int:
                    "mixed_precision": mp or "bf16" in suffixes, "seed": args.seed})
 
     cfg = make_cfg(impls[0])
-    tr = Trainer(cfg, ds, log=lambda *a: None)
+    tr = Trainer(cfg, ds)
     peak_ref = "bfloat16" if mp and "bfloat16" in peak else "float32"
     peak_fps = peak[peak_ref]["flops_per_s"]
     host = tr.sampler.epoch(0)

@@ -195,7 +195,7 @@ def run_one(task: dict, runs_dir: Path) -> None:
             log(f"FAILED: {e}")
             (run_dir / "failed.txt").write_text(f"{e}\n")
             return
-    trainer = Trainer(cfg, log=log)
+    trainer = Trainer(cfg)
     like = trainer.logical(trainer.init_state().params)  # checkpoints are logical
     ckpt = Checkpoints(run_dir)
     params, _ = ckpt.restore_best(like)

@@ -97,21 +97,21 @@ def timing(ds, epochs: int = 6) -> dict:
     import jax
     import numpy as np
 
-    from recgoat_jax.train.loop import Trainer, _device_batches
+    from recgoat_jax.train.trainer import Trainer
     from recgoat_jax.train.step import zeros_acc
 
     cfg = make_config(ROOT / "experiments" / "configs" / "lightgcn_baby.yaml", ["train.checkpoint=false"])
-    tr = Trainer(cfg, dataset=ds, log=lambda s: None)
+    tr = Trainer(cfg, dataset=ds)
     state = tr.init_state()
     acc = zeros_acc(tr.aux_names(state))
-    b = _device_batches(tr.sampler.epoch(0))
+    b = tr.device_batches(tr.sampler.epoch(0))
     t = time.perf_counter()
     step = tr.step_fn.lower(state, acc, tr.inputs, b, np.int32(0), tr.dropout_key).compile()
     compile_s = time.perf_counter() - t
     epoch_s = []
     for e in range(epochs):
         t = time.perf_counter()
-        b = _device_batches(tr.sampler.epoch(e))  # sampling included, as in training
+        b = tr.device_batches(tr.sampler.epoch(e))  # sampling included, as in training
         acc = zeros_acc(tr.aux_names(state))
         for i in range(tr.sampler.n_steps):
             state, acc = step(state, acc, tr.inputs, b, np.int32(i), tr.dropout_key)

@@ -24,17 +24,21 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from recgoat_jax.cliutil import add_verbosity, configure_logging, log_level, result
 from recgoat_jax.errors import UserError
+
+if TYPE_CHECKING:  # imports JAX: at run time only inside load_run
+    from recgoat_jax.train.builder import RunSetup
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +46,36 @@ CHECKPOINTS = ("best", "latest")
 FORMATS = ("csv", "jsonl")
 
 
+@dataclasses.dataclass(frozen=True)
 class LoadedRun:
-    """A run's config, dataset, model, model inputs, evaluator and restored params."""
+    """A run rebuilt from its directory: its RunSetup (train/builder.py build_run: cfg,
+    dataset, model, inputs, evaluator, on one device) and the params restored from its
+    `checkpoint` ("best" or "latest") of epoch `epoch`."""
 
-    def __init__(self, cfg, dataset, model, inputs, evaluator, params, epoch: int,
-                 checkpoint: str):
-        self.cfg = cfg
-        self.dataset = dataset
-        self.model = model
-        self.inputs = inputs
-        self.evaluator = evaluator
-        self.params = params
-        self.epoch = epoch
-        self.checkpoint = checkpoint
+    setup: RunSetup
+    params: Any
+    epoch: int
+    checkpoint: str
+
+    @property
+    def cfg(self):
+        return self.setup.cfg
+
+    @property
+    def dataset(self):
+        return self.setup.dataset
+
+    @property
+    def model(self):
+        return self.setup.model
+
+    @property
+    def inputs(self):
+        return self.setup.inputs
+
+    @property
+    def evaluator(self):
+        return self.setup.evaluator
 
     def embeddings(self):
         """(user_emb [n_users, d], item_emb [n_items, d]), eval mode, as in evaluation."""
@@ -65,26 +86,20 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path, checkpoint: str = "best",
              dataset: str | None = None, root: str | None = None) -> LoadedRun:
-    """Rebuilds the run's model and inputs (registry + graphs/inputs.py, exactly as training
-    and evaluation build them, on one device) and restores its params; no Trainer (no
-    sampler, optimizer step or compilation of training).
+    """Rebuilds the run from its config.yaml with train/builder.py build_run (the builder
+    training uses, on one device) and restores its params; no Trainer (no sampler, no
+    compilation of training).
 
     dataset: a name or directory that replaces the run's data.dataset (when the data
-    moved since training); root replaces data.root; relative paths in the config are taken from the current
-    directory, as in training. Raises UserError for anything wrong with the inputs.
+    moved since training); root replaces data.root; relative paths in the config are taken
+    from the current directory, as in training. Raises UserError for anything wrong with
+    the inputs.
     """
     # jax and the model stack load only here, so --help and argument errors answer at once
     # (as in train/cli.py)
-    import jax
-    import optax
-
     from recgoat_jax import config as config_lib
-    from recgoat_jax.data.load import load_dataset
-    from recgoat_jax.evaluate import Evaluator
-    from recgoat_jax.graphs.inputs import model_inputs, shapes_of
-    from recgoat_jax.model.registry import build_model
+    from recgoat_jax.train.builder import build_run
     from recgoat_jax.train.checkpoint import Checkpoints
-    from recgoat_jax.train.step import init_state
 
     if checkpoint not in CHECKPOINTS:
         raise UserError(f"--checkpoint {checkpoint!r}: expected one of {', '.join(CHECKPOINTS)}")
@@ -104,12 +119,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "best",
     # inference runs on one device of one process, whatever the run was trained with
     overrides += ["train.data_parallel=false", "train.distributed=false"]
     cfg = config_lib.make_config(cfg_path, overrides)
-    ds = load_dataset(cfg.data)
-    model = build_model(cfg, shapes_of(ds))
-    inputs = model_inputs(model, ds, cfg)
-    # structure only (no compute): params, or the whole train state for `latest`
-    like_state = jax.eval_shape(
-        lambda: init_state(model.init(jax.random.PRNGKey(0), inputs), optax.adam(cfg.train.lr)))
+    setup = build_run(cfg)
+    like_state = setup.abstract_state()  # structure only: params, or the whole train state
     ckpts = Checkpoints(run_dir)
     try:
         if checkpoint == "best":
@@ -119,14 +130,13 @@ def load_run(run_dir: str | Path, checkpoint: str = "best",
             params, epoch = state.params, meta["epoch"]
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{ckpt_dir}: checkpoint does not match the model rebuilt from "
-                        f"{cfg_path} and dataset {ds.name} "
+                        f"{cfg_path} and dataset {setup.dataset.name} "
                         f"({str(e).splitlines()[0][:120]})") from None
     finally:
         ckpts.close()
     if params is None:
         raise UserError(f"{ckpt_dir}: no '{checkpoint}' checkpoint")
-    evaluator = Evaluator(ds, ks=cfg.eval.ks, batch_users=cfg.eval.batch_users)
-    return LoadedRun(cfg, ds, model, inputs, evaluator, params, int(epoch), checkpoint)
+    return LoadedRun(setup, params, int(epoch), checkpoint)
 
 
 def _check_users(users, n_users: int) -> np.ndarray:

@@ -337,7 +337,7 @@ def test_non_finite_loss_message():
 
 
 def test_config_changes_lists_the_overrides():
-    from recgoat_jax.train.loop import config_changes
+    from recgoat_jax.train.resume import config_changes
     a = make_config(overrides=["model.dim=8"])
     b = make_config(overrides=["model.dim=16", "train.epochs=5", "run_dir=x"])
     assert config_changes(a, b) == ["model.dim 8 -> 16", "train.epochs 1000 -> 5"]

@@ -289,7 +289,8 @@ def test_loss_equals_numpy():
 
 @pytest.mark.slow
 def test_train_end_to_end(tmp_path):
-    from recgoat_jax.train.loop import Trainer, train
+    from recgoat_jax.train.loop import train
+    from recgoat_jax.train.trainer import Trainer
 
     ds = synthetic.generate(n_users=150, n_items=90, n_interactions=1800,
                             feature_dims={"text": 16, "image": 24}, seed=0, name="tiny")
@@ -300,7 +301,7 @@ def test_train_end_to_end(tmp_path):
     assert res["model"] == "freedom" and res["epochs_run"] == 2
     assert all(math.isfinite(v) for v in res["test"].values()) and res["test"]["recall@20"] > 0
     # the epoch hook: pruned training graph per epoch, full graph kept for evaluation
-    tr = Trainer(cfg, dataset=ds, log=lambda s: None)
+    tr = Trainer(cfg, dataset=ds)
     a, b = tr.epoch_inputs(0), tr.epoch_inputs(1)
     e = tr.inputs["ui_edge_list"]["users"].shape[0]
     assert int(np.count_nonzero(np.asarray(a["adjacency"]["ui"][0]))) == int(e * 0.2)
@@ -308,8 +309,7 @@ def test_train_end_to_end(tmp_path):
     np.testing.assert_array_equal(a["adjacency"]["ui"][0], tr.epoch_inputs(0)["adjacency"]["ui"][0])
     assert np.count_nonzero(np.asarray(tr.inputs["adjacency"]["ui"][0])) == e
     # models without the hook get trainer.inputs itself
-    lg = Trainer(make_config(overrides=["model.dim=8", "eval.ks=[5,10,20]"]), dataset=ds,
-                 log=lambda s: None)
+    lg = Trainer(make_config(overrides=["model.dim=8", "eval.ks=[5,10,20]"]), dataset=ds)
     assert lg.epoch_inputs(3) is lg.inputs
 
 

@@ -201,12 +201,11 @@ def test_sharded_two_process_checkpoint_restores_on_one_device(runs):
     import jax
 
     from recgoat_jax.train.checkpoint import Checkpoints, tree_key
-    from recgoat_jax.train.loop import Trainer
+    from recgoat_jax.train.trainer import Trainer
 
     ds = _dataset()
     assert (ds.n_users, ds.n_items) == (199, 125)  # odd: padded in the sharded run
-    tr = Trainer(_cfg("lightgcn", data_parallel=False, distributed=False), ds,
-                 log=lambda *a: None)
+    tr = Trainer(_cfg("lightgcn", data_parallel=False, distributed=False), ds)
     run = runs / "multi" / "lightgcn_mp2"
     ck = Checkpoints(run)
     try:
@@ -283,7 +282,7 @@ def main(mode: str, out: Path) -> None:
     import jax
 
     from recgoat_jax.evaluate import evaluator as ev
-    from recgoat_jax.train import checkpoint, loop, parallel
+    from recgoat_jax.train import checkpoint, loop, parallel, trainer
 
     pid = jax.process_index()
     ds = _dataset()
@@ -312,7 +311,7 @@ def main(mode: str, out: Path) -> None:
             os._exit(17)  # a kill: no cleanup, no further collective
 
     checkpoint.Checkpoints.save_latest = save_and_maybe_die
-    evaluate = loop.Trainer.evaluate
+    evaluate = trainer.Trainer.evaluate
 
     def keep_and_evaluate(self, params):  # the last call: the final (stored) params
         last["trainer"], last["params"] = self, params
@@ -325,7 +324,7 @@ def main(mode: str, out: Path) -> None:
                 str(k): sorted(v) for k, v in sorted(where.items())}}
         return evaluate(self, params)
 
-    loop.Trainer.evaluate = keep_and_evaluate
+    trainer.Trainer.evaluate = keep_and_evaluate
     device_blocks = ev.Evaluator._device_blocks
 
     def counted(self, split, devices):

@@ -200,15 +200,16 @@ def _compare_model(name: str, ds, out: dict):
     import jax.numpy as jnp
     import numpy as np
 
-    from recgoat_jax.train.loop import Trainer
+    from recgoat_jax.batch import Batch
     from recgoat_jax.train.parallel import DataParallel
     from recgoat_jax.train.step import make_train_step, zeros_acc
+    from recgoat_jax.train.trainer import Trainer
 
-    tr = Trainer(_cfg(name), ds, log=lambda *a: None)  # single-device trainer
+    tr = Trainer(_cfg(name), ds)  # single-device trainer
     state0 = tr.init_state()
     names = tr.aux_names(state0)
     b = tr.sampler.epoch(0)
-    host = {"users": b.users, "pos": b.pos, "neg": b.neg, "weight": b.weight}
+    host = Batch(users=b.users, pos=b.pos, neg=b.neg, weight=b.weight)  # numpy [n_steps, B]
     key = jax.random.fold_in(tr.dropout_key, 0)
     dp = DataParallel(tr.cfg.train.batch_size)
 
@@ -216,7 +217,7 @@ def _compare_model(name: str, ds, out: dict):
     step8 = make_train_step(tr.model, tr.tx, donate=False, mesh=dp.mesh)
     runs, compiled = {}, {}
     for tag, step, place, batches in (
-            ("1", step1, lambda t: t, {k: jnp.asarray(v) for k, v in host.items()}),
+            ("1", step1, lambda t: t, Batch.of(host)),
             ("8", step8, dp.replicate, dp.shard_batches(host))):
         state, inputs, losses, first = place(state0), place(tr.inputs), [], None
         # Compiled once through lower() so that the partitioned HLO can be inspected.
@@ -225,7 +226,7 @@ def _compare_model(name: str, ds, out: dict):
         compiled[tag] = step
         for i in range(STEPS):
             state, acc = step(state, place(zeros_acc(names)), inputs, batches, jnp.int32(i), key)
-            losses.append(float(acc["loss"]) / float(np.sum(host["weight"][i])))
+            losses.append(float(acc["loss"]) / float(np.sum(host.weight[i])))
             if i == 0:
                 first = jax.device_get(state.params)
         runs[tag] = (first, jax.device_get(state.params), losses, state)
@@ -250,15 +251,16 @@ def _epoch_loss(tr, step1, host, key, names) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
+    from recgoat_jax.batch import Batch
     from recgoat_jax.train.step import zeros_acc
 
     state = tr.init_state()
     acc = zeros_acc(names)
-    batches = {k: jnp.asarray(v) for k, v in host.items()}
-    for i in range(host["users"].shape[0]):
+    batches = Batch.of(host)
+    for i in range(host.users.shape[0]):
         state, acc = step1(state, acc, tr.inputs, batches, jnp.int32(i), key)
     res = tr.evaluate(state.params)
-    return {"loss": float(acc["loss"]) / float(np.sum(host["weight"])),
+    return {"loss": float(acc["loss"]) / float(np.sum(host.weight)),
             "recall@20": res["valid"]["recall@20"]}
 
 
@@ -287,7 +289,7 @@ def _sharded(out: dict):
     from recgoat_jax.data.synthetic import generate
     from recgoat_jax.errors import ConfigError
     from recgoat_jax.train import sharding
-    from recgoat_jax.train.loop import Trainer
+    from recgoat_jax.train.trainer import Trainer
     from recgoat_jax.train.step import make_train_step, zeros_acc
 
     ds = generate(n_users=203, n_items=118, n_interactions=2500,
@@ -299,7 +301,7 @@ def _sharded(out: dict):
         for mp in (1, N_MODEL):
             cfg = config_lib.replace(_cfg(name), train={"data_parallel": True,
                                                          "model_parallel": mp})
-            tr = Trainer(cfg, ds, log=lambda *a: None)
+            tr = Trainer(cfg, ds)
             state = tr.init_state()
             init = jax.device_get(tr.logical(state.params))
             names = tr.aux_names(state)
@@ -360,7 +362,8 @@ def _sharded_loop(ds) -> dict:
 
     from recgoat_jax import config as config_lib
     from recgoat_jax.train.checkpoint import Checkpoints
-    from recgoat_jax.train.loop import Trainer, train
+    from recgoat_jax.train.loop import train
+    from recgoat_jax.train.trainer import Trainer
 
     def cfg(mp, epochs):
         return config_lib.replace(_cfg("lightgcn"), train={
@@ -368,8 +371,7 @@ def _sharded_loop(ds) -> dict:
             "checkpoint": True})
 
     quiet = dict(dataset=ds, progress=False, log=lambda *a: None)
-    tr1 = Trainer(config_lib.replace(_cfg("lightgcn"), train={"data_parallel": False}), ds,
-                  log=lambda *a: None)
+    tr1 = Trainer(config_lib.replace(_cfg("lightgcn"), train={"data_parallel": False}), ds)
     loop, restored = {}, {}
     with tempfile.TemporaryDirectory() as d:
         for mp in (1, N_MODEL):
@@ -422,7 +424,7 @@ def main() -> None:
     import jax
 
     from recgoat_jax.errors import ConfigError
-    from recgoat_jax.train.loop import Trainer
+    from recgoat_jax.train.trainer import Trainer
 
     import time
 
@@ -441,7 +443,7 @@ def main() -> None:
     _dropout(tr, state0, dp, out)
     lap("dropout")
     try:
-        Trainer(_cfg("lightgcn", batch_size=60, data_parallel=True), ds, log=lambda *a: None)
+        Trainer(_cfg("lightgcn", batch_size=60, data_parallel=True), ds)
         out["nondivisible_error"] = "no error"
     except ConfigError as e:
         out["nondivisible_error"] = f"ConfigError: {e}"

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
+from recgoat_jax.batch import Batch
 from recgoat_jax.train.parallel import batch_sharding, replicated
 from recgoat_jax.train.sharding import crop
 
@@ -48,19 +49,20 @@ def make_train_step(model, tx: optax.GradientTransformation, donate: bool = True
     rows: logical_rows() of the unpadded params (train/sharding.py) when state.params is
     padded: the loss sees crop(params, rows); None: the params are used as they are.
 
-    batches: {"users", "pos", "neg", "weight": [n_steps, B]}; i: int32 scalar step index
-    within the epoch; key: the epoch's PRNG key (folded with the global step for dropout).
+    batches: the epoch, a Batch of [n_steps, B] arrays; i: int32 scalar step index
+    within the epoch (the step trains on batches.row(i)); key: the epoch's PRNG key
+    (folded with the global step for dropout).
     acc: running sums of the loss and its parts over the epoch (weighted by real examples).
     """
 
-    def step(state: TrainState, acc: dict, inputs, batches, i, key):
-        batch = {k: v[i] for k, v in batches.items()}
+    def step(state: TrainState, acc: dict, inputs, batches: Batch, i, key):
+        batch = batches.row(i)
         k = jax.random.fold_in(key, state.step)
         def loss_fn(params):  # grads w.r.t. the stored (padded) params: 0 on pad rows
             return model.loss(params if rows is None else crop(params, rows), inputs, batch, k)
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        n = jnp.sum(batch["weight"])
+        n = jnp.sum(batch.weight)
         new_acc = {"loss": acc["loss"] + loss * n}
         for name in acc:
             if name != "loss":
