@@ -73,7 +73,7 @@ class Trainer:
         # optional model hook (model/base.py): evaluation-time diagnostics on a probe batch
         self.diagnostics_fn = (
             jax.jit(lambda p, x, b: self.model.diagnostics(self.crop(p), x, b))
-            if hasattr(self.model, "diagnostics") else None)
+            if getattr(self.model, "diagnostics", None) is not None else None)
         self._probe: Batch | None = None
 
     def place(self, tree):
