@@ -63,7 +63,7 @@ CMCL_ARGS ?=
 # Every measured step is printed with the time XLA's cost analysis predicts on an H100 and
 # a TPU v5e ("predicted": experiments/roofline.py).
 bench: $(VENV)/.core  ## speed / memory / FLOP benchmarks -> experiments/results/bench_<device>.json, step_breakdown_<device>.json, cmcl_blockwise_<device>.json
-	$(RECGOAT) bench --runs $(BENCH_RUNS) $(ARGS)
+	$(PY) experiments/bench.py --runs $(BENCH_RUNS) $(ARGS)
 	$(PY) experiments/bench_step.py $(STEP_ARGS)
 	$(PY) experiments/bench_cmcl.py $(CMCL_ARGS)
 
@@ -76,7 +76,7 @@ bench-knn: $(VENV)/.core  ## item kNN build, numpy vs xla, Electronics shape -> 
 	$(PY) experiments/bench_knn.py $(KNN_ARGS)
 
 bench-plan: $(VENV)/.core  ## memory model: AOT step memory Baby .. 10M users, checked at 3 sizes -> experiments/results/memory_model.*
-	$(RECGOAT) bench --plan $(ARGS)
+	$(PY) experiments/bench_plan.py $(ARGS)
 
 reproduce-baselines: $(VENV)/.core  ## MF-BPR + LightGCN grids on the real Baby split -> experiments/results/baby_baselines.*
 	$(PY) experiments/reproduce_baselines.py $(ARGS)

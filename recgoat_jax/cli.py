@@ -7,7 +7,8 @@ is the same). Every subcommand also has its own module entry point, with the sam
   recommend  python -m recgoat_jax.recommend      top-K lists from a run's checkpoint
   report     (recgoat_jax/report.py)              compare run directories
   demo       (recgoat_jax/data/load.py)           write / regenerate the demo dataset
-  bench      experiments/bench.py                 benchmarks (needs a source checkout)
+
+Benchmarks are scripts of a source checkout, not commands: `make bench` (experiments/).
 
 Shared flag names: --dataset NAME_OR_DIR, --root DIR (where named datasets live, default
 data or $RECGOAT_DATA_ROOT), -q/--quiet (warnings and errors only, no progress bars),
@@ -24,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -48,15 +47,6 @@ DEMO_EPILOG = """examples:
   recgoat demo                        # data/demo/ (once; kept while current)
   recgoat demo --force --root /tmp/d  # regenerate /tmp/d/demo/
 Other synthetic shapes: python -m recgoat_jax.data.synthetic --help."""
-
-BENCH_EPILOG = """examples:
-  recgoat bench --runs baby:lightgcn
-  recgoat bench --help-bench          # the benchmark script's own flags
-  recgoat bench --plan                # memory model: AOT-compiled step, Baby .. 10M users
-                                      # (experiments/bench_plan.py; --plan --help for flags)
-Runs experiments/bench.py of a source checkout (the benchmark scripts are not installed
-with the package); every other argument is passed to it."""
-
 
 # ------------------------------------------------------------------------------ demo
 
@@ -89,36 +79,9 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return add_verbosity(p)
 
 
-# ----------------------------------------------------------------------------- bench
-
-
-def bench_script() -> Path | None:
-    """experiments/bench.py of the source checkout this package runs from, else of the
-    current directory; None when neither exists (an installed package without a checkout)."""
-    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
-        script = root / "experiments" / "bench.py"
-        if script.is_file():
-            return script
-    return None
-
-
-def cmd_bench(args) -> int:
-    script = bench_script()
-    if script is None:
-        raise UserError("recgoat bench needs a source checkout (experiments/bench.py is not "
-                        "installed with the package): run it from the repository's directory")
-    rest = ["--help" if a == "--help-bench" else a for a in args.bench_args]
-    if rest[:1] == ["--plan"]:  # the memory model, experiments/bench_plan.py
-        script, rest = script.with_name("bench_plan.py"), rest[1:]
-    root = script.parents[1]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    return subprocess.call([sys.executable, str(script), *rest], cwd=root, env=env)
-
-
 # ------------------------------------------------------------------------------ main
 
-COMMANDS = ("train", "data", "features", "recommend", "report", "demo", "bench")
+COMMANDS = ("train", "data", "features", "recommend", "report", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,12 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("demo", "write / regenerate the built-in demo dataset",
         "Write the built-in synthetic demo dataset (deterministic) into <root>/demo/.",
         DEMO_EPILOG, add_demo_arguments, lambda a: run_command(cmd_demo, a))
-    b = sub.add_parser("bench", help="speed / memory benchmarks (needs a source checkout)",
-                       description="Benchmarks: runs experiments/bench.py.",
-                       epilog=BENCH_EPILOG, formatter_class=HelpFormatter)
-    b.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="ARGS",
-                   help="arguments of experiments/bench.py")
-    b.set_defaults(run=lambda a: run_command(cmd_bench, a))
     return ap
 
 
@@ -165,10 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the process's own command line: set up its allocator first
         hostmem.reexec_tuned()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"] and argv[1:] not in (["-h"], ["--help"]):
-        # everything after `bench` belongs to experiments/bench.py (argparse's REMAINDER
-        # does not take arguments that look like options)
-        return run_command(cmd_bench, argparse.Namespace(bench_args=argv[1:]))
     args = build_parser().parse_args(argv)
     return args.run(args)
 

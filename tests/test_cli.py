@@ -52,11 +52,12 @@ def test_help_shows_defaults(command, flag, default, capsys):
     assert default in opts[opts.index(flag + " "):opts.index(flag + " ") + 160]
 
 
-def test_top_level_help_lists_the_seven_commands():
+def test_top_level_help_lists_the_six_commands():
     r = _run("--help")
     assert r.returncode == 0
-    for c in ("train", "data", "features", "recommend", "report", "demo", "bench"):
+    for c in ("train", "data", "features", "recommend", "report", "demo"):
         assert f"    {c} " in r.stdout
+    assert "    bench " not in r.stdout  # benchmarks: experiments/ scripts, `make bench`
 
 
 def test_dispatch_reaches_each_command(monkeypatch):
@@ -91,19 +92,12 @@ def test_old_flag_names_still_parse():
     assert a.encoder_old == "m" and a.encoder is None
 
 
-def test_bench_without_checkout_is_one_line(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "bench_script", lambda: None)
-    assert cli.main(["bench", "--runs", "baby:mf"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "needs a source checkout" in err[0]
-
-
-def test_bench_passes_its_arguments(monkeypatch):
-    got = {}
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: got.setdefault("cmd", cmd) and 0)
-    assert cli.main(["bench", "--runs", "baby:mf", "--steps", "2"]) == 0
-    assert got["cmd"][1].endswith("experiments/bench.py")
-    assert got["cmd"][2:] == ["--runs", "baby:mf", "--steps", "2"]
+def test_bench_is_not_a_command(capsys):
+    """The package runs nothing of experiments/: benchmarks are `make bench`."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bench", "--runs", "baby:mf"])
+    assert e.value.code == 2
+    assert "invalid choice: 'bench'" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 # ---------------------------------------------------------------- did you mean
@@ -503,9 +497,6 @@ def test_wheel_installs_and_trains(tmp_path):
     res = json.loads((run / "results.json").read_text())
     assert res["model"] == "recgoat" and res["epochs_run"] == 1
     assert 0.0 <= res["test"]["recall@20"] <= 1.0
-    r = subprocess.run([sys.executable, "-c", code, str(site), "bench"], cwd=work, env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "needs a source checkout" in r.stderr
     # an installed package (no checkout) is told the recgoat commands, not make targets
     r = subprocess.run([sys.executable, "-c", code, str(site), "train", "--dataset", "bbay"],
                        cwd=work, env=env, capture_output=True, text=True, timeout=120)
