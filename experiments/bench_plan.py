@@ -1,4 +1,4 @@
-"""Memory model of the train step (recgoat_jax/train/memory.py), and its check.
+"""Memory model of the train step (experiments/memory_model.py), and its check.
 
   plan     compile (AOT, abstract shapes, nothing allocated) the step of each model at
            each scale (Baby ... 10M users x 1M items) on 1 device, on 8 devices with
@@ -36,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
 
 from recgoat_jax import hostmem  # noqa: E402  (no JAX import)
 
@@ -56,7 +57,7 @@ def _cfg(model: str, dim: int, batch: int):
 
 
 def _scale(name: str, model: str):
-    from recgoat_jax.train import memory
+    import memory_model as memory
 
     s = memory.SCALES[name]
     if model in ("recgoat", "freedom"):
@@ -86,7 +87,7 @@ def _status_kb(field: str) -> int:
 def child_plan(args) -> None:
     import jax
 
-    from recgoat_jax.train import memory
+    import memory_model as memory
 
     rows = []
     for model in args.models.split(","):
@@ -109,7 +110,7 @@ def child_measure(args) -> None:
 
     import jax
 
-    from recgoat_jax.train import memory
+    import memory_model as memory
 
     cfg = _cfg("lightgcn", args.dim, args.batch)
     r = memory.plan_step(cfg, _scale(args.scales, "lightgcn"), jax.devices()[:1], 1)

@@ -1,4 +1,4 @@
-"""The memory model (train/memory.py): the AOT-compiled step's per-device bytes add up
+"""The memory model (experiments/memory_model.py): the AOT-compiled step's per-device bytes add up
 to the arrays it is given, shrink with sharded tables, and predict the measured peak."""
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import jax
 import pytest
 
 from recgoat_jax import config as config_lib
-from recgoat_jax.train import memory
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+import memory_model as memory  # noqa: E402  (a benchmark tool: experiments/, not the package)
+
 SMALL = memory.Scale("small", 3_000, 1_000, 20_000)
 D = 32
 
@@ -62,9 +64,10 @@ def _child(code: str, n_dev: int) -> dict:
 @pytest.mark.slow  # 2 compiles on 8 CPU devices (~15 s)
 def test_sharded_tables_cut_state_per_device():
     r = _child("""
-import json, jax
+import json, sys, jax
+sys.path.insert(0, "experiments")
 from recgoat_jax import config as config_lib
-from recgoat_jax.train import memory
+import memory_model as memory
 cfg = config_lib.make_config(None, [], model={"name": "lightgcn", "dim": 32},
                              train={"batch_size": 512})
 s = memory.Scale("small", 3_000, 1_000, 20_000)

@@ -1,5 +1,6 @@
 """Memory model of the train step: compile it ahead of time for abstract shapes (nothing
-allocated) and read the per-device bytes from XLA.
+allocated) and read the per-device bytes from XLA. Used by experiments/bench_plan.py
+(make bench-plan) and tests/test_memory.py.
 
 plan_step(cfg, scale, devices, model_parallel) ->
   params_bytes, opt_bytes, inputs_bytes, batches_bytes   per device, from the shardings
@@ -24,13 +25,14 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from recgoat_jax.batch import Batch
 from recgoat_jax.graphs.inputs import model_inputs, shapes_of
 from recgoat_jax.model.registry import build_model
 from recgoat_jax.train import sharding as sharding_lib
 from recgoat_jax.train.checkpoint import tree_key
 from recgoat_jax.train.parallel import make_mesh, replicated
+from recgoat_jax.train.builder import optimizer
 from recgoat_jax.train.step import init_state, make_train_step, zeros_acc
 
 
@@ -101,18 +103,15 @@ def plan_step(cfg, scale: Scale, devices, model_parallel: int = 1) -> dict:
     """Compiles the train step for `scale` on `devices` (a mesh of len(devices) /
     model_parallel x model_parallel; one device: plain jit) without running it."""
     model, inputs, _ = abstract_inputs(cfg, scale)
-    tx = optax.adam(cfg.train.lr)
+    tx = optimizer(cfg)
     key = jax.random.PRNGKey(0)
     logical = jax.eval_shape(lambda k, x: init_state(model.init(k, x), tx), key, inputs)
     # as the Trainer stores it: tables padded to a multiple of M rows (train/sharding.py)
     state = sharding_lib.pad(logical, model_parallel)
     B = cfg.train.batch_size
     n_steps = math.ceil(scale.n_train / B)  # the loop puts the whole epoch on device
-    batches = {k: jax.ShapeDtypeStruct((n_steps, B), jnp.int32) for k in ("users", "pos", "neg")}
-    batches["weight"] = jax.ShapeDtypeStruct((n_steps, B), jnp.float32)
-    _, aux = jax.eval_shape(model.loss, logical.params, inputs,
-                            {k: jax.ShapeDtypeStruct((B,), v.dtype) for k, v in batches.items()},
-                            key)
+    batches = Batch.shaped(n_steps, B)
+    _, aux = jax.eval_shape(model.loss, logical.params, inputs, Batch.shaped(B), key)
     acc = jax.eval_shape(lambda: zeros_acc(tuple(sorted(aux))))
     mesh = make_mesh(list(devices), model_parallel)
     rep = replicated(mesh)
