@@ -53,6 +53,7 @@ from recgoat_jax.model import alignment  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "experiments"))
 import roofline  # noqa: E402
+import allocator  # noqa: E402  (--malloc)
 from bench_step import cost, matmul_peak  # noqa: E402
 
 FEATURE_DIMS = {"image": 4096, "text": 384}
@@ -278,11 +279,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="default experiments/results/cmcl_blockwise_<platform>.json")
     args = ap.parse_args(argv)
     if argv is None:  # run as a script: the allocator must be set before the process starts
-        if args.malloc == "system":
-            hostmem.reexec_system()
-        else:
-            os.environ[hostmem.OPT_OUT] = args.malloc
-            hostmem.reexec_tuned()
+        allocator.choose(args.malloc)
     command = shlex.join(["python", "experiments/bench_cmcl.py",
                           *(sys.argv[1:] if argv is None else argv)])
     from recgoat_jax.train.loop import versions

@@ -68,6 +68,7 @@ from recgoat_jax.train.step import make_train_step, zeros_acc  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "experiments"))
 import roofline  # noqa: E402  (predicted accelerator times from the cost analysis)
+import allocator  # noqa: E402  (--malloc)
 
 FEATURE_DIMS = {"image": 4096, "text": 384}
 
@@ -163,11 +164,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="default experiments/results/step_breakdown_<platform>.json")
     args = ap.parse_args(argv)
     if argv is None:  # run as a script: the allocator must be set before the process starts
-        if args.malloc == "system":
-            hostmem.reexec_system()
-        else:
-            os.environ[hostmem.OPT_OUT] = args.malloc
-            hostmem.reexec_tuned()
+        allocator.choose(args.malloc)
     command = shlex.join(["python", "experiments/bench_step.py",
                           *(sys.argv[1:] if argv is None else argv)])
     t0, load_start = time.perf_counter(), os.getloadavg()

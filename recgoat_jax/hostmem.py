@@ -65,15 +65,7 @@ def reexec_tuned() -> None:
               "default), 'tuned' or 'system'", file=sys.stderr)
         sys.exit(2)
     if wanted():
-        _reexec({**os.environ, "GLIBC_TUNABLES": TUNABLES})
-
-
-def reexec_system() -> None:
-    """Undo reexec_tuned for this process (benchmarks comparing both): re-execute without
-    GLIBC_TUNABLES, with RECGOAT_MALLOC=system, if it holds exactly TUNABLES."""
-    if os.environ.get("GLIBC_TUNABLES") == TUNABLES:
-        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-        _reexec({**env, OPT_OUT: "system"})
+        reexec({**os.environ, "GLIBC_TUNABLES": TUNABLES})
 
 
 def setting() -> dict:
@@ -83,7 +75,9 @@ def setting() -> dict:
             else "user GLIBC_TUNABLES", "GLIBC_TUNABLES": tunables}
 
 
-def _reexec(env: dict) -> None:
+def reexec(env: dict) -> None:
+    """Re-execute this Python process (same interpreter and arguments) with environment
+    `env`; never returns, except in an embedded interpreter (no command line to repeat)."""
     argv = list(getattr(sys, "orig_argv", []))
     if not argv:  # embedded interpreters: nothing safe to re-execute
         return
