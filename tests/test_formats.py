@@ -132,6 +132,25 @@ def test_features_loaded_cast_and_named_by_prefix(tmp_path, mmrec_dir):
     assert list(only.item_features) == ["text"] and only.user_features is None
 
 
+def test_user_feature_source_from_user_feat_json(mmrec_dir):
+    import json
+    np.save(mmrec_dir / "user_feat.npy", np.ones((4, 3), np.float32))
+    assert read_dataset(mmrec_dir).user_feature_source is None  # no user_feat.json
+    meta = mmrec_dir / "user_feat.json"
+    for sources, want in [({"user_text": 1, "template_profile": 3}, "user_text"),
+                          ({"user_text": 0, "template_profile": 4}, "template_profile"),
+                          ({"llm_profile": 3, "template_profile": 1}, "llm_profile"),
+                          ({}, None)]:
+        meta.write_text(json.dumps({"sources": sources}))
+        ds = read_dataset(mmrec_dir)
+        assert ds.user_feature_source == want
+        assert ds.summary().endswith(f"user features: 3 ({want})" if want else "user features: 3")
+    meta.write_text("[1, 2]")
+    with pytest.raises(DataError, match=r"user_feat.json: not a JSON object with a 'sources' "
+                                        r"mapping \(written by recgoat features\)"):
+        read_dataset(mmrec_dir)
+
+
 def test_load_dataset_by_name_and_path(tmp_path, mmrec_dir):
     ds = load_dataset(DataConfig(dataset="tiny", root=str(tmp_path)))
     assert ds.name == "tiny" and ds.train.nnz == 8

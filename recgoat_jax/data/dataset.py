@@ -65,7 +65,9 @@ class Dataset:
 
     train/valid/test: CSR over users; n_users/n_items cover the whole id range.
     item_features: modality name -> [n_items, d_m] float array (e.g. "text", "image").
-    user_features: [n_users, d_u] or None (embedded LLM preference profiles).
+    user_features: [n_users, d_u] or None (embedded user text or profiles).
+    user_feature_source: where those rows came from ("user_text", "template_profile",
+      "llm_profile"; data/formats.py read_user_feature_source), None when unknown.
     report: what loading noticed (dropped rows, duplicates, ...), for logs.
     """
 
@@ -77,6 +79,7 @@ class Dataset:
     test: CSR
     item_features: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     user_features: np.ndarray | None = None
+    user_feature_source: str | None = None
     report: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
     def split(self, name: str) -> CSR:
@@ -87,6 +90,8 @@ class Dataset:
     def summary(self) -> str:
         feats = ", ".join(f"{k} {v.shape[1]}" for k, v in self.item_features.items()) or "none"
         user = "none" if self.user_features is None else str(self.user_features.shape[1])
+        if self.user_feature_source:
+            user += f" ({self.user_feature_source})"
         return (
             f"{self.name}: {self.n_users} users, {self.n_items} items, "
             f"train {self.train.nnz} / valid {self.valid.nnz} / test {self.test.nnz}; "

@@ -40,6 +40,7 @@ Nothing else is dropped. A split with no rows (before or after that drop) is an 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -294,6 +295,25 @@ def read_user_features(
     return _read_feature(p, n_users, f"n_users = max user id + 1 = {n_users}{src}")
 
 
+def read_user_feature_source(directory: str | Path) -> str | None:
+    """Where user_feat.npy's rows came from, by user_feat.json (`recgoat features`):
+    "user_text" when any row embeds real user text (a users file), else the source of
+    most rows ("template_profile", "llm_profile"); None without that file (e.g. MMRec's
+    folders), or when it says nothing of its sources."""
+    p = Path(directory) / "user_feat.json"
+    if not p.is_file():
+        return None
+    try:
+        sources = json.loads(p.read_text()).get("sources") or {}
+    except (ValueError, AttributeError):
+        raise DataError(f"{p}: not a JSON object with a 'sources' mapping (written by "
+                        f"recgoat features); rebuild it or delete it") from None
+    counts = {k: v for k, v in sources.items() if isinstance(v, int) and v > 0}
+    if not counts:
+        return None
+    return "user_text" if "user_text" in counts else max(counts, key=counts.get)
+
+
 # ----------------------------------------------------------------------------- assembly
 
 
@@ -418,6 +438,7 @@ def _assemble(
     item_feats = read_item_features(directory, n_items, modalities, size_source)
     user_feats = read_user_features(directory, n_users, size_source) if user_features else None
     report = {"layout": layout, "files": list(files), **report}
+    user_source = read_user_feature_source(directory) if user_feats is not None else None
     return Dataset(
         name=name,
         n_users=n_users,
@@ -427,5 +448,6 @@ def _assemble(
         test=test,
         item_features=item_feats,
         user_features=user_feats,
+        user_feature_source=user_source,
         report=report,
     )
