@@ -50,8 +50,12 @@ def _assert_close(got, ref):
 
 # (B, tile rows, tile columns): one strip (the default tile for B <= 4096), tiles that
 # divide B, ragged last row and column tiles, a 1-row batch, tiles wider than B
-CASES = [(100, 128, 4096), (64, 16, 32), (100, 32, 48), (257, 64, 100), (1, 128, 4096),
-         (50, 7, 1000)]
+# make test-fast keeps the default strip and the ragged tiles (each case compiles its own
+# programs: ~1.3-1.9 s on a cold compile cache)
+_SLOW = pytest.mark.slow
+CASES = [(100, 128, 4096), pytest.param(64, 16, 32, marks=_SLOW), (100, 32, 48),
+         pytest.param(257, 64, 100, marks=_SLOW), pytest.param(1, 128, 4096, marks=_SLOW),
+         pytest.param(50, 7, 1000, marks=_SLOW)]
 
 
 @pytest.mark.parametrize("b,br,bc", CASES)
