@@ -53,10 +53,10 @@ Generative model
 Speed (2 busy CPU cores): demo ~1 s; Electronics shape with 384 + 4096-d features
 ~25 s and ~1.5 GB peak memory (features are made in row blocks).
 
-Code: the sampling of interactions is synthetic_sample.py, the features
-synthetic_features.py, the k-core / ids / split data/preprocess.py (shared with the
-raw-dump builder), the .inter writer data/inter.py; this module calibrates, assembles
-and writes. CLI: ``python -m recgoat_jax.data.synthetic --help``.
+Code: the sampling of interactions and its calibration to the targets is
+synthetic_sample.py, the features synthetic_features.py, the k-core / ids / split
+data/preprocess.py (shared with the raw-dump builder), the .inter writer data/inter.py;
+this module assembles and writes. CLI: ``python -m recgoat_jax.data.synthetic --help``.
 """
 
 from __future__ import annotations
@@ -73,10 +73,10 @@ import numpy as np
 from recgoat_jax.cliutil import add_verbosity, configure_logging, log_level
 from recgoat_jax.data.dataset import CSR, Dataset
 from recgoat_jax.data.inter import write_inter
-from recgoat_jax.data.preprocess import compact_ids, k_core, split_per_user
+from recgoat_jax.data.preprocess import split_per_user
 from recgoat_jax.data.synthetic_features import (NOISE, cluster_centres, content_factors,
                                                  item_features, nonlinear_view)
-from recgoat_jax.data.synthetic_sample import Progress, sample, say
+from recgoat_jax.data.synthetic_sample import Progress, calibrated_core, say
 
 log = logging.getLogger(__name__)
 
@@ -102,93 +102,10 @@ DEMO_PARAMS: dict = dict(
     name="demo",
 )
 
-_CALIBRATION_PASSES = 4  # generate at most this often to land near the targets
-_CALIBRATION_TOL = 0.02
-_PILOT_INTERACTIONS = 400_000
 USER_PROFILES = ("taste", "history")
 
 
-
 # ----------------------------------------------------------------------------- generate
-
-
-def _core(seed, n_users, n_items, n_interactions, min_count, progress):
-    users, items, lat = sample(seed, n_users, n_items, n_interactions, min_count, progress)
-    keep = k_core(users, items, min_count)
-    # contiguous ids, in the order of the old ones
-    users, u_present = compact_ids(users[keep], order="sorted")
-    items, present = compact_ids(items[keep], order="sorted")
-    truth = {"pop_cluster": np.bincount(lat["cluster"], weights=lat["pop"],
-                                        minlength=lat["n_clusters"]),
-             **{k: lat[k][present] for k in ("item_f", "cluster", "pop")},
-             **{k: lat[k][u_present] for k in ("favs", "w", "user_f")}}
-    return users.astype(np.int64), items.astype(np.int64), truth
-
-
-
-
-def _next_density(hist: list[tuple[float, float, float, float]], k: int, target: float) -> float:
-    """Next input density (k=0 per user, 1 per item): secant on (in, out), else a shift."""
-    x1, y1 = hist[-1][k], hist[-1][k + 2]
-    step = target - y1  # out ~ in + const
-    if len(hist) > 1:
-        x0, y0 = hist[-2][k], hist[-2][k + 2]
-        if abs(x1 - x0) > 1e-9:
-            slope = (y1 - y0) / (x1 - x0)
-            if 0.2 < slope < 5.0:
-                step = (target - y1) / slope
-    return max(x1 + step, 1.0)
-
-
-def _calibrated_core(seed, targets, min_count, calibrate, progress):
-    """Interactions after the k-core, with inputs corrected to land near the targets.
-
-    The k-core keeps most users but drops sparse items, so the output densities
-    (interactions per user a, per item b) exceed the input ones, by roughly a constant.
-    Solve output density = target for the input densities (a shift, then secant steps);
-    the scale follows from the share of interactions kept. The densities barely depend
-    on the scale, so big shapes calibrate on a pilot of ~_PILOT_INTERACTIONS and then
-    generate once at full size.
-    """
-    n_users, n_items, n_interactions = targets
-    a_t, b_t = n_interactions / n_users, n_interactions / n_items
-    scale = min(1.0, _PILOT_INTERACTIONS / n_interactions) if calibrate else 1.0
-    state = {"a": a_t, "b": b_t, "kept_x": 1.0}
-    hist: list[tuple[float, float, float, float]] = []  # (a_in, b_in, a_out, b_out)
-
-    def run(x_t: float, label: str):
-        x_in = x_t / state["kept_x"]
-        inputs = (max(1, round(x_in / state["a"])), max(1, round(x_in / state["b"])),
-                  max(1, round(x_in)))
-        say(progress, f"  {label}: inputs {inputs[0]:,} users, {inputs[1]:,} items, "
-             f"{inputs[2]:,} interactions")
-        out = _core(seed, *inputs, min_count, progress)
-        got = (int(out[0].max()) + 1, int(out[1].max()) + 1, len(out[0])) if len(out[0]) else None
-        if got:
-            say(progress, f"    {min_count}-core kept {got[0]:,} users, {got[1]:,} items, "
-                 f"{got[2]:,} interactions")
-        return out, inputs, got
-
-    def update(inputs, got):
-        hist.append((state["a"], state["b"], got[2] / got[0], got[2] / got[1]))
-        state["a"] = _next_density(hist, 0, a_t)
-        state["b"] = _next_density(hist, 1, b_t)
-        state["kept_x"] = got[2] / inputs[2]
-
-    passes = _CALIBRATION_PASSES if calibrate else 1
-    goal = [t * scale for t in targets]
-    for attempt in range(passes):
-        label = f"pilot pass {attempt + 1}" if scale < 1.0 else f"pass {attempt + 1}"
-        out, inputs, got = run(n_interactions * scale, label)
-        if got is None:
-            return out
-        if all(abs(g / t - 1) <= _CALIBRATION_TOL for g, t in zip(got, goal)):
-            break
-        if scale < 1.0 or attempt + 1 < passes:
-            update(inputs, got)
-    if scale < 1.0:
-        out, _, _ = run(n_interactions, "final pass")
-    return out
 
 
 def generate(
@@ -255,7 +172,7 @@ def generate_with_truth(
         raise ValueError("n_users, n_items, n_interactions must be > 0 and min_count >= 3")
     t0 = time.perf_counter()
     targets = (n_users, n_items, n_interactions)
-    users, items, truth = _calibrated_core(seed, targets, min_count, calibrate, progress)
+    users, items, truth = calibrated_core(seed, targets, min_count, calibrate, progress)
     item_f = truth["item_f"]
     if len(users) == 0:
         raise ValueError(

@@ -1,6 +1,7 @@
 """The demo generator's interactions (data/synthetic.py has the generative model in its
-docstring): the hidden state (clusters, item / user factors, popularity) and the
-vectorised sampling-importance-resampling of each user's items, before any filtering."""
+docstring): the hidden state (clusters, item / user factors, popularity), the vectorised
+sampling-importance-resampling of each user's items, and the k-core and calibration
+passes that bring the filtered sizes near the targets (calibrated_core)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import math
 from typing import Callable
 
 import numpy as np
+
+from recgoat_jax.data.preprocess import compact_ids, k_core
 
 _LATENT_DIM = 16
 _ITEMS_PER_CLUSTER = 50
@@ -21,6 +24,9 @@ _USER_NOISE = 0.5
 _CAND_MULT = 4  # candidates per interaction
 _FAV_SLOTS = 64
 _CAND_BLOCK = 1 << 20  # candidates processed at a time
+CALIBRATION_PASSES = 4  # generate at most this often to land near the targets
+CALIBRATION_TOL = 0.02
+PILOT_INTERACTIONS = 400_000
 
 Progress = Callable[[str], None] | None
 
@@ -167,3 +173,82 @@ def sample(
     say(progress, f"  sampled {len(users):,} interactions for {n_users:,} users, "
          f"{n_items:,} items")
     return users, items, lat
+
+
+def core(seed, n_users, n_items, n_interactions, min_count, progress):
+    """(users, items) of the sampled interactions after the min_count-core, ids made
+    contiguous, and the hidden state behind them in those ids."""
+    users, items, lat = sample(seed, n_users, n_items, n_interactions, min_count, progress)
+    keep = k_core(users, items, min_count)
+    # contiguous ids, in the order of the old ones
+    users, u_present = compact_ids(users[keep], order="sorted")
+    items, present = compact_ids(items[keep], order="sorted")
+    truth = {"pop_cluster": np.bincount(lat["cluster"], weights=lat["pop"],
+                                        minlength=lat["n_clusters"]),
+             **{k: lat[k][present] for k in ("item_f", "cluster", "pop")},
+             **{k: lat[k][u_present] for k in ("favs", "w", "user_f")}}
+    return users.astype(np.int64), items.astype(np.int64), truth
+
+
+def next_density(hist: list[tuple[float, float, float, float]], k: int, target: float) -> float:
+    """Next input density (k=0 per user, 1 per item): secant on (in, out), else a shift."""
+    x1, y1 = hist[-1][k], hist[-1][k + 2]
+    step = target - y1  # out ~ in + const
+    if len(hist) > 1:
+        x0, y0 = hist[-2][k], hist[-2][k + 2]
+        if abs(x1 - x0) > 1e-9:
+            slope = (y1 - y0) / (x1 - x0)
+            if 0.2 < slope < 5.0:
+                step = (target - y1) / slope
+    return max(x1 + step, 1.0)
+
+
+def calibrated_core(seed, targets, min_count, calibrate, progress):
+    """Interactions after the k-core, with inputs corrected to land near the targets.
+
+    The k-core keeps most users but drops sparse items, so the output densities
+    (interactions per user a, per item b) exceed the input ones, by roughly a constant.
+    Solve output density = target for the input densities (a shift, then secant steps);
+    the scale follows from the share of interactions kept. The densities barely depend
+    on the scale, so big shapes calibrate on a pilot of ~PILOT_INTERACTIONS and then
+    generate once at full size.
+    """
+    n_users, n_items, n_interactions = targets
+    a_t, b_t = n_interactions / n_users, n_interactions / n_items
+    scale = min(1.0, PILOT_INTERACTIONS / n_interactions) if calibrate else 1.0
+    state = {"a": a_t, "b": b_t, "kept_x": 1.0}
+    hist: list[tuple[float, float, float, float]] = []  # (a_in, b_in, a_out, b_out)
+
+    def run(x_t: float, label: str):
+        x_in = x_t / state["kept_x"]
+        inputs = (max(1, round(x_in / state["a"])), max(1, round(x_in / state["b"])),
+                  max(1, round(x_in)))
+        say(progress, f"  {label}: inputs {inputs[0]:,} users, {inputs[1]:,} items, "
+             f"{inputs[2]:,} interactions")
+        out = core(seed, *inputs, min_count, progress)
+        got = (int(out[0].max()) + 1, int(out[1].max()) + 1, len(out[0])) if len(out[0]) else None
+        if got:
+            say(progress, f"    {min_count}-core kept {got[0]:,} users, {got[1]:,} items, "
+                 f"{got[2]:,} interactions")
+        return out, inputs, got
+
+    def update(inputs, got):
+        hist.append((state["a"], state["b"], got[2] / got[0], got[2] / got[1]))
+        state["a"] = next_density(hist, 0, a_t)
+        state["b"] = next_density(hist, 1, b_t)
+        state["kept_x"] = got[2] / inputs[2]
+
+    passes = CALIBRATION_PASSES if calibrate else 1
+    goal = [t * scale for t in targets]
+    for attempt in range(passes):
+        label = f"pilot pass {attempt + 1}" if scale < 1.0 else f"pass {attempt + 1}"
+        out, inputs, got = run(n_interactions * scale, label)
+        if got is None:
+            return out
+        if all(abs(g / t - 1) <= CALIBRATION_TOL for g, t in zip(got, goal)):
+            break
+        if scale < 1.0 or attempt + 1 < passes:
+            update(inputs, got)
+    if scale < 1.0:
+        out, _, _ = run(n_interactions, "final pass")
+    return out
