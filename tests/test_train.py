@@ -108,6 +108,27 @@ def test_recgoat_step_is_deterministic(tiny, extra):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def test_batch_rows_fields_and_shapes():
+    """The epoch on device is one Batch of [n_steps, B]; row(i) is step i's [B] batch."""
+    from recgoat_jax.batch import Batch
+    from recgoat_jax.data.sampler import EpochBatches
+
+    ids = np.arange(6, dtype=np.int32).reshape(2, 3)  # 2 steps of B = 3
+    epoch = Batch.of(EpochBatches(ids, ids + 10, ids + 20,
+                                  np.array([[1, 1, 1], [1, 0, 0]], np.float32)))
+    step1 = epoch.row(1)
+    assert step1.users.tolist() == [3, 4, 5] and step1.neg.tolist() == [23, 24, 25]
+    assert step1.weight.tolist() == [1.0, 0.0, 0.0] and step1.users.dtype == np.int32
+    assert step1["pos"] is step1.pos  # the dict-style read of model code
+    with pytest.raises(KeyError):
+        step1["row"]
+    # a pytree: jit sees four arrays; shaped() gives the abstract form of any lead dims
+    assert len(jax.tree_util.tree_leaves(epoch)) == 4
+    abstract = Batch.shaped(2, 3)
+    assert abstract.users.shape == (2, 3) and abstract.weight.dtype == np.float32
+    assert jax.jit(lambda b, i: b.row(i).pos.sum())(epoch, 0) == 10 + 11 + 12
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "recgoat_jax.train", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120,
