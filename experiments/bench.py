@@ -141,14 +141,13 @@ def child_run(spec: dict) -> dict:
     cfg = config_lib.make_config(
         None, [],
         data={"root": spec["data_root"]},
-        model={"name": model, "dim": spec["dim"], "gat_heads": heads,
-               **({"gat_impl": spec["gat_impl"]} if model == "recgoat" else {})},
+        model={"name": model, "dim": spec["dim"],
+               **({"gat_heads": heads} if model == "recgoat" else {})},
         train={"batch_size": spec["batch_size"], "checkpoint": False, "mixed_precision": mp,
                "data_parallel": spec["data_parallel"], "seed": spec["seed"]},
         eval={"batch_users": spec["eval_batch_users"]})
     res["mixed_precision"] = bool(mp)
     res["data_parallel"] = spec["data_parallel"]
-    res["gat_impl"] = spec.get("gat_impl")
 
     t = time.perf_counter()
     tr = Trainer(cfg, ds)
@@ -253,9 +252,6 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=2048)
     ap.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto",
                     help="bf16 feature projections; auto = on for GPU/TPU, off on CPU")
-    ap.add_argument("--gat-impl", choices=("csr", "segment"), default="csr",
-                    help="RecGOAT model.gat_impl: csr (default) or segment (the earlier form); "
-                    "experiments/bench_step.py times both side by side")
     ap.add_argument("--data-parallel", action="store_true",
                     help="train.data_parallel: split the batch over all devices")
     ap.add_argument("--eval-runs", type=int, default=2,
@@ -300,7 +296,6 @@ def main(argv=None) -> int:
         spec = {"shape": shape, "model": model, "dim": args.dim, "steps": args.steps,
                 "batch_size": args.batch_size, "mixed_precision": args.mixed_precision,
                 "data_parallel": args.data_parallel, "eval_runs": args.eval_runs,
-                "gat_impl": args.gat_impl,
                 "eval_repeat_max_s": args.eval_repeat_max_s,
                 "eval_batch_users": args.eval_batch_users,
                 "user_feature_dim": args.user_feature_dim, "trace": args.trace,

@@ -1,5 +1,5 @@
-"""RecGOAT's train step, today's vs the earlier formulation side by side, and its cost
-per part, in ONE process (so ratios are measured on one machine state).
+"""RecGOAT's train step, variants side by side, and its cost per part, in ONE process
+(so ratios are measured on one machine state).
 
 On generated data of a published shape (default Amazon Baby: 19,400 users, 7,038 items,
 4096-d image + 384-d text features; recgoat_jax.data.synthetic.SHAPES), RecGOAT at
@@ -7,9 +7,10 @@ On generated data of a published shape (default Amazon Baby: 19,400 users, 7,038
 experiments/bench.py runs), it measures:
 
   peak     dense matmul FLOP/s (f32; and bf16 on accelerators), same process
-  step     the whole jitted train step (train/step.py) under each model.gat_impl in
-           --impls (default csr = today's, segment = the earlier per-edge form; a +bf16
-           suffix turns train.mixed_precision on for that step, +nodrop sets dropout 0),
+  step     the whole jitted train step (train/step.py) for each spec in --impls (csr:
+           the CSR GAT aggregation, the only one since issue 23 (the per-edge form timed
+           before is the tests' reference, tests/gat_reference.py); a +bf16 suffix turns
+           train.mixed_precision on for that step, +nodrop sets dropout 0),
            steps interleaved A B A B ... so load changes hit both; median step time, XLA
            cost analysis (FLOPs, bytes accessed), FLOP/s and its fraction of the peak (bf16
            steps: of the bf16 peak), and the ratio of the medians (each other's time / the
@@ -30,7 +31,7 @@ experiments/bench.py runs), it measures:
     python experiments/bench_step.py                          # Baby, d 800, B 4096
     python experiments/bench_step.py --shape sports --dim 600 --steps 3
     python experiments/bench_step.py --set train.lambda_cl=0.032 --set train.lambda_ot=0.1
-    python experiments/bench_step.py --impls csr,segment,csr+bf16,csr+nodrop
+    python experiments/bench_step.py --impls csr,csr+bf16,csr+nodrop
 
 Results: experiments/results/step_breakdown_<platform>.json (machine, versions, command).
 """
@@ -62,7 +63,7 @@ from recgoat_jax.model import recgoat_loss  # noqa: E402
 from recgoat_jax.model.fusion import fusion_factory  # noqa: E402
 from recgoat_jax.model.gat import GATLayer, ModalityEncoder, graph_from_edges  # noqa: E402
 from recgoat_jax.model.lightgcn import propagate  # noqa: E402
-from recgoat_jax.model.recgoat import build  # noqa: E402
+from recgoat_jax.model.recgoat import NetOutput, build  # noqa: E402
 from recgoat_jax.train.loop import Trainer, versions  # noqa: E402
 from recgoat_jax.train.step import make_train_step, zeros_acc  # noqa: E402
 
@@ -140,11 +141,11 @@ def main(argv=None) -> int:
                     help=f"one of {', '.join(SHAPES)} or USERSxITEMSxINTERACTIONS (baby)")
     ap.add_argument("--dim", type=int, default=800)
     ap.add_argument("--batch-size", type=int, default=4096)
-    ap.add_argument("--impls", default="csr,segment",
-                    help="model.gat_impl values, first = the one compared against; "
-                         "suffixes change that step only: +bf16 (train.mixed_precision on), "
-                         "+nodrop (model.dropout 0: what the dropout masks cost; computes "
-                         "a different step), e.g. csr,segment,csr+bf16 (csr,segment)")
+    ap.add_argument("--impls", default="csr",
+                    help="steps to time, first = the one compared against: csr with "
+                         "suffixes that change that step only: +bf16 (train.mixed_precision "
+                         "on), +nodrop (model.dropout 0: what the dropout masks cost; "
+                         "computes a different step), e.g. csr,csr+bf16 (csr)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per impl (3)")
     ap.add_argument("--part-reps", type=int, default=3, help="timed calls per part (3)")
     ap.add_argument("--no-parts", action="store_true", help="only the whole steps")
@@ -174,9 +175,10 @@ def main(argv=None) -> int:
     impls = [x for x in args.impls.split(",") if x]
     for spec in impls:
         gat_impl, *suffixes = spec.split("+")
-        if gat_impl not in ("csr", "segment") or not set(suffixes) <= {"bf16", "nodrop"}:
-            ap.error(f"--impls {spec!r}: expected csr or segment, optionally with +bf16 "
-                     "and/or +nodrop")
+        if gat_impl != "csr" or not set(suffixes) <= {"bf16", "nodrop"}:
+            ap.error(f"--impls {spec!r}: expected csr, optionally with +bf16 and/or +nodrop "
+                     "(the per-edge 'segment' GAT left the package in issue 23; its timings "
+                     "stay in the results JSON)")
     any_bf16 = plat != "cpu" or any(x.endswith("+bf16") for x in impls)
     peak = matmul_peak(args.matmul_n or (2048 if plat == "cpu" else 8192),
                        ["float32", "bfloat16"] if any_bf16 else ["float32"])
@@ -188,13 +190,12 @@ def main(argv=None) -> int:
     mp = {"auto": plat != "cpu", "on": True, "off": False}[args.mixed_precision]
     heads = 8 if args.dim % 8 == 0 else 1
 
-    def make_cfg(spec):  # "csr", "segment", "csr+bf16", "csr+nodrop", ...
-        gat_impl, *suffixes = spec.split("+")
+    def make_cfg(spec):  # "csr", "csr+bf16", "csr+nodrop", ...
+        _, *suffixes = spec.split("+")
         drop = {"dropout": 0.0} if "nodrop" in suffixes else {}
         return config_lib.make_config(
             None, args.set, data={"root": args.data_root},
-            model={"name": "recgoat", "dim": args.dim, "gat_heads": heads,
-                   "gat_impl": gat_impl, **drop},
+            model={"name": "recgoat", "dim": args.dim, "gat_heads": heads, **drop},
             train={"batch_size": args.batch_size, "checkpoint": False,
                    "mixed_precision": mp or "bf16" in suffixes, "seed": args.seed})
 
@@ -344,7 +345,7 @@ def measure_parts(tr, cfg, impls, state, batches, key, reps, log) -> list[dict]:
     params = state.params
     inputs = tr.inputs
     mods = tr.model.net.modalities
-    batch = {k: v[0] for k, v in batches.items()}
+    batch = batches.row(0)  # step 0's batch (batch.py Batch)
     terms = [n for n, _, _ in tr.model.terms]
     dim, heads = m.dim, m.gat_heads
     rng = {"dropout": key}
@@ -369,11 +370,11 @@ def measure_parts(tr, cfg, impls, state, batches, key, reps, log) -> list[dict]:
 
     # item GAT: GAT layer + LeakyReLU + dropout over each modality's kNN graph
     def gat(impl, ps, hs_, graphs):
+        del impl  # the label only: one aggregation (CSR)
         res = []
         for p, h, (s, r) in zip(ps, hs_, graphs):
-            y = GATLayer(dim, heads=heads, feat_drop=m.dropout, attn_drop=m.dropout,
-                         impl=impl).apply({"params": p}, graph_from_edges(h, s, r),
-                                          deterministic=False, rngs=rng)
+            y = GATLayer(dim, heads=heads, feat_drop=m.dropout, attn_drop=m.dropout).apply(
+                {"params": p}, graph_from_edges(h, s, r), deterministic=False, rngs=rng)
             res.append(jax.nn.leaky_relu(y, 0.2))
         return res
     gp = [params[f"encoder_{mm}"]["gat_0"] for mm in mods] if m.gat_layers else []
@@ -414,7 +415,7 @@ def measure_parts(tr, cfg, impls, state, batches, key, reps, log) -> list[dict]:
 
     # fusion
     fusion = fusion_factory(m.fusion, dim, mods, dict(m.init_weights), m.dropout,
-                            normalize=m.fusion_normalize, residual_init=m.residual_init)()
+                            residual_init=m.residual_init)()
     add(f"fusion ({m.fusion})", True,
         lambda p, e, zh: fusion.apply({"params": p}, e, zh, deterministic=False, rngs=rng),
         (params["fusion"], e_i, zhat))
@@ -422,9 +423,10 @@ def measure_parts(tr, cfg, impls, state, batches, key, reps, log) -> list[dict]:
 
     # BPR + L2 with the batch-row gathers (their scatter-add backward into full tables)
     def bpr_reg(eu, zi, ue, ie, b):
-        o = recgoat_loss.with_batch_rows({"e_u": eu, "z_items": zi, "user_ego": ue,
-                                          "item_ego": ie}, b)
-        return recgoat_loss.bpr_term(o, b) + t.reg_weight * recgoat_loss.l2_term(o, b)
+        o = _net_out(e_u=eu, z_items=zi, user_ego=ue, item_ego=ie)
+        rows = recgoat_loss.batch_rows(o, b)
+        return (recgoat_loss.bpr_term(o, rows, b)
+                + t.reg_weight * recgoat_loss.l2_term(o, rows, b))
     add("BPR + L2 (batch rows)", True, bpr_reg,
         (e_u, z_items, params["user_emb"], params["item_emb"]), (batch,))
 
@@ -432,20 +434,22 @@ def measure_parts(tr, cfg, impls, state, batches, key, reps, log) -> list[dict]:
     rows = recgoat_loss.cl_rows(batch["pos"].shape[0], t.cl_rows)
     for variant in ("paper", "reference"):
         term = functools.partial(recgoat_loss.CMCL_TERMS[variant], modalities=mods,
-                                 tau=t.cl_tau, w=t.cl_w, rows=t.cl_rows)
+                                 tau=t.cl_tau, w=t.cl_w, n_rows=t.cl_rows)
 
         def cmcl(eu, zi, z, ei, b, term=term):
-            o = recgoat_loss.with_batch_rows({"e_u": eu, "z_items": zi, "z": z, "e_i": ei}, b)
-            return term(o, b)
+            o = _net_out(e_u=eu, z_items=zi, z=z, e_i=ei)
+            return term(o, recgoat_loss.batch_rows(o, b), b)
         add(f"CMCL {variant} ({rows} rows)", "cmcl" in terms and m.cmcl == variant, cmcl,
             (e_u, z_items, zs, e_i), (batch,))
 
     # paper OT term (weight 0 by default)
+    ot_cfg = m.ot.paper
+
     def ot(zh, ei, b):
-        return recgoat_loss.ot_term({"zhat": zh, "e_i": ei}, b, modalities=mods,
-                                    rows=m.ot_batch_items, epsilon=m.ot_paper_epsilon,
-                                    tau=m.ot_tau, iterations=m.ot_paper_iterations)
-    add(f"OT term ({min(m.ot_batch_items, batch['pos'].shape[0])} rows)", "ot" in terms, ot,
+        return recgoat_loss.ot_term(_net_out(zhat=zh, e_i=ei), None, b, modalities=mods,
+                                    n_items=ot_cfg.batch_items, epsilon=ot_cfg.epsilon,
+                                    tau=ot_cfg.tau, iterations=ot_cfg.iterations)
+    add(f"OT term ({min(ot_cfg.batch_items, batch['pos'].shape[0])} rows)", "ot" in terms, ot,
         (zhat, e_i), (batch,))
 
     # optimizer update (Adam) on the whole parameter tree
@@ -464,6 +468,11 @@ def measure_parts(tr, cfg, impls, state, batches, key, reps, log) -> list[dict]:
                 "seconds": float(np.median(ts)), **cost(compiled)})
     log(f"[part] {'optimizer update (Adam)':<28} {out[-1]['seconds']:8.4f} s")
     return out
+
+
+def _net_out(**parts) -> NetOutput:
+    """A NetOutput holding only the parts a loss term reads (the rest None)."""
+    return NetOutput(**{f: parts.get(f) for f in NetOutput.__dataclass_fields__})
 
 
 def _apply_align(align, m, p, z, e):

@@ -169,8 +169,8 @@ def content_share(trainer, params) -> dict:
     out = {"weights": {k: float(v) for k, v in fusion.items() if k.startswith("w_")}}
     if trainer.cfg.model.fusion == "residual":
         emb = trainer.model.forward(params, trainer.inputs)
-        e_i = np.asarray(emb["e_i"])
-        content = np.asarray(emb["z_items"]) - e_i
+        e_i = np.asarray(emb.e_i)
+        content = np.asarray(emb.z_items) - e_i
         out["mean_norm_e_i"] = float(np.linalg.norm(e_i, axis=1).mean())
         out["mean_norm_content"] = float(np.linalg.norm(content, axis=1).mean())
     return out

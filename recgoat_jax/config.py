@@ -1,7 +1,10 @@
 """One config schema: frozen dataclasses, YAML files, `--set key=value` overrides.
 
-A YAML file mirrors the schema (sections data / model / train / eval); an unknown key,
-a wrong type or a bad value is a ConfigError naming the key.
+A YAML file mirrors the schema: sections data / train / eval (classes here) and model,
+whose dataclass is the chosen model's own (model.name -> model/registry.py ->
+model/<name>_config.py). An unknown key, a wrong type or a bad value is a ConfigError
+naming the key. Each section class declares its checks: CHOICES {field: allowed values}
+and RANGES {field: (test, what is expected)}; every float must also be finite.
 """
 
 from __future__ import annotations
@@ -11,11 +14,28 @@ import math
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from recgoat_jax.errors import ConfigError, did_you_mean
+
+
+# --- value checks a section declares in RANGES: (test, what is expected); a tuple value
+# is checked element by element (of pairs, the numbers) ---
+def at_least(lo: int):
+    return (lambda v: v >= lo, f"an integer >= {lo}")
+
+
+POSITIVE = (lambda v: v > 0, "a number > 0")
+NON_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
+BELOW_1 = (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+UNIT = (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+FINITE = (lambda v: True, "a finite number")
+
+INITS = ("xavier", "normal")  # model/base.py init_embedding
+KNN_BACKENDS = ("auto", "numpy", "xla")  # graphs/knn.py KNN_BACKENDS
+DEFAULT_MODEL = "lightgcn"  # model.name when a config names none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,63 +44,6 @@ class DataConfig:
     root: str = "data"  # where registered datasets live
     modalities: tuple[str, ...] = ()  # item feature files to load; () = all found
     user_features: bool = True  # load user_feat.npy when present
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    name: str = "lightgcn"  # mf | lightgcn | freedom | recgoat (model/registry.py)
-    dim: int = 64
-    n_layers: int = 3  # LightGCN propagation layers
-    init: str = "xavier"  # xavier (MMRec: Xavier-uniform) | normal (N(0, 0.1^2))
-    unit_items: bool = False  # LightGCN: score against unit item rows, as RecGOAT does
-    # --- RecGOAT (see docs/method.md) ---
-    knn_k: int = 20  # item-item kNN per modality
-    user_knn_k: int = 10  # user-user kNN
-    # kNN graph construction: numpy (host BLAS + argpartition) | xla (jitted matmul +
-    # top_k on the default device) | auto (graphs/knn.py resolve_backend: xla on GPU/TPU
-    # and for large graphs on CPU); same graph up to float32 near-ties
-    knn_backend: str = "auto"
-    gat_layers: int = 1
-    gat_heads: int = 8
-    gat_impl: str = "csr"  # GAT aggregation: csr (sparse x dense per head) | segment (per-edge gather)
-    dropout: float = 0.1  # feature, attention and output dropout
-    ui_encoder: str = "lightgcn"  # lightgcn | gat (the paper's wording)
-    user_branch: str = "auto"  # auto (on when user features exist) | on | off
-    # how the user branch's output z_u enriches the user (the paper allows both readings):
-    # add (e_u + z_u after LightGCN) or ego (z_u added to the user ego rows before
-    # LightGCN: "users initialised via LLM-inferred behavioural preferences"), or residual
-    # (e_u + w_user z_u, w_user learnable from model.residual_init; not in the paper)
-    user_merge: str = "add"
-    item_gat: bool = True  # False: projection only (ablation)
-    oat: str = "paper"  # paper | reference | none
-    cmcl: str = "paper"  # paper | reference | none
-    fusion: str = "oat"  # oat | sum | concat (paper) | residual (e_i + sum_m w_m zhat_m; ours)
-    residual_init: float = 0.0  # fusion=residual: initial content weights w_m
-    # not in the paper (README "RecGOAT on real data"), both off by default:
-    edge_dropout: float = 0.0  # FREEDOM's degree-sensitive pruning of the user-item graph
-    item_graph_id: bool = False  # item GAT input: projected features + the item's ID ego row
-    # e_i += mm_adj^L item_ego over FREEDOM's frozen content kNN graph (model.knn_k,
-    # model.mm_image_weight); 0: off (the paper)
-    content_id_layers: int = 0
-    content_id_gate: bool = False  # that term times w_cid, learnable from model.residual_init
-    # e_u += w_uc R (z_items - e_i): users carry their train items' content (one LightGCN
-    # hop of the fused content part), w_uc learnable from model.residual_init
-    user_content: bool = False
-    fusion_normalize: bool = True  # L2-normalise fused item rows (method); False: keep the norm
-    init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))
-    ot_epsilon: float = 0.01
-    ot_iterations: int = 100
-    ot_cost_scale: float = 100.0
-    ot_paper_epsilon: float = 0.05  # paper OT on L2-normalised rows (costs in [0, 4])
-    ot_tau: float = 1.0  # paper OT: 1.0 = balanced, < 1 unbalanced
-    ot_batch_items: int = 256  # paper OT: items per batch in the Sinkhorn term
-    ot_paper_iterations: int = 200  # paper OT: Sinkhorn iteration cap (stops at 1e-4 error)
-    # --- FREEDOM (Zhou & Shen, MM 2023; MMRec freedom.py) ---
-    # also uses model.n_layers (= n_ui_layers), model.knn_k (item-item kNN, self included),
-    # model.dim (embedding and feat_embed dims) and train.reg_weight (modality BPR weight)
-    freedom_dropout: float = 0.8  # degree-sensitive edge pruning ratio, 0 <= p < 1 (0: none)
-    mm_image_weight: float = 0.1  # item-item graph = w * image kNN + (1 - w) * text kNN
-    mm_layers: int = 1  # propagation layers over the frozen item-item graph (n_mm_layers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +74,14 @@ class TrainConfig:
     distributed: bool = False  # jax.distributed.initialize() (multi-process / multi-host)
     model_parallel: int = 1  # data_parallel: size of the mesh's 'model' axis (row-sharded tables)
 
+    RANGES: ClassVar[dict] = {
+        "epochs": at_least(1), "batch_size": at_least(1), "lr": POSITIVE, "seed": at_least(0),
+        "reg_weight": NON_NEGATIVE, "lambda_cl": NON_NEGATIVE, "lambda_ot": NON_NEGATIVE,
+        "cl_tau": POSITIVE, "cl_w": UNIT, "cl_rows": at_least(0),  # 0: all rows
+        "eval_every": at_least(1), "patience": at_least(1), "min_epochs": at_least(0),
+        "warmup_steps": at_least(0),
+        "model_parallel": at_least(1)}  # must also divide the device count
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
@@ -118,95 +89,36 @@ class EvalConfig:
     metric: str = "recall@20"  # early stopping / model selection (valid only)
     batch_users: int = 4096
 
+    RANGES: ClassVar[dict] = {"ks": at_least(1), "batch_users": at_least(1)}  # ks: each K
+
+
+def model_class(name: str) -> type:
+    """The config dataclass of model `name` (model/registry.py); ConfigError if unknown."""
+    # imported here: the model config modules import this module's checks
+    from recgoat_jax.model import registry
+
+    return registry.config_class(name)
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
+    # the model's own config dataclass, chosen by model.name (model_class)
+    model: Any = dataclasses.field(default_factory=lambda: model_class(DEFAULT_MODEL)())
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     run_dir: str = ""  # default: runs/<dataset>-<model>-<timestamp>
 
 
-CHOICES = {
-    "model.name": None,  # checked by the model registry
-    "model.init": ("xavier", "normal"),
-    "model.ui_encoder": ("lightgcn", "gat"),
-    "model.gat_impl": ("csr", "segment"),
-    "model.knn_backend": ("auto", "numpy", "xla"),  # graphs/knn.py KNN_BACKENDS
-    "model.user_branch": ("auto", "on", "off"),
-    "model.user_merge": ("add", "ego", "residual"),
-    "model.oat": ("paper", "reference", "none"),
-    "model.cmcl": ("paper", "reference", "none"),
-    "model.fusion": ("oat", "sum", "concat", "residual"),
-}
-
-
-# --- value ranges of every numeric key: key -> (test, what is expected), checked at load
-# like CHOICES (a float must also be finite; tuples are checked element by element) ---
-def _int_at_least(lo: int):
-    return (lambda v: v >= lo, f"an integer >= {lo}")
-
-
-_POSITIVE = (lambda v: v > 0, "a number > 0")
-_NON_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
-_PROBABILITY_BELOW_1 = (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
-_UNIT = (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
-
-RANGES = {
-    # model
-    "model.dim": _int_at_least(1),
-    "model.n_layers": _int_at_least(0),
-    "model.knn_k": _int_at_least(1),
-    "model.user_knn_k": _int_at_least(1),
-    "model.gat_layers": _int_at_least(0),  # 0: projection only
-    "model.gat_heads": _int_at_least(1),
-    "model.dropout": _PROBABILITY_BELOW_1,
-    "model.residual_init": (lambda v: True, "a finite number"),
-    "model.edge_dropout": _PROBABILITY_BELOW_1,
-    "model.content_id_layers": _int_at_least(0),
-    "model.init_weights": _NON_NEGATIVE,  # each modality's fusion weight
-    "model.ot_epsilon": _POSITIVE,
-    "model.ot_iterations": _int_at_least(1),
-    "model.ot_cost_scale": _POSITIVE,
-    "model.ot_paper_epsilon": _POSITIVE,
-    "model.ot_tau": (lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
-    "model.ot_batch_items": _int_at_least(1),
-    "model.ot_paper_iterations": _int_at_least(1),
-    "model.freedom_dropout": _PROBABILITY_BELOW_1,
-    "model.mm_image_weight": _UNIT,
-    "model.mm_layers": _int_at_least(0),
-    # train
-    "train.epochs": _int_at_least(1),
-    "train.batch_size": _int_at_least(1),
-    "train.lr": _POSITIVE,
-    "train.seed": _int_at_least(0),
-    "train.reg_weight": _NON_NEGATIVE,
-    "train.lambda_cl": _NON_NEGATIVE,
-    "train.lambda_ot": _NON_NEGATIVE,
-    "train.cl_tau": _POSITIVE,
-    "train.cl_w": _UNIT,
-    "train.cl_rows": _int_at_least(0),  # 0: all rows
-    "train.eval_every": _int_at_least(1),
-    "train.patience": _int_at_least(1),
-    "train.min_epochs": _int_at_least(0),
-    "train.warmup_steps": _int_at_least(0),
-    "train.model_parallel": _int_at_least(1),  # must also divide the device count
-    # eval
-    "eval.ks": _int_at_least(1),  # each K
-    "eval.batch_users": _int_at_least(1),
-}
-
-
-def _numeric_keys(cls: type = None, prefix: str = "") -> list[str]:
-    """Every int / float key of the schema (and tuples of them), e.g. 'train.lr'."""
-    cls = cls or Config
+def _numeric_fields(cls: type, prefix: str = "") -> list[str]:
+    """The int / float fields of a section class (and tuples of them; nested sections
+    recursively), as dotted paths relative to it, e.g. 'ot.paper.tau'."""
     out = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            out += _numeric_keys(tp, f"{prefix}{f.name}.")
+            out += _numeric_fields(tp, f"{prefix}{f.name}.")
         elif tp in (int, float) or (typing.get_origin(tp) is tuple and any(
                 a in (int, float) or typing.get_origin(a) is tuple
                 for a in typing.get_args(tp))):
@@ -214,9 +126,18 @@ def _numeric_keys(cls: type = None, prefix: str = "") -> list[str]:
     return out
 
 
-def _check_range(key: str, value: Any) -> None:
-    """ConfigError unless every number in value is finite and within RANGES[key]."""
-    test, expected = RANGES.get(key, (None, ""))
+def sections() -> list[tuple[str, type]]:
+    """(prefix, class) of every section of the schema: data, train, eval and each
+    registered model's config (all under 'model.')."""
+    from recgoat_jax.model import registry
+
+    return ([("data.", DataConfig), ("train.", TrainConfig), ("eval.", EvalConfig)]
+            + [("model.", registry.MODELS[n].config) for n in registry.names()])
+
+
+def _check_range(key: str, value: Any, check: tuple | None) -> None:
+    """ConfigError unless every number in value is finite and passes check (test, expected)."""
+    test, expected = check or (None, "")
     if isinstance(value, tuple):
         if key == "eval.ks" and not value:
             raise ConfigError(f"config key {key!r}: expected at least one K, got []")
@@ -237,8 +158,8 @@ def _check_one(key, v, test, expected, shown) -> None:
         raise ConfigError(f"config key {key!r}: expected {expected}, got {shown!r}")
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Checks/converts a YAML value to the dataclass field type."""
+def _coerce(value: Any, tp: Any, key: str, allowed: tuple = ()) -> Any:
+    """Checks/converts a YAML value to the dataclass field type (allowed: its CHOICES)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -280,7 +201,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"config key {key!r}: expected a number, got {value!r}") from None
     if tp is str:
-        if isinstance(value, bool) and key in CHOICES and "on" in (CHOICES[key] or ()):
+        if isinstance(value, bool) and "on" in allowed:
             return "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
         if isinstance(value, (dict, list)):
             raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
@@ -288,29 +209,58 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"config key {key!r}: unsupported type {tp}")
 
 
-def _build(cls: type, values: dict, prefix: str) -> Any:
+def _build(cls: type, values: dict, prefix: str, model: str = "") -> Any:
+    """cls(**values), each value coerced and checked; model: the model whose section
+    this is (unknown keys are then named as not that model's)."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
         full = f"{prefix}{key}"
         if key not in fields:
-            known = ", ".join(sorted(fields))
-            hint = did_you_mean(key, fields, prefix) or f"known keys here: {known}"
-            raise ConfigError(f"unknown config key {full!r}; {hint}")
+            raise ConfigError(_unknown_key(key, full, fields, prefix, model))
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
+        if cls is Config and key == "model":
+            kwargs[key] = _build_model(value)
+        elif dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
                 raise ConfigError(f"config key {full!r}: expected a mapping")
-            kwargs[key] = _build(tp, value, full + ".")
+            kwargs[key] = _build(tp, value, full + ".", model)
         else:
-            kwargs[key] = _coerce(value, tp, full)
-            allowed = CHOICES.get(full)
+            allowed = getattr(cls, "CHOICES", {}).get(key, ())
+            kwargs[key] = _coerce(value, tp, full, allowed)
             if allowed and kwargs[key] not in allowed:
                 raise ConfigError(f"config key {full!r}: expected one of {', '.join(allowed)}, "
                                   f"got {kwargs[key]!r}")
-            _check_range(full, kwargs[key])
+            _check_range(full, kwargs[key], getattr(cls, "RANGES", {}).get(key))
     return cls(**kwargs)
+
+
+def _build_model(values: Any) -> Any:
+    """The model section: the dataclass of model.name (default DEFAULT_MODEL), built."""
+    if not isinstance(values, dict):
+        raise ConfigError("config key 'model': expected a mapping")
+    name = _coerce(values.get("name", DEFAULT_MODEL), str, "model.name")
+    return _build(model_class(name), {**values, "name": name}, "model.", model=name)
+
+
+def _unknown_key(key: str, full: str, fields, prefix: str, model: str) -> str:
+    """The one-line error for an unknown key: the closest key, else the section's keys;
+    in a model section also which other models have the key."""
+    hint = did_you_mean(key, fields, prefix)
+    if not model:
+        return f"unknown config key {full!r}; {hint or 'known keys here: ' + ', '.join(sorted(fields))}"
+    from recgoat_jax.model import registry
+
+    owners = [m for m in registry.models_with_key(key) if m != model] if prefix == "model." else []
+    where = ""
+    if owners:
+        names = owners[0] if len(owners) == 1 else f"{', '.join(owners[:-1])} and {owners[-1]}"
+        where = f" ({names} {'has' if len(owners) == 1 else 'have'} it)"
+    section = model if prefix == "model." else f"{model}'s {prefix[:-1]}"
+    keys = f"{model}'s keys" if prefix == "model." else "its keys"
+    return (f"unknown config key {full!r}: not a key of {section}{where}; "
+            + (hint or f"{keys}: {', '.join(sorted(fields))}"))
 
 
 def flat_dict(d: dict, prefix: str = "") -> dict:

@@ -135,7 +135,8 @@ def test_unknown_flag_is_reported_by_its_subcommand(capsys):
 @pytest.mark.parametrize("override,msg", [
     ("train.lrr=0.01", "unknown config key 'train.lrr'; did you mean 'train.lr'?"),
     ("trian.lr=0.01", "unknown config key 'trian'; did you mean 'train'?"),
-    ("model.dimm=8", "unknown config key 'model.dimm'; did you mean 'model.dim'?"),
+    ("model.dimm=8", "unknown config key 'model.dimm': not a key of lightgcn; "
+                     "did you mean 'model.dim'?"),
     ("eval.zzz=1", "unknown config key 'eval.zzz'; known keys here: "),
 ])
 def test_unknown_config_key_suggests_the_closest(override, msg):
@@ -287,9 +288,9 @@ def test_dataset_alias_finds_the_directory(tmp_path):
     ("model.user_knn_k=0", "'model.user_knn_k': expected an integer >= 1"),
     ("model.n_layers=-1", "'model.n_layers': expected an integer >= 0"),
     ("model.gat_heads=0", "'model.gat_heads': expected an integer >= 1"),
-    ("model.ot_tau=0", "'model.ot_tau': expected a number in (0, 1]"),
-    ("model.ot_epsilon=0", "'model.ot_epsilon': expected a number > 0"),
-    ("model.ot_iterations=0", "'model.ot_iterations': expected an integer >= 1"),
+    ("model.ot.paper.tau=0", "'model.ot.paper.tau': expected a number in (0, 1]"),
+    ("model.ot.reference.epsilon=0", "'model.ot.reference.epsilon': expected a number > 0"),
+    ("model.ot.reference.iterations=0", "'model.ot.reference.iterations': expected an integer >= 1"),
     ("model.init_weights=[[text,-0.5]]", "'model.init_weights': expected a number >= 0"),
     ("model.residual_init=.inf", "'model.residual_init': expected a finite number"),
     ("model.mm_image_weight=2", "'model.mm_image_weight': expected a number in [0, 1]"),
@@ -298,21 +299,44 @@ def test_dataset_alias_finds_the_directory(tmp_path):
     ("eval.batch_users=0", "'eval.batch_users': expected an integer >= 1"),
 ])
 def test_range_check_names_the_key(override, msg):
+    model = "freedom" if override.startswith("model.mm_") else "recgoat"  # the key's model
     with pytest.raises(ConfigError) as e:
-        make_config(overrides=[override])
+        make_config(overrides=[f"model.name={model}", override])
     assert msg in str(e.value)
 
 
 def test_every_numeric_key_has_a_range():
-    keys = config_lib._numeric_keys()
-    assert len(keys) >= 30 and "train.lr" in keys and "eval.ks" in keys
-    assert [k for k in keys if k not in config_lib.RANGES] == []
+    """Every int / float key of every section (each model's too, nested groups included)
+    has a RANGES entry in the class that declares it."""
+    import typing
+    keys = []
+    for prefix, cls in config_lib.sections():
+        for key in config_lib._numeric_fields(cls):
+            *groups, field = key.split(".")
+            owner = cls
+            for g in groups:
+                owner = typing.get_type_hints(owner)[g]
+            assert field in getattr(owner, "RANGES", {}), prefix + key
+            keys.append(prefix + key)
+    assert len(set(keys)) >= 30 and {"train.lr", "eval.ks", "model.ot.paper.tau",
+                                     "model.mm_image_weight"} <= set(keys)
 
 
 def test_range_edges_are_accepted():
-    cfg = make_config(overrides=["model.dropout=0", "model.n_layers=0", "train.cl_rows=0",
-                                 "train.epochs=1", "train.patience=1", "model.ot_tau=1"])
-    assert (cfg.model.dropout, cfg.train.epochs, cfg.model.ot_tau) == (0.0, 1, 1.0)
+    cfg = make_config(overrides=["model.name=recgoat", "model.dropout=0", "model.n_layers=0",
+                                 "train.cl_rows=0", "train.epochs=1", "train.patience=1",
+                                 "model.ot.paper.tau=1"])
+    assert (cfg.model.dropout, cfg.train.epochs, cfg.model.ot.paper.tau) == (0.0, 1, 1.0)
+
+
+def test_train_names_another_models_key(capsys):
+    """`recgoat train --set model.knn_k=5 --model lightgcn`: one line saying knn_k is not
+    a LightGCN key (before any dataset or JAX work)."""
+    assert cli.main(["train", "--set", "model.knn_k=5", "--model", "lightgcn"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("error: unknown config key 'model.knn_k': not a key of lightgcn "
+                       "(freedom and recgoat have it); lightgcn's keys: dim, init, n_layers, "
+                       "name")
 
 
 # ---------------------------------------------------------------- training errors

@@ -1,15 +1,18 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
-from recgoat_jax.config import ConfigError, dump_yaml, make_config
+from recgoat_jax.config import (ConfigError, dump_yaml, flat_dict, make_config, sections,
+                                to_dict)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 
 
 def test_defaults_yaml_and_overrides(tmp_path):
     f = tmp_path / "c.yaml"
-    f.write_text("model:\n  dim: 32\n  user_branch: off\ntrain:\n  lr: 5e-4\n")
+    f.write_text("model:\n  name: recgoat\n  dim: 32\n  user_branch: off\ntrain:\n  lr: 5e-4\n")
     cfg = make_config(f, ["model.dim=48", "eval.ks=[5,20]", "model.init_weights=[[text,0.5]]"])
     assert cfg.model.dim == 48 and cfg.train.lr == 5e-4 and cfg.eval.ks == (5, 20)
     assert cfg.model.user_branch == "off"  # YAML 1.1 reads a bare `off` as False
@@ -30,11 +33,12 @@ def test_round_trip_through_yaml(tmp_path):
     ("train.checkpoint=maybe", "config key 'train.checkpoint': expected true/false"),
     ("model.fusion=mean", "config key 'model.fusion': expected one of oat, sum, concat"),
     ("model.knn_backend=gpu", "config key 'model.knn_backend': expected one of auto, numpy, xla"),
+    ("model.ot.paper.tau=2", "config key 'model.ot.paper.tau': expected a number in (0, 1]"),
     ("model.dim", "expected key=value"),
 ])
 def test_bad_values_name_the_key(override, msg):
     with pytest.raises(ConfigError, match=msg.replace("(", r"\(")):
-        make_config(overrides=[override])
+        make_config(overrides=["model.name=recgoat", override])
 
 
 def test_every_shipped_config_parses():
@@ -81,3 +85,57 @@ def test_eval_metric_checked_at_load_against_the_metric_table():
                             "did you mean 'recall'?")
     with pytest.raises(ConfigError, match=r"K in eval.ks \[5, 10\], got 'recall@20'$"):
         make_config(overrides=["eval.ks=[5,10]"])  # the default metric recall@20
+
+
+def test_each_model_reads_only_its_own_keys():
+    """The model section is the chosen model's dataclass: another model's key is a one-line
+    error naming the model, which models have the key, and this model's keys."""
+    with pytest.raises(ConfigError) as e:
+        make_config(overrides=["model.knn_k=5", "model.name=lightgcn"])
+    assert str(e.value) == ("unknown config key 'model.knn_k': not a key of lightgcn (freedom "
+                            "and recgoat have it); lightgcn's keys: dim, init, n_layers, name")
+    with pytest.raises(ConfigError) as e:
+        make_config(overrides=["model.name=freedom", "model.dropout=0.5"])
+    assert str(e.value) == ("unknown config key 'model.dropout': not a key of freedom (recgoat "
+                            "has it); did you mean 'model.freedom_dropout'?")
+    with pytest.raises(ConfigError, match="not a key of mf .*; mf's keys: dim, init, name$"):
+        make_config(overrides=["model.name=mf", "model.n_layers=2"])
+    with pytest.raises(ConfigError) as e:
+        make_config(overrides=["model.name=recgoat", "model.ot.paper.foo=1"])
+    assert str(e.value) == ("unknown config key 'model.ot.paper.foo': not a key of recgoat's "
+                            "model.ot.paper; its keys: batch_items, epsilon, iterations, tau")
+    assert type(make_config().model).__name__ == "LightGCNConfig"  # no name: lightgcn
+
+
+def test_ot_settings_grouped_by_variant():
+    cfg = make_config(overrides=["model.name=recgoat", "model.ot.reference.epsilon=0.02",
+                                 "model.ot.paper.iterations=50"])
+    ot = cfg.model.ot
+    assert (ot.reference.epsilon, ot.reference.iterations, ot.reference.cost_scale) == (
+        0.02, 100, 100.0)  # the released code's values, one changed
+    assert (ot.paper.epsilon, ot.paper.iterations, ot.paper.tau, ot.paper.batch_items) == (
+        0.05, 50, 1.0, 256)
+
+
+def test_schema_is_small_and_every_key_is_used():
+    """No model section over 20 keys (a nested group counts once); every model key is set
+    by a shipped config of that model or named in docs/method.md (documented variants)."""
+    root = CONFIGS.parents[1]
+    method = (root / "docs" / "method.md").read_text()
+    shipped: dict[str, set] = {}
+    for path in CONFIGS.glob("*.yaml"):
+        model = yaml.safe_load(path.read_text())["model"]
+        shipped.setdefault(model["name"], set()).update(flat_dict(model))
+    models = [(cls().name, cls) for prefix, cls in sections() if prefix == "model."]
+    assert [m for m, _ in models] == ["freedom", "lightgcn", "mf", "recgoat"]
+    for name, cls in models:
+        assert len(dataclasses.fields(cls)) <= 20, name
+        unused = [k for k in flat_dict(to_dict(cls()))
+                  if k not in shipped[name] and f"model.{k}" not in method]
+        assert unused == [], (name, unused)
+
+
+def test_each_recgoat_config_sets_only_its_oat_variants_settings():
+    for path in CONFIGS.glob("recgoat*.yaml"):
+        model = yaml.safe_load(path.read_text())["model"]
+        assert set(model.get("ot", {})) <= {model.get("oat", "paper")}, path.name

@@ -1,6 +1,7 @@
-"""The RecGOAT train step's loss and gradients with model.gat_impl=csr (CSR aggregation,
-custom VJP) equal those of the earlier per-edge form (gat_impl=segment), for the paper and
-the reference variants, in training mode (dropout on, same key)."""
+"""The RecGOAT train step's loss and gradients with the GAT's CSR aggregation (custom VJP)
+equal those of the same step with the per-edge reference aggregation
+(tests/gat_reference.py), for the paper and the reference variants, in training mode
+(dropout on, same key); and the mixed-precision step against the float32 one."""
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,8 @@ from recgoat_jax.data.synthetic import generate
 from recgoat_jax.graphs.inputs import model_inputs, shapes_of
 from recgoat_jax.model.recgoat import build
 
+from gat_reference import per_edge_gat
+
 # every test compiles two whole RecGOAT train steps (value and grad): 5-35 s each
 pytestmark = pytest.mark.slow
 
@@ -21,11 +24,11 @@ VARIANTS = {
                   train={"lambda_cl": 0.5}),
     # the same plus the paper's OT term (ott-jax Sinkhorn divergence: slow to compile)
     "paper+ot": dict(model={"oat": "paper", "cmcl": "paper", "user_branch": "on",
-                            "ot_batch_items": 24, "ot_paper_iterations": 10},
+                            "ot": {"paper": {"batch_items": 24, "iterations": 10}}},
                      train={"lambda_cl": 0.5, "lambda_ot": 0.5}),
     # released code's OAT (stop-gradient plan) and CMCL, LightGCN ID encoder
     "reference": dict(model={"oat": "reference", "cmcl": "reference", "user_branch": "on",
-                             "ot_iterations": 5},
+                             "ot": {"reference": {"iterations": 5}}},
                       train={"lambda_cl": 0.5}),
 }
 
@@ -36,11 +39,11 @@ def dataset():
                     user_feature_dim=10)
 
 
-def _loss_and_grad(ds, root, variant, impl, mixed_precision=False, hlo=None):
+def _loss_and_grad(ds, root, variant, mixed_precision=False, hlo=None):
     v = VARIANTS[variant]
     cfg = make_config(None, [], data={"root": str(root)},
                       model={"name": "recgoat", "dim": 16, "gat_heads": 4, "knn_k": 4,
-                             "user_knn_k": 3, "gat_impl": impl, **v["model"]},
+                             "user_knn_k": 3, **v["model"]},
                       train={"batch_size": 32, "mixed_precision": mixed_precision,
                              **v["train"]})
     model = build(cfg, shapes_of(ds))
@@ -61,9 +64,11 @@ def _loss_and_grad(ds, root, variant, impl, mixed_precision=False, hlo=None):
 
 @pytest.mark.parametrize("variant", ["paper", "reference",
                                      pytest.param("paper+ot", marks=pytest.mark.slow)])
-def test_csr_step_equals_segment_step(dataset, tmp_path, variant):
-    loss_s, aux_s, g_s = _loss_and_grad(dataset, tmp_path, variant, "segment")
-    loss_c, aux_c, g_c = _loss_and_grad(dataset, tmp_path, variant, "csr")
+def test_csr_step_equals_segment_step(dataset, tmp_path, variant, monkeypatch):
+    loss_c, aux_c, g_c = _loss_and_grad(dataset, tmp_path, variant)
+    calls = per_edge_gat(monkeypatch)  # the steps traced from here on use the reference
+    loss_s, aux_s, g_s = _loss_and_grad(dataset, tmp_path, variant)
+    assert len(calls) >= 3  # the item (2 modalities) and user GATs took the reference
     assert np.isfinite(loss_s) and loss_s > 0
     np.testing.assert_allclose(loss_c, loss_s, rtol=1e-5)
     assert set(aux_c) == set(aux_s)
@@ -86,9 +91,9 @@ def test_mixed_precision_step_close_to_float32(dataset, tmp_path, variant):
     """train.mixed_precision: the projections, GAT W x maps and OAT maps are bf16 x bf16
     dots with float32 output (2 modalities x 3 + the user encoder's 2 in the forward); the
     loss and every gradient leaf stay float32 and within bf16 rounding of the f32 step."""
-    loss_f, _, g_f = _loss_and_grad(dataset, tmp_path, variant, "csr")
+    loss_f, _, g_f = _loss_and_grad(dataset, tmp_path, variant)
     hlo = []
-    loss_b, _, g_b = _loss_and_grad(dataset, tmp_path, variant, "csr", True, hlo)
+    loss_b, _, g_b = _loss_and_grad(dataset, tmp_path, variant, True, hlo)
     dots = [line for line in hlo[0].splitlines() if "dot_general" in line]
     bf16_dots = [d for d in dots if "xbf16>, tensor<" in d]
     assert len(bf16_dots) == 2 * 3 + 2, len(bf16_dots)

@@ -5,7 +5,7 @@ import pytest
 
 from recgoat_jax.data.dataset import CSR
 from recgoat_jax.graphs.bipartite import dense_adjacency, normalized_adjacency
-from recgoat_jax.model.lightgcn import MF, LightGCN, items_to_users
+from recgoat_jax.model.lightgcn import MF, LightGCN
 
 from graph_helpers import small_graph as _graph
 
@@ -55,17 +55,6 @@ def test_custom_gradient_equals_dense_gradient():
     np.testing.assert_allclose(gs["item"], gd["item"], rtol=1e-5, atol=1e-6)
 
 
-def test_items_to_users_value_and_gradient_equal_dense():
-    # R x and its gradient R^T g, R the user rows of the dense normalised adjacency
-    train, adj = _graph(1)
-    r = jnp.asarray(dense_adjacency(train, 12, 9)[:12, 12:], jnp.float32)
-    x = jax.random.normal(jax.random.PRNGKey(3), (9, 4))
-    w = jax.random.normal(jax.random.PRNGKey(4), (12, 4))
-    np.testing.assert_allclose(items_to_users(adj, x), r @ x, rtol=1e-5, atol=1e-6)
-    g = jax.grad(lambda x: jnp.sum(items_to_users(adj, x) * w))(x)
-    np.testing.assert_allclose(g, r.T @ w, rtol=1e-5, atol=1e-6)
-
-
 def test_loss_hand_computed_mf():
     m = MF(2, 3, dim=2, reg_weight=0.1)
     params = {"user": jnp.array([[1.0, 0.0], [0.0, 2.0]]),
@@ -88,16 +77,3 @@ def test_xavier_init_bound():
     assert float(jnp.max(jnp.abs(p["user"]))) <= (6 / 1064) ** 0.5
     assert float(jnp.max(jnp.abs(p["user"]))) > 0.95 * (6 / 1064) ** 0.5
     np.testing.assert_allclose(float(jnp.std(p["item"])), (6 / 264) ** 0.5 / np.sqrt(3), rtol=0.05)
-
-
-
-def test_unit_items_scores_against_unit_rows():
-    train, adj = _graph()
-    plain = LightGCN(12, 9, dim=4, n_layers=2, init_name="normal")
-    unit = LightGCN(12, 9, dim=4, n_layers=2, init_name="normal", unit_items=True)
-    params = plain.init(jax.random.PRNGKey(3), {"adjacency": adj})
-    eu, ei = plain.embed(params, {"adjacency": adj})
-    eu2, ei2 = unit.embed(params, {"adjacency": adj})
-    np.testing.assert_allclose(eu2, eu, rtol=1e-6)
-    ei = np.asarray(ei, np.float64)
-    np.testing.assert_allclose(ei2, ei / np.linalg.norm(ei, axis=1, keepdims=True), rtol=1e-5)

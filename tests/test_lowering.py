@@ -59,8 +59,8 @@ ALLOWED_CUSTOM_CALLS = {"Sharding", "SPMDFullToShardShape", "SPMDShardToFullShap
 
 TINY = ["model.dim=16", "train.batch_size=128", "eval.ks=[5,10,20]", "eval.batch_users=64"]
 TINY_RECGOAT = ["model.gat_heads=2", "model.knn_k=3", "model.user_knn_k=3",
-                "model.ot_batch_items=16", "model.ot_paper_iterations=5",
-                "model.ot_iterations=5"]
+                "model.ot.paper.batch_items=16", "model.ot.paper.iterations=5",
+                "model.ot.reference.iterations=5"]
 
 # name -> (shipped config, overrides); the cases in FAST take ~1 s, the rest are slow
 CASES = {
@@ -70,12 +70,8 @@ CASES = {
     "recgoat-released": ("recgoat_baby.yaml", TINY_RECGOAT + [
         "model.oat=reference", "model.cmcl=reference", "train.exclude_train_negatives=false"]),
     "recgoat-options": ("recgoat_baby.yaml", TINY_RECGOAT + [
-        "model.ui_encoder=gat", "model.gat_impl=segment", "model.fusion=concat",
-        "model.user_branch=on", "model.user_merge=residual", "model.item_graph_id=true",
-        "model.content_id_layers=1"]),
-    "recgoat-residual": ("recgoat.yaml", TINY_RECGOAT + [
-        "model.user_branch=on", "model.user_merge=ego", "model.user_content=true",
-        "model.content_id_gate=true"]),
+        "model.ui_encoder=gat", "model.fusion=concat", "model.user_branch=on"]),
+    "recgoat-residual": ("recgoat.yaml", TINY_RECGOAT + ["model.user_branch=on"]),
 }
 FAST = {("lightgcn", False), ("lightgcn", True)}
 

@@ -269,7 +269,7 @@ def _dropout(tr, state0, dp, out: dict):
     import jax
 
     def fwd(params, inputs, key):
-        return tr.model.forward(params, inputs, key)["z_items"]
+        return tr.model.forward(params, inputs, key).z_items
 
     key = jax.random.PRNGKey(7)
     one = jax.jit(fwd)(state0.params, tr.inputs, key)

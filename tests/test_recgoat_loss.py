@@ -12,17 +12,17 @@ import pytest
 from recgoat_jax import losses
 from recgoat_jax.config import make_config
 from recgoat_jax.model import recgoat_loss as RL
-from recgoat_jax.model.recgoat import loss_terms
+from recgoat_jax.model.recgoat import NetOutput, loss_terms
 
 TAU = 0.2
 
 
 def _out(e_u, z_items, z=None, e_i=None, zhat=None, user_ego=None, item_ego=None, diag=None):
     f = lambda a: None if a is None else jnp.asarray(a, jnp.float32)
-    return {"e_u": f(e_u), "z_items": f(z_items), "e_i": f(e_i if e_i is not None else z_items),
-            "z": {m: f(v) for m, v in (z or {}).items()},
-            "zhat": {m: f(v) for m, v in (zhat or {}).items()},
-            "user_ego": f(user_ego), "item_ego": f(item_ego), "diag": diag or {}}
+    return NetOutput(e_u=f(e_u), z_items=f(z_items), e_i=f(e_i if e_i is not None else z_items),
+                     z={m: f(v) for m, v in (z or {}).items()},
+                     zhat={m: f(v) for m, v in (zhat or {}).items()}, z_user=None,
+                     user_ego=f(user_ego), item_ego=f(item_ego), diag=diag or {})
 
 
 def _batch(users, pos, neg, weight=None):
@@ -32,7 +32,7 @@ def _batch(users, pos, neg, weight=None):
 
 
 def _rows(out, batch):
-    return RL.with_batch_rows(out, batch)
+    return RL.batch_rows(out, batch)
 
 
 def _np_info_nce(a, b, tau, w):
@@ -66,8 +66,8 @@ def _aligned(c):
 def test_cmcl_paper_term_hand_case(rows, c):
     out = _out(e_u=EYE, z_items=EYE, z={"text": EYE, "image": EYE})
     batch = _batch([0, 1, 2], [0, 1, 2], [1, 2, 0])
-    term = RL.cmcl_paper_term(_rows(out, batch), batch, modalities=("image", "text"), tau=TAU,
-                              w=0.5, rows=rows)
+    term = RL.cmcl_paper_term(out, _rows(out, batch), batch, modalities=("image", "text"),
+                              tau=TAU, w=0.5, n_rows=rows)
     # (1 - w) L_ui + w mean_m L_m, every InfoNCE on aligned one-hot rows
     assert float(term) == pytest.approx(_aligned(c), rel=1e-5)
 
@@ -81,8 +81,8 @@ def test_cmcl_paper_term_random_against_numpy():
     wt = np.array([1, 1, 1, 0, 1, 1], np.float32)
     out = _out(e_u=e_u, z_items=z_items, z={"text": zt, "image": zi})
     batch = _batch(users, pos, neg, wt)
-    got = float(RL.cmcl_paper_term(_rows(out, batch), batch, modalities=("image", "text"),
-                                   tau=TAU, w=w_cl, rows=4))
+    got = float(RL.cmcl_paper_term(out, _rows(out, batch), batch, modalities=("image", "text"),
+                                   tau=TAU, w=w_cl, n_rows=4))
     c = slice(0, 4)
     p, wc = pos[c], wt[c]
     l_ui = _np_info_nce(e_u[users[c]], z_items[p], TAU, wc)
@@ -96,8 +96,8 @@ def test_cmcl_reference_term_hand_case(mods):
     # one-hot set, so each present pair's InfoNCE is L and the modality part is 1 - L.
     out = _out(e_u=EYE, z_items=EYE, e_i=EYE, z={m: EYE for m in mods})
     batch = _batch([0, 1, 2], [0, 1, 2], [1, 2, 0])
-    term = RL.cmcl_reference_term(_rows(out, batch), batch, modalities=mods, tau=TAU, w=0.25,
-                                  rows=2)
+    term = RL.cmcl_reference_term(out, _rows(out, batch), batch, modalities=mods, tau=TAU,
+                                  w=0.25, n_rows=2)
     # negatives [1, 2] are a permutation of one-hot rows: aligned views again
     big_l = _aligned(2)
     assert float(term) == pytest.approx(0.75 * big_l + 0.25 * (1.0 - big_l), rel=1e-5)
@@ -109,8 +109,8 @@ def test_cmcl_reference_term_counts_pairs():
     other = np.roll(EYE, 1, axis=1)
     out = _out(e_u=EYE, z_items=EYE, e_i=EYE, z={"text": EYE, "image": other})
     batch = _batch([0, 1], [0, 1], [0, 1])
-    got = float(RL.cmcl_reference_term(_rows(out, batch), batch, modalities=("image", "text"),
-                                       tau=TAU, w=1.0, rows=0))
+    got = float(RL.cmcl_reference_term(out, _rows(out, batch), batch,
+                                       modalities=("image", "text"), tau=TAU, w=1.0, n_rows=0))
     wts = np.ones(2, np.float32)
     l_id_text = _np_info_nce(EYE[:2], EYE[:2], TAU, wts)
     l_id_img = _np_info_nce(EYE[:2], other[:2], TAU, wts)
@@ -121,7 +121,7 @@ def test_cmcl_reference_term_counts_pairs():
 
 @pytest.mark.slow  # ott-jax Sinkhorn divergence compile: ~2 s on a cold cache
 def test_ot_term_single_point_is_squared_distance_of_unit_rows():
-    # One row (rows=1): the Sinkhorn divergence between two Dirac masses is the squared
+    # One row (n_items=1): the Sinkhorn divergence between two Dirac masses is the squared
     # distance of the L2-normalised points (the plan is the single coupling; the
     # self-terms vanish). Later rows must not count.
     e_i = np.array([[3.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
@@ -129,16 +129,15 @@ def test_ot_term_single_point_is_squared_distance_of_unit_rows():
     zi = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32)  # row 0 parallel to e_0
     out = _out(e_u=e_i, z_items=e_i, e_i=e_i, zhat={"text": zt, "image": zi})
     batch = _batch([0, 1, 2], [0, 1, 2], [1, 2, 0])
-    term = functools.partial(RL.ot_term, modalities=("image", "text"), rows=1, epsilon=0.05,
+    term = functools.partial(RL.ot_term, modalities=("image", "text"), n_items=1, epsilon=0.05,
                              tau=1.0, iterations=10)
 
     def f(e, z_text):
-        return term({**out, "e_i": e, "zhat": {"image": out["zhat"]["image"], "text": z_text}},
-                    batch)
+        o = out.replace(e_i=e, zhat={"image": out.zhat["image"], "text": z_text})
+        return term(o, _rows(o, batch), batch)
 
     # one compile: the value and both gradients
-    got, (g_e, g_z) = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(out["e_i"],
-                                                                       out["zhat"]["text"])
+    got, (g_e, g_z) = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(out.e_i, out.zhat["text"])
     assert float(got) == pytest.approx((0.0 + 2.0) / 2, abs=1e-3)  # image: 0, text: ||e0 - e1||^2
     assert float(jnp.max(jnp.abs(g_e))) == 0.0  # only the modality side moves
     assert float(jnp.max(jnp.abs(g_z[0]))) > 0 and float(jnp.max(jnp.abs(g_z[1:]))) == 0.0
@@ -149,11 +148,11 @@ def test_bpr_and_l2_terms_by_hand():
     z = np.array([[1.0, 1.0], [0.0, -1.0], [3.0, 0.0]], np.float32)
     out = _out(e_u=e_u, z_items=z, user_ego=e_u, item_ego=z)
     batch = _batch([0, 1, 0], [0, 0, 2], [1, 1, 1], np.array([1, 1, 0], np.float32))
-    bpr = float(RL.bpr_term(_rows(out, batch), batch))
+    bpr = float(RL.bpr_term(out, _rows(out, batch), batch))
     assert bpr == pytest.approx(np.mean([np.log1p(np.exp(-1.0)), np.log1p(np.exp(-4.0))]),
                                 rel=1e-6)
     # RecGOAT's squared form (docs/method.md): mean over real rows of ||u||^2 + ||p||^2 + ||n||^2
-    reg = float(RL.l2_term(out, batch))
+    reg = float(RL.l2_term(out, _rows(out, batch), batch))
     assert reg == pytest.approx(((1 + 2 + 1) + (4 + 2 + 1)) / 2, rel=1e-6)
 
 
@@ -180,9 +179,9 @@ def test_loss_terms_follow_the_config(sets, expect):
     fns = {n: f for n, _, f in terms}
     if "cmcl" in fns:
         want = RL.CMCL_TERMS[cfg.model.cmcl]
-        assert fns["cmcl"].func is want and fns["cmcl"].keywords["rows"] == cfg.train.cl_rows
+        assert fns["cmcl"].func is want and fns["cmcl"].keywords["n_rows"] == cfg.train.cl_rows
     if "ot" in fns:
-        assert fns["ot"].keywords["rows"] == cfg.model.ot_batch_items
+        assert fns["ot"].keywords["n_items"] == cfg.model.ot.paper.batch_items
     assert "ot" not in {n for n, _, _ in loss_terms(cfg, ())}  # no modality, no OT term
 
 

@@ -31,8 +31,8 @@ def _cfg(model="lightgcn", epochs=6, **extra):
             "train.patience=50", "train.warmup_steps=0"]  # stopping rule: test_stopping.py
     if model == "recgoat":
         sets += ["model.gat_heads=2", "model.knn_k=3", "model.user_knn_k=3",
-                 "train.lambda_cl=0.05", "train.lambda_ot=0.1", "model.ot_batch_items=32",
-                 "model.ot_paper_iterations=20"]
+                 "train.lambda_cl=0.05", "train.lambda_ot=0.1", "model.ot.paper.batch_items=32",
+                 "model.ot.paper.iterations=20"]
     sets += [f"{k}={v}" for k, v in extra.items()]
     return make_config(overrides=sets)
 

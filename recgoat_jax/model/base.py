@@ -16,7 +16,7 @@ batch: {"users", "pos", "neg": [B] int32, "weight": [B] float32 (0 = padding)}.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -39,15 +39,16 @@ class Model(Protocol):
         score(u, i) = user_emb[u] . item_emb[i]."""
         ...
 
-    # Optional hooks (train/loop.py checks hasattr):
-    #   diagnostics(params, inputs, batch) -> {name: scalar}
-    # called (jitted) at each evaluation, outside the train step, on a fixed probe batch
-    # (the first batch of epoch 0); logged in metrics.jsonl under "diagnostics".
-    #   pre_epoch(inputs, key) -> inputs
-    # called (jitted) once per epoch with the full inputs and
-    # key = fold_in(fold_in(dropout_key, epoch), PRE_EPOCH_FOLD); the returned inputs
+    # Optional hooks: attributes every model has, None when it has no such hook.
+    # pre_epoch(inputs, key) -> inputs: called (jitted) once per epoch with the full inputs
+    # and key = fold_in(fold_in(dropout_key, epoch), PRE_EPOCH_FOLD); the returned inputs
     # (same pytree structure, shapes and dtypes) feed that epoch's train steps only;
     # evaluation keeps the full inputs. FREEDOM prunes its user-item graph here.
+    pre_epoch: Callable[[Inputs, jax.Array], Inputs] | None
+    # diagnostics(params, inputs, batch) -> {name: scalar}: called (jitted) at each
+    # evaluation, outside the train step, on a fixed probe batch (the first batch of
+    # epoch 0); logged in metrics.jsonl under "diagnostics".
+    diagnostics: Callable[[Params, Inputs, Batch], dict] | None
 
 
 def init_embedding(key: jax.Array, n: int, dim: int, init: str) -> jax.Array:

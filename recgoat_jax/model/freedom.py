@@ -34,13 +34,13 @@ from recgoat_jax.config import Config
 from recgoat_jax.errors import ConfigError
 from recgoat_jax.model.base import init_embedding
 from recgoat_jax.model.edge_pruning import prune_inputs
-from recgoat_jax.model.lightgcn import _csr_matmul, propagate
+from recgoat_jax.model.lightgcn import csr_matmul, no_adjacency_grad, propagate
 
 
 @jax.custom_vjp
 def mm_propagate(mm_adj: dict, h: jax.Array) -> jax.Array:
     """mm_adj @ h: [I, I] CSR times [I, d]; the gradient is mm_adj^T g (the "bwd" CSR)."""
-    return _csr_matmul(mm_adj["fwd"], h, h.shape[0])
+    return csr_matmul(mm_adj["fwd"], h, h.shape[0])
 
 
 def _mm_fwd(mm_adj, h):
@@ -48,9 +48,7 @@ def _mm_fwd(mm_adj, h):
 
 
 def _mm_bwd(mm_adj, g):
-    zero_adj = jax.tree_util.tree_map(
-        lambda a: None if jnp.issubdtype(a.dtype, jnp.integer) else jnp.zeros_like(a), mm_adj)
-    return zero_adj, _csr_matmul(mm_adj["bwd"], g, g.shape[0])
+    return no_adjacency_grad(mm_adj), csr_matmul(mm_adj["bwd"], g, g.shape[0])
 
 
 mm_propagate.defvjp(_mm_fwd, _mm_bwd)
@@ -67,6 +65,8 @@ class FREEDOM:
     dropout: float = 0.8  # edge pruning ratio; <= 0: the full adjacency
     reg_weight: float = 1e-4
     init_name: str = "xavier"
+
+    diagnostics = None  # optional hook (model/base.py): none; pre_epoch: below
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -122,6 +122,7 @@ class FREEDOM:
 
 
 def build(cfg: Config, shapes: dict) -> FREEDOM:
+    """cfg.model: model/freedom_config.py FREEDOMConfig."""
     dims = tuple(shapes["item_feature_dims"].items())
     if not dims:
         raise ConfigError("config key 'model.name': freedom needs item features "

@@ -9,7 +9,7 @@ with unit-norm rows. Modalities are taken in the order of the `modalities` attri
            the released code: no softmax, weights are free).
   sum    : z = normalize(Dropout(LayerNorm(Linear_{d->d}(e + sum_m zhat_m))))
   concat : z = normalize(Dropout(LayerNorm(Linear_{(M+1)d->d}([e, zhat_1, ..., zhat_M]))))
-  residual (not in the paper; see README "RecGOAT on real data"):
+  residual (not in the paper; docs/results.md, real data):
            z = e + Dropout(sum_m w_m zhat_m), no LayerNorm, no unit rows, w_m learnable
            scalars initialised to `w_init` (0: the model starts as its ID backbone
            and content enters only as far as BPR finds it useful).
@@ -40,10 +40,10 @@ def _order(modalities: Sequence[str] | None, zhats: Mapping[str, jax.Array]) -> 
     return names
 
 
-def _finish(x: jax.Array, dropout: float, deterministic: bool, normalize: bool = True) -> jax.Array:
+def _finish(x: jax.Array, dropout: float, deterministic: bool) -> jax.Array:
     x = nn.LayerNorm(epsilon=_LN_EPS, name="ln")(x)
     x = nn.Dropout(dropout)(x, deterministic=deterministic)
-    return l2_normalize(x) if normalize else x
+    return l2_normalize(x)
 
 
 class OATFusion(nn.Module):
@@ -52,7 +52,6 @@ class OATFusion(nn.Module):
     modalities: Sequence[str] | None = None
     init_weights: Mapping[str, float] | None = None
     dropout: float = 0.1
-    normalize: bool = True  # unit item rows (docs/method.md); False keeps LayerNorm's scale
 
     @nn.compact
     def __call__(self, e_items: jax.Array, zhats: Mapping[str, jax.Array], deterministic: bool = True):
@@ -66,7 +65,7 @@ class OATFusion(nn.Module):
         x = (1.0 - sum(ws)) * e_items
         for m, w in zip(names, ws):
             x = x + w * zhats[m]
-        return _finish(x, self.dropout, deterministic, self.normalize)
+        return _finish(x, self.dropout, deterministic)
 
 
 class ResidualFusion(nn.Module):
@@ -90,12 +89,11 @@ class ResidualFusion(nn.Module):
 
 class _LinearFusion(nn.Module):
     """sum: Linear d -> d over e + sum_m zhat_m; concat: Linear (M+1)d -> d over
-    [e, zhat_1, ..., zhat_M]. Then LayerNorm, dropout and (by default) unit rows."""
+    [e, zhat_1, ..., zhat_M]. Then LayerNorm, dropout and unit rows."""
 
     dim: int
     modalities: Sequence[str] | None = None
     dropout: float = 0.1
-    normalize: bool = True  # unit item rows (docs/method.md); False keeps LayerNorm's scale
     mode: str = "sum"
 
     @nn.compact
@@ -103,7 +101,7 @@ class _LinearFusion(nn.Module):
         """e_items: [n, d], zhats: name -> [n, d] -> [n, d] unit rows."""
         views = [e_items] + [zhats[m] for m in _order(self.modalities, zhats)]
         x = sum(views) if self.mode == "sum" else jnp.concatenate(views, axis=-1)
-        return _finish(nn.Dense(self.dim, name="proj")(x), self.dropout, deterministic, self.normalize)
+        return _finish(nn.Dense(self.dim, name="proj")(x), self.dropout, deterministic)
 
 
 class SumFusion(_LinearFusion):
@@ -121,20 +119,18 @@ def fusion_factory(
     init_weights: Mapping[str, float] | None = None,
     dropout: float = 0.1,
     name: str | None = None,
-    normalize: bool = True,
     residual_init: float = 0.0,
 ) -> Callable[[], nn.Module]:
     """The fusion module's constructor, chosen once by name: "oat" | "sum" | "concat" |
-    "residual" (normalize does not apply to residual, which never normalises). Call it
-    inside a parent's compact method to create the (named) submodule there."""
+    "residual". Call it inside a parent's compact method to create the (named) submodule
+    there."""
     mods = tuple(modalities) if modalities is not None else None
     if kind == "oat":
-        return functools.partial(OATFusion, mods, dict(init_weights or {}), dropout, normalize,
-                                 name=name)
+        return functools.partial(OATFusion, mods, dict(init_weights or {}), dropout, name=name)
     if kind == "sum":
-        return functools.partial(SumFusion, dim, mods, dropout, normalize, name=name)
+        return functools.partial(SumFusion, dim, mods, dropout, name=name)
     if kind == "concat":
-        return functools.partial(ConcatFusion, dim, mods, dropout, normalize, name=name)
+        return functools.partial(ConcatFusion, dim, mods, dropout, name=name)
     if kind == "residual":
         return functools.partial(ResidualFusion, mods, residual_init, dropout, name=name)
     raise ValueError(f"unknown fusion {kind!r}; expected oat, sum, concat or residual")

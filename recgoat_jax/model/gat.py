@@ -9,11 +9,11 @@ aggregation, where DGL applies attention dropout, (b) does not return the weight
 two per-node scalars per head. In eval mode the two are numerically identical
 (tests/test_gat.py checks it against `jraph.GAT`).
 
-The aggregation (model.gat_impl) is by default `csr`: one CSR x dense product per head
-with the attention weights as the sparse values, and a custom VJP (the transposed CSR
-product for d h, per-edge dot products in blocks for d alpha), so no [n_edges, heads,
-head_dim] tensor is formed. "segment" keeps the per-edge gather + segment_sum; both give
-the same values up to float summation order. Measured costs: docs/performance.md.
+The aggregation is one CSR x dense product per head with the attention weights as the
+sparse values, and a custom VJP (the transposed CSR product for d h, per-edge dot
+products in blocks for d alpha), so no [n_edges, heads, head_dim] tensor is formed. It
+equals the per-edge gather + segment_sum up to float summation order (the tests'
+reference, tests/gat_reference.py). Measured costs: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from jax.experimental import sparse as jsparse
 
 from recgoat_jax.model.precision import dense_dot_general
 
-GAT_IMPLS = ("csr", "segment")  # model.gat_impl
 EDGE_CHUNK = 512  # edges per block of the backward's per-edge dot products (see _edge_dots)
 
 
@@ -177,11 +176,9 @@ class GATLayer(nn.Module):
     out_i = concat_heads(sum_j alpha_ij h'_j) + bias
 
     The graph must contain self loops (a node without incoming edges outputs only the
-    bias). No activation: ModalityEncoder applies it.
-    Attributes: out_dim = heads * head_dim; impl (model.gat_impl): "csr" aggregates with
-    `aggregate` (sparse x dense per head, custom VJP; edges must be sorted by receiver, as
-    every graph builder here sorts them), "segment" with a per-edge [E, H, F] gather and
-    jraph.segment_sum (any edge order; the earlier form, kept as the reference).
+    bias) and its edges sorted by receiver (as every graph builder here sorts them): the
+    aggregation is `aggregate`. No activation: ModalityEncoder applies it.
+    out_dim = heads * head_dim.
     """
 
     out_dim: int
@@ -189,7 +186,6 @@ class GATLayer(nn.Module):
     feat_drop: float = 0.1
     attn_drop: float = 0.1
     negative_slope: float = 0.2
-    impl: str = "csr"
     # bfloat16 (train.mixed_precision): the W x matmul (forward and backward) with bf16
     # operands and float32 accumulation; the attention and the aggregation stay float32.
     compute_dtype: Any = None
@@ -223,14 +219,7 @@ class GATLayer(nn.Module):
         logits = jax.nn.leaky_relu(el[senders] + er[receivers], self.negative_slope)  # [E, H]
         alpha = jraph.segment_softmax(logits, receivers, num_segments=n)
         alpha_used = nn.Dropout(self.attn_drop)(alpha, deterministic=deterministic)
-        if self.impl == "csr":
-            out = aggregate(alpha_used, h, senders, receivers)
-        elif self.impl == "segment":
-            messages = h[senders] * alpha_used[..., None]  # [E, H, F]
-            out = jraph.segment_sum(messages, receivers, num_segments=n)
-        else:
-            raise ValueError(f"GATLayer impl must be one of {GAT_IMPLS}, got {self.impl!r}")
-        out = out.reshape(n, self.out_dim) + bias
+        out = aggregate(alpha_used, h, senders, receivers).reshape(n, self.out_dim) + bias
         if return_attention:
             return out, alpha
         return out
@@ -249,19 +238,14 @@ class ModalityEncoder(nn.Module):
     heads: int = 8
     dropout: float = 0.1
     use_gat: bool = True
-    gat_impl: str = "csr"  # GATLayer.impl
 
     @nn.compact
     def __call__(self, features: jax.Array, senders: jax.Array, receivers: jax.Array,
-                 deterministic: bool = True, extra: jax.Array | None = None):
-        """extra: optional [n, dim] added to the projection before the GAT (e.g. the items'
-        ID ego rows, model.item_graph_id)."""
+                 deterministic: bool = True):
         # bf16 features (train.mixed_precision) -> bf16 matmul with float32 output.
         bf16 = features.dtype == jnp.bfloat16
         h = _torch_linear(self.dim, features.shape[-1], name="proj",
                           compute_dtype=jnp.bfloat16 if bf16 else None)(features)
-        if extra is not None:
-            h = h + extra.astype(h.dtype)
         if not self.use_gat:
             return h
         for layer in range(self.gat_layers):
@@ -271,7 +255,6 @@ class ModalityEncoder(nn.Module):
                 heads=self.heads,
                 feat_drop=self.dropout,
                 attn_drop=self.dropout,
-                impl=self.gat_impl,
                 compute_dtype=jnp.bfloat16 if bf16 else None,
                 name=f"gat_{layer}",
             )(g, deterministic=deterministic)

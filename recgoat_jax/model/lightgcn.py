@@ -18,7 +18,8 @@ from recgoat_jax.config import Config
 from recgoat_jax.model.base import init_embedding
 
 
-def _csr_matmul(csr, x: jax.Array, n_rows: int) -> jax.Array:
+def csr_matmul(csr, x: jax.Array, n_rows: int) -> jax.Array:
+    """csr (data, indices, indptr) of an [n_rows, x.shape[0]] matrix times x -> [n_rows, d]."""
     data, indices, indptr = csr
     mat = jsparse.BCSR((data.astype(x.dtype), indices, indptr), shape=(n_rows, x.shape[0]))
     return mat @ x
@@ -32,8 +33,8 @@ def bipartite_propagate(adjacency: dict, e_users: jax.Array, e_items: jax.Array)
     d e_users = R g_items) instead of differentiating through the sparse kernel.
     """
     n_users, n_items = e_users.shape[0], e_items.shape[0]
-    return (_csr_matmul(adjacency["ui"], e_items, n_users),
-            _csr_matmul(adjacency["iu"], e_users, n_items))
+    return (csr_matmul(adjacency["ui"], e_items, n_users),
+            csr_matmul(adjacency["iu"], e_users, n_items))
 
 
 def _prop_fwd(adjacency, e_users, e_items):
@@ -41,8 +42,9 @@ def _prop_fwd(adjacency, e_users, e_items):
                                                                e_items.shape[0])
 
 
-def _no_adjacency_grad(adjacency: dict) -> dict:
-    """The adjacency's cotangent: zeros for its values, None for its integer indices."""
+def no_adjacency_grad(adjacency: dict) -> dict:
+    """A graph's cotangent in a custom VJP: zeros for its values, None for its integer
+    indices (the graph is an input, never trained)."""
     return jax.tree_util.tree_map(
         lambda a: None if jnp.issubdtype(a.dtype, jnp.integer) else jnp.zeros_like(a), adjacency)
 
@@ -50,30 +52,11 @@ def _no_adjacency_grad(adjacency: dict) -> dict:
 def _prop_bwd(res, g):
     adjacency, n_users, n_items = res
     g_users, g_items = g
-    return (_no_adjacency_grad(adjacency), _csr_matmul(adjacency["ui"], g_items, n_users),
-            _csr_matmul(adjacency["iu"], g_users, n_items))
+    return (no_adjacency_grad(adjacency), csr_matmul(adjacency["ui"], g_items, n_users),
+            csr_matmul(adjacency["iu"], g_users, n_items))
 
 
 bipartite_propagate.defvjp(_prop_fwd, _prop_bwd)
-
-
-@jax.custom_vjp
-def items_to_users(adjacency: dict, x_items: jax.Array) -> jax.Array:
-    """R x_items [U, d]: the user half of one LightGCN layer alone (one CSR product forward,
-    R^T g backward), for item-side signals a user should carry (RecGOAT model.user_content)."""
-    return _csr_matmul(adjacency["ui"], x_items, adjacency["ui"][2].shape[0] - 1)
-
-
-def _hop_fwd(adjacency, x_items):
-    return items_to_users(adjacency, x_items), (adjacency, x_items.shape[0])
-
-
-def _hop_bwd(res, g):
-    adjacency, n_items = res
-    return _no_adjacency_grad(adjacency), _csr_matmul(adjacency["iu"], g, n_items)
-
-
-items_to_users.defvjp(_hop_fwd, _hop_bwd)
 
 
 def propagate(adjacency: dict, e_users: jax.Array, e_items: jax.Array, n_layers: int):
@@ -94,7 +77,9 @@ class LightGCN:
     init_name: str = "xavier"
     reg_weight: float = 1e-4
     reg_mode: str = "mmrec"
-    unit_items: bool = False  # score against L2-normalised item rows (RecGOAT's scoring)
+
+    pre_epoch = None  # no optional hooks (model/base.py)
+    diagnostics = None
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -106,13 +91,10 @@ class LightGCN:
                 "item": init_embedding(ki, self.n_items, self.dim, self.init_name)}
 
     def embed(self, params, inputs):
-        """user_emb [U, d], item_emb [I, d] (unit rows when unit_items)."""
+        """user_emb [U, d], item_emb [I, d]."""
         if self.n_layers == 0:
-            users, items = params["user"], params["item"]
-        else:
-            users, items = propagate(inputs["adjacency"], params["user"], params["item"],
-                                     self.n_layers)
-        return users, losses.l2_normalize(items) if self.unit_items else items
+            return params["user"], params["item"]
+        return propagate(inputs["adjacency"], params["user"], params["item"], self.n_layers)
 
     def loss(self, params, inputs, batch, key):
         del key  # deterministic model
@@ -134,10 +116,12 @@ def MF(n_users: int, n_items: int, dim: int = 64, init_name: str = "xavier",
 
 
 def build(cfg: Config, shapes: dict) -> LightGCN:
+    """cfg.model: model/lightgcn_config.py LightGCNConfig."""
     return LightGCN(shapes["n_users"], shapes["n_items"], cfg.model.dim, cfg.model.n_layers,
-                    cfg.model.init, cfg.train.reg_weight, unit_items=cfg.model.unit_items)
+                    cfg.model.init, cfg.train.reg_weight)
 
 
 def build_mf(cfg: Config, shapes: dict) -> LightGCN:
+    """cfg.model: model/lightgcn_config.py MFConfig."""
     return MF(shapes["n_users"], shapes["n_items"], cfg.model.dim, cfg.model.init,
               cfg.train.reg_weight)

@@ -30,14 +30,14 @@ def lightgcn_ui(inputs, u0, item_ego, deterministic, *, n_layers: int):
 
 
 def gat_ui(inputs, u0, item_ego, deterministic, *, dim: int, n_layers: int, heads: int,
-           dropout: float, gat_impl: str = "csr"):
+           dropout: float):
     """The paper's wording: GAT layers over the user-item graph (ui_edges), layer mean."""
     s, r = inputs["ui_edges"]
     n_users = u0.shape[0]
     h = jnp.concatenate([u0, item_ego])
     out = h
     for layer in range(n_layers):
-        h = GATLayer(dim, heads=heads, feat_drop=dropout, attn_drop=dropout, impl=gat_impl,
+        h = GATLayer(dim, heads=heads, feat_drop=dropout, attn_drop=dropout,
                      name=f"ui_gat_{layer}")(graph_from_edges(h, s, r),
                                              deterministic=deterministic)
         out = out + h
@@ -62,13 +62,12 @@ def no_align(m, z, e_items):
     return z, {}
 
 
-def ui_encoder(kind: str, *, dim: int, n_layers: int, heads: int, dropout: float,
-               gat_impl: str = "csr"):
+def ui_encoder(kind: str, *, dim: int, n_layers: int, heads: int, dropout: float):
     """model.ui_encoder -> (encoder function, the input it needs)."""
     return {
         "lightgcn": lambda: (functools.partial(lightgcn_ui, n_layers=n_layers), "adjacency"),
         "gat": lambda: (functools.partial(gat_ui, dim=dim, n_layers=n_layers, heads=heads,
-                                          dropout=dropout, gat_impl=gat_impl), "ui_edges"),
+                                          dropout=dropout), "ui_edges"),
     }[kind]()
 
 

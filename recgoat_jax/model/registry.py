@@ -1,24 +1,37 @@
-"""Model name -> build(cfg, shapes), so the trainer knows no model by name.
+"""Model name -> its config dataclass and its `build`, so neither the config loader nor the
+trainer knows a model by name.
 
-One way to register: this module imports every model module at the top and lists its
-`build`; the model modules import nothing from here (no import circle). A new model is
-a module with a `build(cfg, shapes) -> model` (model/base.py protocol) and one line in
-MODELS.
+The config classes (model/*_config.py, standard library only) are imported here; a
+model's own module (JAX, flax) only when `build_model` first builds it, so config.py asks
+`config_class` which dataclass a `model:` section is without importing JAX. A new model
+is a module with `build(cfg, shapes) -> model` (model/base.py protocol), a frozen config
+dataclass (its `model:` keys, `name` first, checks in CHOICES / RANGES) and one line in
+MODELS. The model modules import nothing from here.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+import importlib
+from typing import Any
 
-from recgoat_jax.config import Config
 from recgoat_jax.errors import ConfigError, did_you_mean
-from recgoat_jax.model import freedom, lightgcn, recgoat
+from recgoat_jax.model.freedom_config import FREEDOMConfig
+from recgoat_jax.model.lightgcn_config import LightGCNConfig, MFConfig
+from recgoat_jax.model.recgoat_config import RecGOATConfig
 
-MODELS: dict[str, Callable] = {
-    "mf": lightgcn.build_mf,
-    "lightgcn": lightgcn.build,
-    "freedom": freedom.build,
-    "recgoat": recgoat.build,
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    config: type  # the model's `model:` section
+    build: str  # "module:function" in recgoat_jax.model, build(cfg, shapes) -> model
+
+
+MODELS: dict[str, Entry] = {
+    "mf": Entry(MFConfig, "lightgcn:build_mf"),
+    "lightgcn": Entry(LightGCNConfig, "lightgcn:build"),
+    "freedom": Entry(FREEDOMConfig, "freedom:build"),
+    "recgoat": Entry(RecGOATConfig, "recgoat:build"),
 }
 
 
@@ -26,12 +39,24 @@ def names() -> list[str]:
     return sorted(MODELS)
 
 
-def build_model(cfg: Config, shapes: dict):
-    """shapes: graphs/inputs.py shapes_of(dataset) ({"n_users", "n_items",
-    "item_feature_dims": {m: d_m}, "user_feature_dim": int | None})."""
-    name = cfg.model.name
+def config_class(name: str) -> type:
+    """The dataclass of model `name`'s config section; ConfigError for an unknown name."""
     if name not in MODELS:
         hint = did_you_mean(name, names())
         raise ConfigError(f"config key 'model.name': unknown model {name!r}; "
                           f"{hint + ' ' if hint else ''}expected one of {', '.join(names())}")
-    return MODELS[name](cfg, shapes)
+    return MODELS[name].config
+
+
+def models_with_key(key: str) -> list[str]:
+    """The models whose config section has `key` (for 'not a <model> key' errors)."""
+    return [n for n in names() if key in {f.name for f in dataclasses.fields(MODELS[n].config)}]
+
+
+def build_model(cfg: Any, shapes: dict):
+    """cfg: config.Config (cfg.model is the model's own config); shapes:
+    graphs/inputs.py shapes_of(dataset) ({"n_users", "n_items", "item_feature_dims":
+    {m: d_m}, "user_feature_dim": int | None})."""
+    module, function = MODELS[cfg.model.name].build.split(":")
+    build = getattr(importlib.import_module(f"recgoat_jax.model.{module}"), function)
+    return build(cfg, shapes)

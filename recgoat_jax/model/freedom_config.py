@@ -1,0 +1,30 @@
+"""The `model:` section of FREEDOM (model/freedom.py; Zhou & Shen, MM 2023; MMRec freedom.py).
+
+Standard library only, so a config is checked at load without importing JAX. FREEDOM
+also uses train.reg_weight, the weight of its modality BPR term.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from recgoat_jax.config import BELOW_1, INITS, KNN_BACKENDS, UNIT, at_least
+
+
+@dataclasses.dataclass(frozen=True)
+class FREEDOMConfig:
+    name: str = "freedom"
+    dim: int = 64  # embedding_size = feat_embed_dim
+    n_layers: int = 3  # LightGCN layers over the (pruned) user-item graph: n_ui_layers
+    init: str = "xavier"  # xavier (MMRec: Xavier-uniform) | normal (N(0, 0.1^2))
+    knn_k: int = 20  # item-item kNN per modality, the item itself included
+    knn_backend: str = "auto"  # how kNN graphs are built (graphs/knn.py); same graph
+    mm_layers: int = 1  # propagation layers over the frozen item-item graph: n_mm_layers
+    mm_image_weight: float = 0.1  # item-item graph = w * image kNN + (1 - w) * text kNN
+    freedom_dropout: float = 0.8  # degree-sensitive edge pruning ratio (0: none)
+
+    CHOICES: ClassVar[dict] = {"init": INITS, "knn_backend": KNN_BACKENDS}
+    RANGES: ClassVar[dict] = {
+        "dim": at_least(1), "n_layers": at_least(0), "knn_k": at_least(1),
+        "mm_layers": at_least(0), "mm_image_weight": UNIT, "freedom_dropout": BELOW_1}

@@ -1,0 +1,35 @@
+"""The `model:` sections of LightGCN and MF-BPR (model/lightgcn.py).
+
+Standard library only, so a config is checked at load without importing JAX. Both use
+train.reg_weight (MMRec's EmbLoss weight) besides these keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from recgoat_jax.config import INITS, at_least
+
+
+@dataclasses.dataclass(frozen=True)
+class LightGCNConfig:
+    name: str = "lightgcn"
+    dim: int = 64
+    n_layers: int = 3  # propagation layers; the output is the mean of layers 0..n_layers
+    init: str = "xavier"  # xavier (MMRec: Xavier-uniform) | normal (N(0, 0.1^2))
+
+    CHOICES: ClassVar[dict] = {"init": INITS}
+    RANGES: ClassVar[dict] = {"dim": at_least(1), "n_layers": at_least(0)}
+
+
+@dataclasses.dataclass(frozen=True)
+class MFConfig:
+    """MF-BPR: LightGCN without propagation (score = ego user . ego item)."""
+
+    name: str = "mf"
+    dim: int = 64
+    init: str = "xavier"  # xavier (MMRec: Xavier-uniform) | normal (N(0, 0.1^2))
+
+    CHOICES: ClassVar[dict] = {"init": INITS}
+    RANGES: ClassVar[dict] = {"dim": at_least(1)}

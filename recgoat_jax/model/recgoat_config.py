@@ -1,0 +1,87 @@
+"""The `model:` section of RecGOAT (model/recgoat.py; docs/method.md explains every key).
+
+Standard library only, so a config is checked at load without importing JAX. RecGOAT
+also reads from train: reg_weight, lambda_cl, cl_tau, cl_w, cl_rows, lambda_ot and
+mixed_precision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from recgoat_jax.config import (BELOW_1, FINITE, INITS, KNN_BACKENDS, NON_NEGATIVE, POSITIVE,
+                                at_least)
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperOT:
+    """model.oat=paper: L_OT, a Sinkhorn divergence between the batch's aligned modality
+    rows and their ID rows (alignment.paper_ot_loss), weighted by train.lambda_ot."""
+
+    epsilon: float = 0.05  # on L2-normalised rows (costs in [0, 4])
+    iterations: int = 200  # iteration cap (stops earlier at 1e-4 marginal error)
+    tau: float = 1.0  # 1: balanced; < 1: unbalanced
+    batch_items: int = 256  # the term uses the batch's first batch_items positive items
+
+    RANGES: ClassVar[dict] = {"epsilon": POSITIVE, "iterations": at_least(1),
+                              "tau": (lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
+                              "batch_items": at_least(1)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceOT:
+    """model.oat=reference: the released code's stop-gradient plan between the d
+    dimensions (alignment.reference_plan); the published values are the defaults."""
+
+    epsilon: float = 0.01
+    iterations: int = 100  # exactly this many Sinkhorn iterations
+    cost_scale: float = 100.0  # C[p, q] = cost_scale * mean_i (z[i, p] - e[i, q])^2
+
+    RANGES: ClassVar[dict] = {"epsilon": POSITIVE, "iterations": at_least(1),
+                              "cost_scale": POSITIVE}
+
+
+@dataclasses.dataclass(frozen=True)
+class OTConfig:
+    """The two OAT variants' parameters; model.oat picks the one that is read."""
+
+    paper: PaperOT = PaperOT()
+    reference: ReferenceOT = ReferenceOT()
+
+
+@dataclasses.dataclass(frozen=True)
+class RecGOATConfig:
+    name: str = "recgoat"
+    dim: int = 64
+    # ID branch
+    n_layers: int = 3  # LightGCN (or GAT) layers over the user-item graph
+    init: str = "xavier"  # xavier (MMRec: Xavier-uniform) | normal (N(0, 0.1^2), the method's)
+    ui_encoder: str = "lightgcn"  # lightgcn (released code) | gat (the paper's wording)
+    edge_dropout: float = 0.0  # ours: FREEDOM's per-epoch pruning of the user-item graph
+    # graphs and graph encoders
+    knn_k: int = 20  # item-item kNN per modality
+    user_knn_k: int = 10  # user-user kNN (user branch)
+    knn_backend: str = "auto"  # how kNN graphs are built (graphs/knn.py); same graph
+    gat_layers: int = 1  # GAT layers of the modality and user encoders
+    gat_heads: int = 8
+    dropout: float = 0.1  # feature, attention, output and fusion dropout
+    item_gat: bool = True  # False: modality encoders are the projection only (ablation)
+    user_branch: str = "auto"  # auto (on when user features exist) | on | off
+    # alignment and fusion
+    oat: str = "paper"  # paper | reference | none; its parameters: ot.paper / ot.reference
+    cmcl: str = "paper"  # paper | reference | none
+    fusion: str = "oat"  # oat | sum | concat (paper) | residual (ours)
+    init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))  # fusion=oat
+    residual_init: float = 0.0  # fusion=residual: initial content weights w_m
+    ot: OTConfig = OTConfig()
+
+    CHOICES: ClassVar[dict] = {
+        "init": INITS, "ui_encoder": ("lightgcn", "gat"), "knn_backend": KNN_BACKENDS,
+        "user_branch": ("auto", "on", "off"), "oat": ("paper", "reference", "none"),
+        "cmcl": ("paper", "reference", "none"), "fusion": ("oat", "sum", "concat", "residual")}
+    RANGES: ClassVar[dict] = {
+        "dim": at_least(1), "n_layers": at_least(0), "edge_dropout": BELOW_1,
+        "knn_k": at_least(1), "user_knn_k": at_least(1), "gat_layers": at_least(0),
+        "gat_heads": at_least(1), "dropout": BELOW_1, "init_weights": NON_NEGATIVE,
+        "residual_init": FINITE}
