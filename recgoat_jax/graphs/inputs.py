@@ -8,6 +8,7 @@ One builder per input name, all module-level (no import inside a function):
   mm_adj         FREEDOM's frozen item-item graph (graphs/mm_adj.py)
   item_knn       {modality: (senders, receivers)} item-item kNN (graphs/knn.py, cached)
   user_knn       (senders, receivers) user-user kNN (graphs/knn.py, cached)
+  user_knn_rows  [U, k] each user's nearest other users by user features (cached)
   item_features  {modality: [I, D_m]}; user_features [U, D_u]
 """
 
@@ -34,6 +35,7 @@ def shapes_of(dataset: Dataset) -> dict:
         "item_feature_dims": {m: int(v.shape[1]) for m, v in dataset.item_features.items()},
         "user_feature_dim": None if dataset.user_features is None
         else int(dataset.user_features.shape[1]),
+        "user_feature_source": dataset.user_feature_source,
     }
 
 
@@ -107,6 +109,23 @@ def user_knn(dataset: Dataset, cfg: Config, cache_dir: str | None):
     return _edges(pair)
 
 
+def user_knn_rows(dataset: Dataset, cfg: Config, cache_dir: str | None):
+    """[n_users, k'] int32: each user's k' = min(model.user_knn_k, n_users) nearest other
+    users by cosine of the user features (knn.cosine_topk: self excluded, ties to the
+    lower index; order within a row unspecified). RecGOAT's collaborative user branch."""
+    k = cfg.model.user_knn_k
+    feats = np.asarray(dataset.user_features, np.float32)
+    n = feats.shape[0]
+
+    def build():
+        nbr = knn.cosine_topk(feats, k, backend=cfg.model.knn_backend)
+        return np.repeat(np.arange(n), nbr.shape[1]), nbr.reshape(-1)
+
+    _, r = knn.cached_graph(cache_dir, {"kind": "user_knn_rows", "features": feats, "k": k},
+                            build)
+    return jnp.asarray(r.reshape(n, -1))
+
+
 def mm_adj_input(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
     """FREEDOM's frozen item-item graph from the raw features (graphs/mm_adj.py) ->
     {"fwd": (data, indices, indptr) of mm_adj [I, I] CSR, "bwd": the same for mm_adj^T}.
@@ -132,6 +151,7 @@ BUILDERS: dict[str, Callable] = {
     "user_features": user_features,
     "item_knn": item_knn,
     "user_knn": user_knn,
+    "user_knn_rows": user_knn_rows,
 }
 
 

@@ -1,7 +1,11 @@
 """RecGOAT assembled from its parts (docs/method.md):
 
   ID branch       LightGCN over the user-item graph (or a GAT on it)  -> e_u [U, d], e_i [I, d]
-  user branch     GAT over the user-user kNN graph -> z_u, added to e_u (paper; optional)
+  user branch     on: GAT over the user-user kNN graph of the user features -> z_u (paper)
+                  cf: z_u = g * mean of the ID-branch e_v of the user's k nearest users by
+                  user features, g a learned scalar from 0.5 (ours: collaborative signal
+                  along users described alike; model.user_branch=cf / cf_if_text)
+                  z_u is added to e_u
   modality m      Linear + GAT over the item-item kNN graph of m      -> z_m [I, d]
   OAT             reference: zhat_m = z_m (T + Delta_m), T a stop-gradient Sinkhorn plan
                   paper:     zhat_m = z_m (I + Delta_m) + lambda_ot * Sinkhorn divergence
@@ -42,6 +46,11 @@ from recgoat_jax.model.base import init_embedding
 from recgoat_jax.model.edge_pruning import prune_inputs
 from recgoat_jax.model.fusion import fusion_factory
 from recgoat_jax.model.gat import ModalityEncoder
+
+
+# the collaborative user branch's gate at init (learned from there): the value screened
+# on the Debian dev set's valid split (experiments/user_cf_explore.py)
+USER_CF_INIT = 0.5
 
 
 @struct.dataclass
@@ -88,7 +97,8 @@ class RecGOATNet(nn.Module):
     heads: int = 8
     dropout: float = 0.1
     item_gat: bool = True
-    user_branch: bool = False
+    user_branch: bool = False  # the paper's GAT branch (needs inputs["user_knn"])
+    user_cf: bool = False  # the collaborative branch (needs inputs["user_knn_rows"])
     compute_dtype: Any = jnp.float32
 
     @nn.compact
@@ -108,6 +118,9 @@ class RecGOATNet(nn.Module):
             z_user = z_user.astype(jnp.float32)
 
         e_u, e_i = self.encode_ui(inputs, user_ego, item_ego, deterministic)  # ID branch
+        if self.user_cf:
+            gate = self.param("user_cf_gate", lambda k: jnp.float32(USER_CF_INIT))
+            z_user = gate * e_u[inputs["user_knn_rows"]].mean(axis=1)  # [U, k, d] -> [U, d]
         if z_user is not None:
             e_u = e_u + z_user
 
@@ -200,7 +213,15 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
     m, t = cfg.model, cfg.train
     mods = tuple(shapes["item_feature_dims"])
     has_user_features = shapes.get("user_feature_dim") is not None
-    user_branch = {"auto": has_user_features, "on": True, "off": False}[m.user_branch]
+    branch = m.user_branch
+    if branch == "cf_if_text":  # real user text, not profiles written from train items
+        branch = "cf" if shapes.get("user_feature_source") == "user_text" else "off"
+    user_branch = {"auto": has_user_features, "on": True}.get(branch, False)
+    user_cf = branch == "cf"
+    if user_cf and not has_user_features:
+        raise ConfigError("config key 'model.user_branch': cf needs user features "
+                          "(user_feat.npy, written by `recgoat features` from a users file "
+                          "or from train history); this dataset has none")
     encode_ui, ui_input = recgoat_parts.ui_encoder(m.ui_encoder, dim=m.dim, n_layers=m.n_layers,
                                                    heads=m.gat_heads, dropout=m.dropout)
     ref = m.ot.reference
@@ -213,7 +234,7 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
         make_fusion=fusion_factory(m.fusion, m.dim, mods, dict(m.init_weights), m.dropout,
                                    name="fusion", residual_init=m.residual_init),
         init_name=m.init, gat_layers=m.gat_layers, heads=m.gat_heads, dropout=m.dropout,
-        item_gat=m.item_gat, user_branch=user_branch,
+        item_gat=m.item_gat, user_branch=user_branch, user_cf=user_cf,
         compute_dtype=jnp.bfloat16 if t.mixed_precision else jnp.float32)
     needs = ["item_features", "item_knn", ui_input]
     if m.edge_dropout > 0:
@@ -225,5 +246,7 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
         needs.append("user_knn")
         if has_user_features:
             needs.append("user_features")
+    if user_cf:
+        needs.append("user_knn_rows")
     return RecGOAT(net, needs=tuple(needs), terms=loss_terms(cfg, mods), cl_tau=t.cl_tau,
                    edge_dropout=m.edge_dropout)

@@ -67,7 +67,10 @@ class RecGOATConfig:
     gat_heads: int = 8
     dropout: float = 0.1  # feature, attention, output and fusion dropout
     item_gat: bool = True  # False: modality encoders are the projection only (ablation)
-    user_branch: str = "auto"  # auto (on when user features exist) | on | off
+    # auto (the paper's GAT branch when user features exist) | on | off | cf (collaborative:
+    # each user adds the mean ID embedding of its user_knn_k nearest users by user features)
+    # | cf_if_text (cf when the user features embed real user text, else off)
+    user_branch: str = "auto"
     # alignment and fusion
     oat: str = "paper"  # paper | reference | none; its parameters: ot.paper / ot.reference
     cmcl: str = "paper"  # paper | reference | none
@@ -78,7 +81,8 @@ class RecGOATConfig:
 
     CHOICES: ClassVar[dict] = {
         "init": INITS, "ui_encoder": ("lightgcn", "gat"), "knn_backend": KNN_BACKENDS,
-        "user_branch": ("auto", "on", "off"), "oat": ("paper", "reference", "none"),
+        "user_branch": ("auto", "on", "off", "cf", "cf_if_text"),
+        "oat": ("paper", "reference", "none"),
         "cmcl": ("paper", "reference", "none"), "fusion": ("oat", "sum", "concat", "residual")}
     RANGES: ClassVar[dict] = {
         "dim": at_least(1), "n_layers": at_least(0), "edge_dropout": BELOW_1,
