@@ -294,9 +294,9 @@ def test_train_end_to_end(tmp_path):
 
     ds = synthetic.generate(n_users=150, n_items=90, n_interactions=1800,
                             feature_dims={"text": 16, "image": 24}, seed=0, name="tiny")
-    cfg = make_config(CONFIGS / "freedom.yaml", [
-        "model.dim=16", "train.epochs=2", "train.batch_size=256", "train.lr=0.01",
-        "eval.ks=[5,10,20]", "train.checkpoint=false", f"data.root={tmp_path}"])
+    cfg = make_config(CONFIGS / "freedom.yaml", [  # pruning 0.8 (MMRec's; freedom.yaml: 0.5)
+        "model.dim=16", "model.freedom_dropout=0.8", "train.epochs=2", "train.batch_size=256",
+        "train.lr=0.01", "eval.ks=[5,10,20]", "train.checkpoint=false", f"data.root={tmp_path}"])
     res = train(cfg, run_dir=tmp_path / "run", dataset=ds, progress=False, log=lambda s: None)
     assert res["model"] == "freedom" and res["epochs_run"] == 2
     assert all(math.isfinite(v) for v in res["test"].values()) and res["test"]["recall@20"] > 0
