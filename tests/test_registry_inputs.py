@@ -108,3 +108,20 @@ def test_recgoat_edge_dropout_prunes_the_training_graph_only(tiny):
     with pytest.raises(ConfigError, match="model.edge_dropout"):
         registry.build_model(_cfg("recgoat", "model.ui_encoder=gat", "model.edge_dropout=0.5"),
                              gi.shapes_of(tiny))
+
+
+def test_a_model_registered_from_outside_the_package(tiny, monkeypatch):
+    # an experiment registers its own variant with a build function (not a module path)
+    from recgoat_jax.model.lightgcn_config import LightGCNConfig
+
+    built = []
+
+    def build(cfg, shapes):
+        built.append((cfg.model.name, cfg.model.dim, shapes["n_users"]))
+        return LightGCN(shapes["n_users"], shapes["n_items"], cfg.model.dim, 1)
+
+    monkeypatch.setitem(registry.MODELS, "my_lightgcn",
+                        registry.Entry(LightGCNConfig, build))
+    cfg = make_config(overrides=["model.name=my_lightgcn", "model.dim=6"])
+    model = registry.build_model(cfg, gi.shapes_of(tiny))
+    assert built == [("my_lightgcn", 6, tiny.n_users)] and (model.dim, model.n_layers) == (6, 1)

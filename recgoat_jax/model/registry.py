@@ -24,7 +24,9 @@ from recgoat_jax.model.recgoat_config import RecGOATConfig
 @dataclasses.dataclass(frozen=True)
 class Entry:
     config: type  # the model's `model:` section
-    build: str  # "module:function" in recgoat_jax.model, build(cfg, shapes) -> model
+    # "module:function" in recgoat_jax.model, build(cfg, shapes) -> model; or the function
+    # itself (a model registered from outside the package, e.g. an experiment's variant)
+    build: Any
 
 
 MODELS: dict[str, Entry] = {
@@ -57,6 +59,8 @@ def build_model(cfg: Any, shapes: dict):
     """cfg: config.Config (cfg.model is the model's own config); shapes:
     graphs/inputs.py shapes_of(dataset) ({"n_users", "n_items", "item_feature_dims":
     {m: d_m}, "user_feature_dim": int | None})."""
-    module, function = MODELS[cfg.model.name].build.split(":")
-    build = getattr(importlib.import_module(f"recgoat_jax.model.{module}"), function)
+    build = MODELS[cfg.model.name].build
+    if isinstance(build, str):
+        module, function = build.split(":")
+        build = getattr(importlib.import_module(f"recgoat_jax.model.{module}"), function)
     return build(cfg, shapes)
