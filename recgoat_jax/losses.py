@@ -73,7 +73,7 @@ def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
 # The default tile (docs/performance.md has the measurements, XLA:CPU, d 64): a strip of
 # 128 rows by all columns while it holds at most TILE_ELEMENTS (4 MB in float32; B 4096:
 # [128, 4096]), fewer rows (down to 32) for wider batches (B 16384: [64, 16384]), then
-# column tiles. At B 4096, [128, 4096] strips took 0.45x the time of [512, 512] tiles
+# column tiles. At B 4096, [128, 4096] strips took 0.67x the time of [512, 512] tiles
 # (3 products against 4); at B 8192, [128, 8192] 0.67x [128, 4096]; at B 16384 [64, 16384]
 # 0.67x [128, 16384].
 TILE_ELEMENTS = 1 << 20

@@ -2,10 +2,10 @@
 
 For RecGOAT (the shipped paper-variant default, experiments/configs/recgoat.yaml; the
 released code's variants on the published Baby settings, recgoat_baby.yaml with
-model.oat=reference and model.cmcl=reference; and the remaining encoder / fusion / GAT
-options), FREEDOM and LightGCN (their shipped configs), each with train.mixed_precision
+model.oat=reference and model.cmcl=reference; the GAT user-item encoder, concat fusion
+and the user branches on and cf), FREEDOM and LightGCN (their shipped configs), each with train.mixed_precision
 off and on, on a tiny generated dataset, the programs the Trainer builds
-(recgoat_jax/train/loop.py's Trainer: the train step of train/step.py, the embedding,
+(recgoat_jax/train/trainer.py's Trainer: the train step of train/step.py, the embedding,
 the pre-epoch hook and the diagnostics where the model has them, the parameter init) and
 the evaluation's scoring kernels (evaluate/blocks.py: eval_rank_block, what
 Evaluator.evaluate runs; topk_block, what recommend runs) are traced and lowered with
@@ -72,6 +72,7 @@ CASES = {
     "recgoat-options": ("recgoat_baby.yaml", TINY_RECGOAT + [
         "model.ui_encoder=gat", "model.fusion=concat", "model.user_branch=on"]),
     "recgoat-residual": ("recgoat.yaml", TINY_RECGOAT + ["model.user_branch=on"]),
+    "recgoat-cf": ("recgoat.yaml", TINY_RECGOAT + ["model.user_branch=cf"]),
 }
 FAST = {("lightgcn", False), ("lightgcn", True)}
 
