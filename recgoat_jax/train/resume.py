@@ -122,8 +122,10 @@ def restore(trainer, ckpt: Checkpoints | None, run_dir: Path, resume: bool, log
     if ckpt is None or ckpt.latest_epoch() is None:
         log(f"--resume: no checkpoint in {run_dir}; starting from scratch")
         return state, Progress()
+    # checkpoints hold logical arrays (Trainer.logical): restore those, then pad and place
     state, meta = restore_checked(ckpt, trainer.logical(state), run_dir,
                                   saved_config(run_dir), trainer.cfg)
+    state = trainer.stored(state)
     done = Progress(next_epoch=meta["epoch"] + 1, best=meta["best"],
                     best_epoch=meta["best_epoch"], bad=meta["bad"], best_row=meta["best_row"],
                     prior_wall=meta["wall_time_s"],
