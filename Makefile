@@ -11,7 +11,7 @@ CONFIG ?=
 RECGOAT := $(PY) -m recgoat_jax
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install install-check train test test-fast bench bench-plan bench-knn reproduce-baselines ablation realdata defaults data features demo report clean
+.PHONY: help install install-check train test test-fast bench bench-plan bench-knn bench-authors device-check reproduce-baselines ablation realdata defaults data features demo report clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -74,6 +74,20 @@ KNN_ARGS ?=
 
 bench-knn: $(VENV)/.core  ## item kNN build, numpy vs xla, Electronics shape -> experiments/results/knn_build_<device>.json
 	$(PY) experiments/bench_knn.py $(KNN_ARGS)
+
+# The side by side against the authors' PyTorch + DGL code on one pinned core: their
+# checkout and the Baby split are passed, never part of this repository; it builds their
+# venv from their pins under .cache/authors-bench (experiments/bench_authors.py):
+# ARGS="--authors-repo ../RecGOAT --data ../shared/data/amazon-baby" (--smoke: 1 epoch, d 64)
+bench-authors: $(VENV)/.core  ## theirs vs ours s/epoch, evaluation, peak RSS on one core -> experiments/results/authors_side_by_side.json
+	$(PY) experiments/bench_authors.py $(ARGS)
+
+# On a GPU / TPU machine, which has JAX but not this venv: its python3 (wheels for what it
+# lacks in .whl/, experiments/device_check.py --download-wheels .whl). Not part of make test.
+DEVICE_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+
+device-check:  ## accelerator check (~6 min on a GPU): its tests, step at Baby d 800 f32 + bf16 vs peak, short Baby training -> experiments/results/device_<kind>.json (ARGS=--small on a CPU)
+	$(DEVICE_PY) experiments/device_check.py $(ARGS)
 
 bench-plan: $(VENV)/.core  ## memory model: AOT step memory Baby .. 10M users, checked at 3 sizes -> experiments/results/memory_model.*
 	$(PY) experiments/bench_plan.py $(ARGS)
