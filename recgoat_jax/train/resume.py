@@ -98,8 +98,9 @@ def restore_checked(ckpt: Checkpoints, like_state, run_dir: Path, saved_cfg, cfg
     try:
         state, meta = ckpt.restore_latest(like_state)
     except (ValueError, KeyError, TypeError) as e:
+        why = str(e).splitlines()[0].split(". Truncating")[0][:200]
         raise UserError(f"--resume {run_dir}: the checkpoint does not fit the model built "
-                        f"with {what}: {str(e).splitlines()[0].split('. Truncating')[0][:200]}; {hint}") from None
+                        f"with {what}: {why}; {hint}") from None
     want = jax.tree_util.tree_flatten_with_path(like_state)[0]
     got = jax.tree_util.tree_leaves(state)
     for (path, a), b in zip(want, got):

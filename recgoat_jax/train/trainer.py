@@ -36,7 +36,8 @@ class Trainer:
         self.dp = (DataParallel(cfg.train.batch_size, model_parallel=cfg.train.model_parallel)
                    if cfg.train.data_parallel else None)
         self.setup = setup = build_run(cfg, dataset)
-        self.cfg, self.dataset, self.shapes, self.model = cfg, setup.dataset, setup.shapes, setup.model
+        self.cfg, self.dataset, self.shapes = cfg, setup.dataset, setup.shapes
+        self.model = setup.model
         self.tx, self.evaluator = setup.tx, setup.evaluator
         self.init_key, self.dropout_key = setup.init_key, setup.dropout_key
         self.inputs = self.place(setup.inputs)
