@@ -73,7 +73,10 @@ def test_every_shipped_config_builds_its_model():
             assert weights["reg"] == cfg.train.reg_weight, path.name
             assert weights.get("cmcl", 0.0) == (cfg.train.lambda_cl
                                                 if cfg.model.cmcl != "none" else 0.0)
-            assert model.net.user_branch == (cfg.model.user_branch != "off"), path.name
+            # the paper's GAT branch for auto / on (these shapes have user features); the
+            # collaborative one for cf, or cf_if_text on real user text (not said here)
+            assert model.net.user_branch == (cfg.model.user_branch in ("auto", "on")), path.name
+            assert model.net.user_cf == (cfg.model.user_branch == "cf"), path.name
 
 
 def test_eval_metric_checked_at_load_against_the_metric_table():
