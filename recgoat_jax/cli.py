@@ -61,7 +61,7 @@ def cmd_demo(args) -> int:
             raise UserError(f"{target}: not written by recgoat (no {load.DEMO_META}); "
                             "move it away to regenerate the demo there")
         shutil.rmtree(target)
-    state = load._demo_state(target)
+    state = load.demo_state(target)
     out = load.ensure_demo(args.root)
     if state == "foreign":
         log.warning(f"{out}: left alone (not written by recgoat: no {load.DEMO_META})")

@@ -67,7 +67,7 @@ class Dataset:
     item_features: modality name -> [n_items, d_m] float array (e.g. "text", "image").
     user_features: [n_users, d_u] or None (embedded user text or profiles).
     user_feature_source: where those rows came from ("user_text", "template_profile",
-      "llm_profile"; data/formats.py read_user_feature_source), None when unknown.
+      "llm_profile"; data/feature_files.py read_user_feature_source), None when unknown.
     report: what loading noticed (dropped rows, duplicates, ...), for logs.
     """
 

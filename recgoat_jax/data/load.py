@@ -151,7 +151,7 @@ def _demo_files() -> list[str]:
     return files + [DEMO_META]
 
 
-def _demo_state(directory: Path) -> str:
+def demo_state(directory: Path) -> str:
     """'missing', 'ok' (ours, complete, current), 'stale' (ours, outdated) or 'foreign'."""
     if not directory.exists():
         return "missing"
@@ -176,7 +176,7 @@ def ensure_demo(root: str | Path = "data") -> Path:
     """
     root = Path(root)
     target = root / DEMO
-    state = _demo_state(target)
+    state = demo_state(target)
     if state in ("ok", "foreign"):
         return target
     log.info(f"generating the built-in demo dataset into {target}/ (once) ...")
@@ -195,7 +195,7 @@ def ensure_demo(root: str | Path = "data") -> Path:
             os.rename(tmp, target)
             tmp = None
         except OSError:
-            if _demo_state(target) != "ok":  # not a concurrent writer that won the race
+            if demo_state(target) != "ok":  # not a concurrent writer that won the race
                 raise
     except OSError as e:
         raise DataError(f"cannot write the demo dataset to {target}: {e}") from None
