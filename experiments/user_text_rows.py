@@ -102,8 +102,10 @@ def markdown(report: dict) -> str:
              "point of realdata.json with one part changed, 3 seeds (mean +- std). Test "
              "Recall@20; buckets: train items per user, mean over seeds.", ""]
     for name, d in report["datasets"].items():
-        labels = sorted({k for r in list(d["rows"].values()) + list(d["references"].values())
-                         for k in r["buckets_recall@20"]}, key=lambda x: (len(x), x))
+        seen = {k for r in list(d["rows"].values()) + list(d["references"].values())
+                for k in r["buckets_recall@20"]}
+        order = [f"{lo}-{hi}" if hi < 10**9 else f">{lo - 1}" for lo, hi in realdata.BUCKETS]
+        labels = [b for b in order if b in seen]
         lines += [f"## {name}", "", f"Chosen point: {', '.join(d['chosen_point'])}", "",
                   "| row | test R@20 | valid R@20 | best epochs | " + " | ".join(labels) + " |",
                   "|---|---|---|---|" + "---|" * len(labels)]
@@ -159,7 +161,10 @@ def main(argv=None) -> int:
                                     **summarise(name, runs_dir, seeds, rd, blend)}
     from recgoat_jax.train.loop import versions
 
-    report.update({"command": " ".join(["python", *sys.argv]), "versions": versions(),
+    command = " ".join(["python", *sys.argv])
+    if args.summarise_only:  # the runs' own commands (one process per --pair) are kept
+        command = report.get("command", command)
+    report.update({"command": command, "versions": versions(),
                    "protocol": "realdata.py's: train.min_epochs 100, train.warmup_steps 0, "
                                "patience 20, 1000 epochs, test at the best valid epoch",
                    "goal": GOAL})
