@@ -1,7 +1,7 @@
 """RecGOAT ablation on the built-in demo dataset: what each part adds.
 
-Every variant is trained with several seeds from experiments/configs/recgoat_demo.yaml
-(LightGCN from experiments/configs/lightgcn_baby.yaml, MMRec's values, with the same batch size and learning
+Every variant is trained with several seeds from recgoat_jax/configs/recgoat_demo.yaml
+(LightGCN from recgoat_jax/configs/lightgcn_baby.yaml, MMRec's values, with the same batch size and learning
 rate), each to convergence by early stopping on valid Recall@20. Test
 Recall@20 / NDCG@20 at the best VALID epoch, mean +- std over seeds, go to
 experiments/results/demo_ablation.{json,md}; both are rewritten after every finished run
@@ -89,11 +89,11 @@ def config_for(variant: str, seed: int, epochs: int | None):
     sets = list(overrides) + [f"train.seed={seed}", "train.checkpoint=false",
                               "train.warmup_steps=0"]
     if base in ("lightgcn_baby", "freedom_baby"):  # same optimisation settings as the RecGOAT runs
-        demo = make_config(ROOT / "experiments" / "configs" / "recgoat_demo.yaml")
+        demo = make_config(ROOT / "recgoat_jax" / "configs" / "recgoat_demo.yaml")
         sets += [f"train.batch_size={demo.train.batch_size}", f"train.lr={demo.train.lr}"]
     elif epochs:
         sets.append(f"train.epochs={epochs}")
-    return make_config(ROOT / "experiments" / "configs" / f"{base}.yaml", sets)
+    return make_config(ROOT / "recgoat_jax" / "configs" / f"{base}.yaml", sets)
 
 
 def summarise(runs: dict) -> dict:

@@ -31,7 +31,7 @@ layers, batch 4096, item kNN 20, 1 GAT layer, OAT fusion, contrastive weight 0.0
 8e-4) at --recdim d, --cuda 0. Their main.py never calls model.eval(): their Test runs in
 training mode, as released. Their Test ranks the test users only.
 
-Our side is `python -m recgoat_jax train` with experiments/configs/recgoat_baby.yaml (the
+Our side is `python -m recgoat_jax train` with recgoat_jax/configs/recgoat_baby.yaml (the
 same published settings) and the released code's variants: model.oat=reference,
 model.cmcl=reference, train.exclude_train_negatives=false (negatives from all items, as
 their sampler draws them), model.dim=d, an evaluation after every epoch (train.eval_every
@@ -423,7 +423,7 @@ def run_ours(args, data: dict, dim: int, epochs: int, tag: str) -> dict:
             "train.exclude_train_negatives=false", f"model.dim={dim}",
             f"train.epochs={epochs}", "train.eval_every=1", "train.checkpoint=false"]
     cmd = [*prefix, sys.executable, "-m", "recgoat_jax", "train",
-           "--config", str(ROOT / "experiments" / "configs" / "recgoat_baby.yaml"),
+           "--config", str(ROOT / "recgoat_jax" / "configs" / "recgoat_baby.yaml"),
            "--dataset", data["dir"], "--root", str(Path(args.cache) / "root"),
            "--run-dir", str(run_dir), "--no-tensorboard", "--no-progress",
            *[x for s in sets for x in ("--set", s)]]
@@ -594,7 +594,7 @@ def main(argv=None) -> int:
                     "environment": {k: env_info[k] for k in
                                     ("python", "authors_pins", "chosen", "why", "installed",
                                      "pip_freeze")}},
-        "ours": {"config": "experiments/configs/recgoat_baby.yaml",
+        "ours": {"config": "recgoat_jax/configs/recgoat_baby.yaml",
                  "overrides": ["model.oat=reference", "model.cmcl=reference",
                                "train.exclude_train_negatives=false", "model.dim=<d>"],
                  "versions": next((r.get("versions") for r in runs if r.get("versions")), None)},

@@ -12,7 +12,7 @@ changes hit both; medians and minima are reported, and ratios of both.
           default) and --dim, batch --batch-size: the released code's variants
           (model.oat=reference, model.cmcl=reference, negatives from all items) and the
           paper's (model.oat=paper, model.cmcl=paper, lambda_ot 0.1), both with the
-          published Baby loss weights (experiments/configs/recgoat_baby.yaml: lambda_cl
+          published Baby loss weights (recgoat_jax/configs/recgoat_baby.yaml: lambda_cl
           0.032, cl_rows 0 = the whole batch).
 
 Each program also gets XLA's cost analysis (FLOPs, bytes accessed) and the roofline time
@@ -175,7 +175,7 @@ def step_config(variant: str, args):
                          "train": {"exclude_train_negatives": False}},
             "paper": {"model": {"oat": "paper", "cmcl": "paper"}, "train": {}}}[variant]
     return config_lib.make_config(
-        ROOT / "experiments" / "configs" / "recgoat_baby.yaml", args.set,
+        ROOT / "recgoat_jax" / "configs" / "recgoat_baby.yaml", args.set,
         data={"root": args.data_root},
         model={"dim": args.dim, "gat_heads": heads, **sets["model"]},
         train={"batch_size": args.batch_size, "checkpoint": False, "mixed_precision": False,

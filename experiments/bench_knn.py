@@ -39,7 +39,7 @@ from recgoat_jax.config import load_yaml  # noqa: E402
 from recgoat_jax.data.synthetic import SHAPES  # noqa: E402
 
 FEATURE_DIMS = {"image": 4096, "text": 384}  # the presets' modalities (experiments/bench.py)
-K_CONFIG = ROOT / "experiments" / "configs" / "recgoat_electronics.yaml"
+K_CONFIG = ROOT / "recgoat_jax" / "configs" / "recgoat_electronics.yaml"
 
 
 def parse_shape(text: str) -> tuple[int, dict[str, int]]:

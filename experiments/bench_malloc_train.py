@@ -10,7 +10,7 @@ metrics, which must be identical between the two settings (same seed, same progr
 allocator only changes where buffers live).
 
     python experiments/bench_malloc_train.py --data data/ml100k-dev \\
-        --config experiments/configs/recgoat.yaml --set model.dim=800 --epochs 5
+        --config recgoat_jax/configs/recgoat.yaml --set model.dim=800 --epochs 5
 
 Results: experiments/results/malloc_train_<dataset>.json (machine, versions, command).
 """
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="dataset directory (MMRec layout)")
-    ap.add_argument("--config", default="experiments/configs/recgoat.yaml")
+    ap.add_argument("--config", default="recgoat_jax/configs/recgoat.yaml")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override passed to train (repeatable)")
     ap.add_argument("--epochs", type=int, default=5, help="epochs per run, no early stop (5)")

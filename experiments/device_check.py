@@ -17,7 +17,7 @@ is recorded and the next still runs), about 6 minutes on one GPU:
           fraction of this device's published peak (experiments/roofline.py: H100, TPU v5e;
           found from jax.devices()[0].device_kind) with the roofline's predicted time
   train   a short training on generated Baby-shape data (recgoat_jax.data.synthetic,
-          4096-d image + 384-d text features): experiments/configs/recgoat_baby.yaml
+          4096-d image + 384-d text features): recgoat_jax/configs/recgoat_baby.yaml
           (d 800; bf16 on an accelerator), a few epochs through recgoat_jax.train.loop.train:
           compile, seconds per epoch, evaluation, device peak memory, finite losses
 
@@ -243,7 +243,7 @@ def train_child(path: Path, shape: str, dim: int, batch: int, epochs: int) -> in
                  "train.tensorboard=false", "train.eval_every=1",
                  f"train.mixed_precision={str(accel).lower()}",
                  f"data.root={ROOT / '.cache' / 'device-check'}"]
-    cfg = config_lib.make_config(ROOT / "experiments" / "configs" / "recgoat_baby.yaml",
+    cfg = config_lib.make_config(ROOT / "recgoat_jax" / "configs" / "recgoat_baby.yaml",
                                  overrides)
     run_dir = ROOT / ".cache" / "device-check" / "run"
     res = train(cfg, run_dir=run_dir, dataset=ds, progress=False, log=lambda *a: None)
@@ -253,7 +253,7 @@ def train_child(path: Path, shape: str, dim: int, batch: int, epochs: int) -> in
         stats = jax.devices()[0].memory_stats() or {}
     except Exception:  # noqa: BLE001  (CPU: not implemented)
         stats = {}
-    out = {"config": "experiments/configs/recgoat_baby.yaml", "overrides": overrides,
+    out = {"config": "recgoat_jax/configs/recgoat_baby.yaml", "overrides": overrides,
            "data": {"shape": shape, "users": ds.n_users, "items": ds.n_items,
                     "train_interactions": int(ds.train.nnz), "feature_dims": FEATURE_DIMS,
                     "generate_s": gen_s},

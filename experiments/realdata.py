@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CONFIGS = ROOT / "experiments" / "configs"
+CONFIGS = ROOT / "recgoat_jax" / "configs"
 BUCKETS = ((0, 4), (5, 6), (7, 10), (11, 10**9))  # train items per user, inclusive
 _LR = [["train.lr=0.001"], ["train.lr=0.005"]]
 # Early stopping (patience 20) only after this many epochs, for every model: at lr 1e-3

@@ -100,7 +100,7 @@ def timing(ds, epochs: int = 6) -> dict:
     from recgoat_jax.train.trainer import Trainer
     from recgoat_jax.train.step import zeros_acc
 
-    cfg = make_config(ROOT / "experiments" / "configs" / "lightgcn_baby.yaml", ["train.checkpoint=false"])
+    cfg = make_config(ROOT / "recgoat_jax" / "configs" / "lightgcn_baby.yaml", ["train.checkpoint=false"])
     tr = Trainer(cfg, dataset=ds)
     state = tr.init_state()
     acc = zeros_acc(tr.aux_names(state))
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     order = [(m, pt) for i in range(max(len(grid[m]) for m in models))
              for m in models if i < len(grid[m]) for pt in [grid[m][i]]]
     for model, point in order:
-        base = ROOT / "experiments" / "configs" / f"{model}_baby.yaml"  # MMRec's values
+        base = ROOT / "recgoat_jax" / "configs" / f"{model}_baby.yaml"  # MMRec's values
         key = run_key(model, point)
         if key in report["runs"]:
             print(f"skip {key} (done)", flush=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CONFIGS = ROOT / "experiments" / "configs"
+CONFIGS = ROOT / "recgoat_jax" / "configs"
 RUNS = {  # name -> (config file, dataset flag, epochs)
     "baby_lightgcn": ("lightgcn_baby.yaml", "baby", 2),
     "demo_recgoat": ("recgoat_demo.yaml", None, 2),

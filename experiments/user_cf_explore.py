@@ -101,7 +101,7 @@ def main(argv=None) -> int:
             if k is not None:
                 K.update(k=k, gate_init=g, where=args.where)
                 sets.append("model.name=lightgcn_ucf")
-            cfg = make_config(ROOT / "experiments/configs/lightgcn.yaml", sets)
+            cfg = make_config(ROOT / "recgoat_jax/configs/lightgcn.yaml", sets)
             res = train(cfg, run_dir=Path(args.runs_dir) / key.replace("/", "_"), progress=False,
                         log=lambda s: None)
             report["runs"][key] = {"valid_recall@20": res["valid"]["recall@20"],

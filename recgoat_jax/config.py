@@ -383,11 +383,9 @@ def dataset_names(name: str) -> list[str]:
 
 
 def config_dirs() -> list[Path]:
-    """Where shipped configs live: experiments/configs/ of a source checkout, else the
-    copy installed with the package (recgoat_jax/configs/, see pyproject.toml)."""
+    """Where shipped configs live: recgoat_jax/configs/, package data (pyproject.toml)."""
     here = Path(__file__).resolve().parent
-    dirs = [here.parent / "experiments" / "configs", here / "configs"]
-    return [d for d in dirs if d.is_dir()]
+    return [d for d in [here / "configs"] if d.is_dir()]
 
 
 def find_config(model: str, dataset: str = "demo") -> Path | None:

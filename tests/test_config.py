@@ -7,7 +7,7 @@ import yaml
 from recgoat_jax.config import (ConfigError, dump_yaml, flat_dict, make_config, sections,
                                 to_dict)
 
-CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "recgoat_jax" / "configs"
 
 
 def test_defaults_yaml_and_overrides(tmp_path):

@@ -21,7 +21,7 @@ from recgoat_jax.model.registry import build_model
 
 from graph_helpers import exact_cosine_features, small_graph
 
-CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "recgoat_jax" / "configs"
 
 
 def _dense(csr, n_rows, n_cols):

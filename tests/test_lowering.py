@@ -1,6 +1,6 @@
 """Every jitted program of a run lowers for GPU (cuda) and TPU, from this CPU-only install.
 
-For RecGOAT (the shipped paper-variant default, experiments/configs/recgoat.yaml; the
+For RecGOAT (the shipped paper-variant default, recgoat_jax/configs/recgoat.yaml; the
 released code's variants on the published Baby settings, recgoat_baby.yaml with
 model.oat=reference and model.cmcl=reference; the GAT user-item encoder, concat fusion
 and the user branches on and cf), FREEDOM and LightGCN (their shipped configs), each with train.mixed_precision
@@ -51,7 +51,7 @@ from recgoat_jax.evaluate.metrics import METRICS
 from recgoat_jax.train.loop import Trainer
 from recgoat_jax.train.step import zeros_acc
 
-CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "recgoat_jax" / "configs"
 PLATFORMS = ("cuda", "tpu")
 BACKEND_NAME = {"cuda": "gpu", "tpu": "tpu"}  # what jax.default_backend() says there
 # custom calls every platform has (sharding annotations); anything else fails the test

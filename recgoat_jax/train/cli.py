@@ -2,7 +2,7 @@
 `python -m recgoat_jax.train` is the same command).
 
 Which config: --config FILE if given; with --resume the run's saved config.yaml; else the
-shipped config for the model on the dataset (experiments/configs/<model>_<dataset>.yaml,
+shipped config for the model on the dataset (recgoat_jax/configs/<model>_<dataset>.yaml,
 dataset by its registered name or alias, else <model>.yaml). The file used is logged first.
 
 Output: the results (the test table at the best valid epoch, and the run directory) go
@@ -41,7 +41,7 @@ EPILOG = """examples:
   recgoat train --resume runs/demo-recgoat-20261127-120000
   recgoat train --epochs 50 -q && tensorboard --logdir runs/   # the tb/ event files
 Config lookup without --config: <model>_<dataset>.yaml, else <model>.yaml, in
-experiments/configs/ (installed: recgoat_jax/configs/); datasets are found by their
+recgoat_jax/configs/ (package data); datasets are found by their
 registered name (baby, sports, clothing, electronics, demo) or an alias (elec), as
 <root>/<name>/, or by a directory in MMRec (<name>.inter + *_feat.npy) or LightGCN
 (train.txt/valid.txt/test.txt) layout; 'demo' is generated on first use.
