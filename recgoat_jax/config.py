@@ -1,11 +1,9 @@
 """One config schema: frozen dataclasses, YAML files, `--set key=value` overrides.
 
-A YAML file mirrors the schema: sections data / train / eval (classes here) and model,
-whose dataclass is the chosen model's own (model.name -> model/registry.py ->
-model/<name>_config.py). An unknown key, a wrong type or a bad value is a ConfigError
-naming the key. Each section class declares its checks: CHOICES {field: allowed values}
-and RANGES {field: (test, what is expected)}; every float must also be finite.
-"""
+Sections data / train / eval (classes here) and model, the chosen model's own dataclass
+(model.name -> model/registry.py -> model/<name>_config.py). An unknown key, a wrong type
+or a bad value is a ConfigError naming the key; each section class declares CHOICES
+{field: allowed values} and RANGES {field: (test, what is expected)}; floats must be finite."""
 
 from __future__ import annotations
 

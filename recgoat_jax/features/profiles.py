@@ -12,10 +12,8 @@ Sources of a user's row, first that applies (counted in the report, `user_feat.j
 3. `mean_fallback`: users with neither (no text and no train item, or `kind="none"`) get
    the mean of the other users' rows, L2-normalised.
 
-Only rows with x_label 0 (train) of the `.inter` file are read into a user's history;
-valid and test items never reach a prompt, a template or an embedding. A history is the
-user's train items, most recent first by timestamp (file order when there is none),
-cut to `max_history` items.
+A history is the user's TRAIN items only (x_label 0; valid and test items never reach a
+prompt, a template or an embedding), most recent first, cut to `max_history` items.
 
 Two generators:
 
@@ -30,8 +28,7 @@ Two generators:
 2. `template`: a deterministic text built from the history's categories, brands and
    titles, labelled "template profile (not LLM-written)". No model, no randomness.
 
-Rows are embedded with the same text encoder as item text, in resumable chunks
-(features/chunks.py: a rerun re-encodes only the chunks whose texts changed), into
+Rows are embedded like item text, in resumable chunks (features/chunks.py), into
 `user_feat.npy` [n_users, dim]. `user_profiles.jsonl` keeps, per user, the source of its
 row, its history profile ("" when none was made: an LLM profile is generated only for
 users without text) and its rendered user text; `user_feat.json` is the report.
@@ -310,14 +307,11 @@ def build_user_features(
     progress: bool = True,
 ) -> dict:
     """Writes `user_profiles.jsonl`, `user_feat.npy` [n_users, dim] and `user_feat.json`
-    (the report, also returned).
-
-    kind: the history profiles, "template", "llm" or "none" (no profiles: users without
+    (the report, also returned). kind: the history profiles, "template", "llm" or "none" (no profiles: users without
     text get the mean row). user_text: "auto" (real user text from users_path or
     `<dir>/users.jsonl` when there is some; it wins over a profile) or "off". For "llm",
     give llm_model (a path or hub name) or a `generate` function (prompts -> texts).
-    `encoder` replaces the text encoder.
-    """
+    `encoder` replaces the text encoder."""
     if kind not in ("template", "llm", "none"):
         raise UserError(f"--profiles {kind!r}: expected template, llm or none")
     if user_text not in ("auto", "off"):
