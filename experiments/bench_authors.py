@@ -423,7 +423,7 @@ def run_ours(args, data: dict, dim: int, epochs: int, tag: str) -> dict:
             "train.exclude_train_negatives=false", f"model.dim={dim}",
             f"train.epochs={epochs}", "train.eval_every=1", "train.checkpoint=false"]
     cmd = [*prefix, sys.executable, "-m", "recgoat_jax", "train",
-           "--config", str(ROOT / "recgoat_jax" / "configs" / "recgoat_baby.yaml"),
+           "--config", str(args.ours_config),
            "--dataset", data["dir"], "--root", str(Path(args.cache) / "root"),
            "--run-dir", str(run_dir), "--no-tensorboard", "--no-progress",
            *[x for s in sets for x in ("--set", s)]]
@@ -433,7 +433,7 @@ def run_ours(args, data: dict, dim: int, epochs: int, tag: str) -> dict:
     log(f"ours d {dim} ({tag}): {epochs} epoch(s) + an evaluation after each ...")
     res = run_child(cmd, env, ROOT, logf, args.timeout)
     out = {"side": "ours", "dim": dim, "tag": tag, **res, "log": str(logf),
-           "command": shlex.join(cmd)}
+           "command": shlex.join(cmd), "commit": our_commit()}
     if res["rc"]:
         out["error_tail"] = logf.read_text()[-3000:]
         log(f"ours d {dim} ({tag}) FAILED rc {res['rc']}: see {logf}")
@@ -458,6 +458,16 @@ def run_ours(args, data: dict, dim: int, epochs: int, tag: str) -> dict:
         f"step compile {out['compile_s']:.1f} s, peak RSS {res['maxrss_bytes'] / 2**30:.2f} "
         f"GiB, load {res['load_start'][0]:.1f}->{res['load_end'][0]:.1f}")
     return out
+
+
+def our_commit() -> str:
+    """This checkout's HEAD, '+dirty' when the package's tracked files differ from it (the
+    package code ours ran: other work may land between runs)."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "recgoat_jax"]).returncode
+    return head + ("+dirty" if dirty else "")
 
 
 def median(xs):
@@ -566,6 +576,10 @@ def main(argv=None) -> int:
     data = write_data(args.data.resolve(), cache / "data" / "baby", args.seed)
     log(f"data: {data['users']} users, {data['items']} items, {data['train_interactions']} "
         f"train interactions; stand-in features {FEATURE_DIMS}")
+    # our config, copied once: the runs read this copy whatever happens to the checkout
+    src = ROOT / "recgoat_jax" / "configs" / "recgoat_baby.yaml"
+    args.ours_config = cache / "ours_recgoat_baby.yaml"
+    shutil.copyfile(src, args.ours_config)
     quiet = wait_quiet(args.wait_quiet, args.quiet_load) if args.wait_quiet else None
 
     runs = []
@@ -594,7 +608,8 @@ def main(argv=None) -> int:
                     "environment": {k: env_info[k] for k in
                                     ("python", "authors_pins", "chosen", "why", "installed",
                                      "pip_freeze")}},
-        "ours": {"config": "recgoat_jax/configs/recgoat_baby.yaml",
+        "ours": {"config": "recgoat_jax/configs/recgoat_baby.yaml (copied at the start)",
+                 "config_text": args.ours_config.read_text(),
                  "overrides": ["model.oat=reference", "model.cmcl=reference",
                                "train.exclude_train_negatives=false", "model.dim=<d>"],
                  "versions": next((r.get("versions") for r in runs if r.get("versions")), None)},
