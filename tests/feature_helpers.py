@@ -38,3 +38,30 @@ def one_torch_thread():
     t.set_num_threads(1)
     yield
     t.set_num_threads(n)
+
+
+class FakeEncoder:
+    """A stand-in text encoder: text -> a unit vector [dim] seeded by the text's hash
+    (deterministic, independent of batching); counts calls and keeps the texts; with
+    fail_after=n the (n+1)-th call raises KeyboardInterrupt, as if the job were killed."""
+
+    def __init__(self, fail_after: int | None = None, dim: int = 6,
+                 fingerprint: str = "fake-encoder"):
+        self.calls, self.texts = 0, []
+        self.fail_after, self.dim, self.fingerprint = fail_after, dim, fingerprint
+
+    def __call__(self, texts):
+        import hashlib
+
+        import numpy as np
+
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        self.texts += list(texts)
+        out = []
+        for t in texts:
+            seed = int.from_bytes(hashlib.sha256(str(t).encode()).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(self.dim)
+            out.append(v / np.linalg.norm(v))
+        return np.asarray(out, dtype=np.float32)

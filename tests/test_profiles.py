@@ -13,6 +13,7 @@ from recgoat_jax.features import cli
 from recgoat_jax.features import profiles as pf
 from recgoat_jax.features import text as tf
 
+import feature_helpers
 from feature_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 
 # itemID -> (title, brand, category path); 10 and 11 occur ONLY in valid / test rows
@@ -58,20 +59,8 @@ def ds(tmp_path):
     return d
 
 
-class FakeEncoder:
-    fingerprint = "fake-encoder"
-
-    def __init__(self):
-        self.texts: list[str] = []
-
-    def __call__(self, texts):
-        self.texts += list(texts)
-        out = []
-        for t in texts:
-            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
-            v = np.random.default_rng(seed).standard_normal(6)
-            out.append(v / np.linalg.norm(v))
-        return np.asarray(out, dtype=np.float32)
+def FakeEncoder():
+    return feature_helpers.FakeEncoder(dim=6, fingerprint="fake-encoder")
 
 
 class FakeLLM:

