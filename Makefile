@@ -78,7 +78,7 @@ bench-knn: $(VENV)/.core  ## item kNN build, numpy vs xla, Electronics shape -> 
 # The side by side against the authors' PyTorch + DGL code on one pinned core: their
 # checkout and the Baby split are passed, never part of this repository; it builds their
 # venv from their pins under .cache/authors-bench (experiments/bench_authors.py):
-# ARGS="--authors-repo ../RecGOAT --data ../shared/data/amazon-baby" (--smoke: 1 epoch, d 64)
+# ARGS="--authors-repo DIR --data BABY_SPLIT_DIR" (--smoke: 1 epoch, d 64)
 bench-authors: $(VENV)/.core  ## theirs vs ours s/epoch, evaluation, peak RSS on one core -> experiments/results/authors_side_by_side.json
 	$(PY) experiments/bench_authors.py $(ARGS)
 
