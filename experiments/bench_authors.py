@@ -172,7 +172,7 @@ def copy_theirs(repo: Path, dest: Path) -> dict:
         path.write_text(text.replace(search, replace))
         applied.append({"file": fname, "search": search, "replace": replace, "why": why})
     (dest / "_bench_driver.py").write_text(DRIVER)
-    return {"commit": commit, "source": str(repo), "patches": applied,
+    return {"commit": commit, "source": "--authors-repo", "patches": applied,
             "added_files": {"_bench_driver.py": "the benchmark's driver (main.py's sequence "
                                                 "with timers; written by bench_authors.py)"}}
 
@@ -314,13 +314,14 @@ def build_env(cache: Path, req: Path, python: str, rebuild: bool) -> dict:
 def write_data(src: Path, dest: Path, seed: int) -> dict:
     """The split from src and the stand-in features into dest (features kept if present)."""
     dest.mkdir(parents=True, exist_ok=True)
-    n_items, n_users, n_train = 0, 0, 0
+    n_items, n_users, n_train, sha = 0, 0, 0, {}
     for split in ("train", "valid", "test"):
         f = src / f"{split}.txt"
         if not f.is_file():
             raise SystemExit(f"--data {src}: no {split}.txt (expected the LightGCN layout: "
                              "one line per user, 'user item item ...')")
         shutil.copyfile(f, dest / f"{split}.txt")
+        sha[f"{split}.txt"] = hashlib.sha256(f.read_bytes()).hexdigest()
         for line in f.read_text().splitlines():
             parts = [int(x) for x in line.split()]
             if parts:
@@ -341,7 +342,7 @@ def write_data(src: Path, dest: Path, seed: int) -> dict:
             meta.write_text(json.dumps(want))
         feats[name] = {**want, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     return {"dir": str(dest), "users": n_users, "items": n_items, "train_interactions": n_train,
-            "baby_shape": n_items == BABY_ITEMS, "features": feats,
+            "baby_shape": n_items == BABY_ITEMS, "split_sha256": sha, "features": feats,
             "features_note": "standard normal float32, numpy default_rng(seed); timing only"}
 
 
@@ -470,6 +471,21 @@ def our_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def redact(argv: list[str]) -> list[str]:
+    """argv with the two outside paths as placeholders (the results name neither: the
+    split is identified by its files' sha256, their code by its commit)."""
+    out, hide = [], {"--authors-repo": "AUTHORS_REPO", "--data": "BABY_SPLIT_DIR"}
+    for i, a in enumerate(argv):
+        flag, eq, _ = a.partition("=")
+        if eq and flag in hide:
+            out.append(f"{flag}={hide[flag]}")
+        elif i and argv[i - 1] in hide:
+            out.append(hide[argv[i - 1]])
+        else:
+            out.append(a)
+    return out
+
+
 def median(xs):
     xs = sorted(x for x in xs if x is not None)
     if not xs:
@@ -558,7 +574,7 @@ def main(argv=None) -> int:
     out = args.out or ROOT / "experiments" / "results" / (
         "authors_side_by_side_smoke.json" if args.smoke else "authors_side_by_side.json")
     command = shlex.join(["python", "experiments/bench_authors.py",
-                          *(sys.argv[1:] if argv is None else argv)])
+                          *redact(sys.argv[1:] if argv is None else argv)])
     t0 = time.perf_counter()
     cache = args.cache.resolve()
     args.cache = cache
