@@ -2,7 +2,8 @@
 hand; nothing in the project depends on it (not part of `make test`).
 
 Three parts, each in its own subprocess with its own time limit (a crash or a hang in one
-is recorded and the next still runs), about 6 minutes on one GPU:
+is recorded and the next still runs), all within --budget (450 s; about 6 minutes are
+expected on one GPU); the order is numerics tests, bench, train, then the other tests:
 
   tests   the accelerator-relevant tests on this device: tests/test_lowering.py (every
           program lowers for cuda and tpu), the numerics that differ off CPU
@@ -15,7 +16,8 @@ is recorded and the next still runs), about 6 minutes on one GPU:
           in bf16 (train.mixed_precision) interleaved: seconds per step, XLA's FLOPs and
           bytes, the fraction of the matmul peak measured in that process, and the
           fraction of this device's published peak (experiments/roofline.py: H100, TPU v5e;
-          found from jax.devices()[0].device_kind) with the roofline's predicted time
+          H200 here; found from jax.devices()[0].device_kind) and the measured time over
+          the roofline's predicted max(FLOPs / peak, bytes / bandwidth)
   train   a short training on generated Baby-shape data (recgoat_jax.data.synthetic,
           4096-d image + 384-d text features): recgoat_jax/configs/recgoat_baby.yaml
           (d 800; bf16 on an accelerator), a few epochs through recgoat_jax.train.loop.train:
@@ -48,6 +50,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
 import roofline  # noqa: E402  (published peaks)
@@ -58,11 +61,12 @@ WHEELS = {"jraph": "jraph==0.0.6.dev0", "ott": "ott-jax==0.6.0", "jaxopt": "jaxo
           "tensorboardX": "tensorboardX==2.6.5"}
 SITE = ROOT / ".cache" / "device-site"
 
+# group -> (files, seconds allowed); run in this order, numerics (device arithmetic) first
 TEST_GROUPS = {
-    "lowering": ["tests/test_lowering.py"],
-    "numerics": ["tests/test_precision.py", "tests/test_cmcl_blockwise.py",
-                 "tests/test_gat_impl_equality.py"],
-    "parallel": ["tests/test_parallel.py"],
+    "numerics": (["tests/test_precision.py", "tests/test_cmcl_blockwise.py",
+                  "tests/test_gat_impl_equality.py"], 90),
+    "lowering": (["tests/test_lowering.py"], 100),
+    "parallel": (["tests/test_parallel.py"], 70),
 }
 FEATURE_DIMS = {"image": 4096, "text": 384}
 
@@ -75,11 +79,20 @@ def slug(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_") or "unknown"
 
 
+# the lent machines may be H200s, which roofline.py does not list: NVIDIA H200 Tensor Core
+# GPU datasheet (SXM): the H100's tensor-core and FP32 figures, HBM3e 4.8 TB/s
+H200 = {"name": "NVIDIA H200 SXM", "f32_flops": 67e12, "bf16_flops": 989e12,
+        "bytes_per_s": 4.8e12}
+
+
 def published_peak(kind: str) -> tuple[str | None, dict | None]:
-    """roofline.DEVICES' entry for this device kind (None: no published figure there)."""
+    """The published peaks of this device kind: roofline.DEVICES (H100, TPU v5e) or H200
+    (None: no published figure here)."""
     k = kind.lower()
     if "h100" in k:
         return "H100", roofline.DEVICES["H100"]
+    if "h200" in k:
+        return "H200", H200
     if "v5 lite" in k or "v5e" in k or "v5litepod" in k:
         return "TPU v5e", roofline.DEVICES["TPU v5e"]
     return None, None
@@ -124,7 +137,18 @@ def install_wheels(wheels: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- parts
+DEADLINE = [float("inf")]  # time.monotonic() by which every part must have ended (--budget)
+
+
 def run_part(name: str, cmd: list[str], timeout: float, env=None) -> dict:
+    left = DEADLINE[0] - time.monotonic()
+    if left < 15:
+        log(f"{name}: skipped, the --budget is spent")
+        return {"command": shlex.join(cmd), "rc": "skipped", "ok": False, "wall_s": 0.0,
+                "output_tail": "skipped: --budget spent"}
+    timeout = min(timeout, left)
+    env = dict(env or os.environ)  # the checkout importable, as `make` exports it
+    env["PYTHONPATH"] = os.pathsep.join(x for x in (str(ROOT), env.get("PYTHONPATH")) if x)
     log(f"{name}: {shlex.join(cmd)} (limit {timeout:.0f} s)")
     t = time.perf_counter()
     try:
@@ -142,15 +166,14 @@ def run_part(name: str, cmd: list[str], timeout: float, env=None) -> dict:
             "output_tail": out[-4000:]}
 
 
-def part_tests(args) -> dict:
+def part_tests(args, groups: list[str]) -> dict:
     res = {}
-    groups = [g for g in TEST_GROUPS if g in args.test_groups.split(",")]
     for g in groups:
-        cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
-               *TEST_GROUPS[g]]
+        files, limit = TEST_GROUPS[g]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *files]
         if args.small:  # the fast cases only: the code path, not the coverage
             cmd += ["-m", "not slow"]
-        r = run_part(f"tests/{g}", cmd, args.test_timeout)
+        r = run_part(f"tests/{g}", cmd, limit)
         tail = r["output_tail"].strip().splitlines()
         summary = next((x for x in reversed(tail) if re.search(
             r"\d+ (passed|failed|error|skipped|deselected)", x)), "")
@@ -165,6 +188,7 @@ def part_tests(args) -> dict:
 
 def part_bench(args, out_dir: Path, kind: str) -> dict:
     out = out_dir / "bench_step.json"
+    out.unlink(missing_ok=True)  # only this run's results are read back
     cmd = [sys.executable, str(ROOT / "experiments" / "bench_step.py"),
            "--shape", args.shape, "--dim", str(args.dim), "--batch-size", str(args.batch),
            "--impls", "csr,csr+bf16", "--mixed-precision", "off", "--no-parts",
@@ -186,7 +210,7 @@ def part_bench(args, out_dir: Path, kind: str) -> dict:
                "finite_loss": s["finite_loss"]}
         if peak is not None:
             fpk = peak["bf16_flops" if bf16 else "f32_flops"]
-            pred = s.get("predicted", {}).get(key, {})
+            pred = {"seconds": max(s["flops"] / fpk, s["bytes"] / peak["bytes_per_s"])}
             row.update({
                 "published_peak": key,
                 "published_peak_flops_per_s": fpk,
@@ -211,6 +235,7 @@ def part_bench(args, out_dir: Path, kind: str) -> dict:
 
 def part_train(args, out_dir: Path) -> dict:
     out = out_dir / "train.json"
+    out.unlink(missing_ok=True)  # only this run's results are read back
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_train-child", str(out),
            "--shape", args.shape, "--dim", str(args.dim), "--batch-size", str(args.batch),
            "--epochs", str(args.epochs)]
@@ -284,9 +309,11 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", dest="batch", type=int, help="(4096; --small 1024)")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per precision (5)")
     ap.add_argument("--epochs", type=int, default=3, help="training epochs (3; --small 2)")
-    ap.add_argument("--test-timeout", type=float, default=150, help="seconds per test group")
-    ap.add_argument("--bench-timeout", type=float, default=150)
-    ap.add_argument("--train-timeout", type=float, default=150)
+    ap.add_argument("--budget", type=float, default=450,
+                    help="seconds for all parts together (450: the check stays under 8 "
+                         "minutes; a part past it is skipped, one reaching it is stopped)")
+    ap.add_argument("--bench-timeout", type=float, default=120)
+    ap.add_argument("--train-timeout", type=float, default=120)
     ap.add_argument("--wheels", type=Path, default=ROOT / ".whl",
                     help="wheels for the modules this Python lacks (.whl)")
     ap.add_argument("--download-wheels", type=Path, metavar="DIR",
@@ -322,13 +349,19 @@ def main(argv=None) -> int:
     out_dir = ROOT / ".cache" / "device-check"
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [p for p in args.parts.split(",") if p]
-    res: dict = {}
-    if "tests" in parts:
-        res["tests"] = part_tests(args)
+    groups = [g for g in TEST_GROUPS if g in args.test_groups.split(",")]
+    DEADLINE[0] = time.monotonic() + args.budget
+    # the device's own arithmetic first; lowering and the simulated-device tests, which a
+    # CPU runs as well (make test), last: a spent budget skips those
+    res: dict = {"tests": {}} if "tests" in parts else {}
+    if "tests" in parts and "numerics" in groups:
+        res["tests"].update(part_tests(args, ["numerics"]))
     if "bench" in parts:
         res["bench"] = part_bench(args, out_dir, kind)
     if "train" in parts:
         res["train"] = part_train(args, out_dir)
+    if "tests" in parts:
+        res["tests"].update(part_tests(args, [g for g in groups if g != "numerics"]))
     try:
         smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
                               "--format=csv,noheader"], capture_output=True, text=True,
@@ -345,7 +378,8 @@ def main(argv=None) -> int:
                     "loadavg_1_5_15": os.getloadavg()},
         "versions": vers,
         "settings": {"shape": args.shape, "dim": args.dim, "batch_size": args.batch,
-                     "steps": args.steps, "epochs": args.epochs, "parts": parts},
+                     "steps": args.steps, "epochs": args.epochs, "parts": parts,
+                     "budget_s": args.budget},
         "results": res,
         "definitions": {
             "fraction_of_published_peak": "XLA cost-analysis FLOPs / median step seconds / "
@@ -354,7 +388,9 @@ def main(argv=None) -> int:
                                           "f32 figure, bf16 against bf16)",
             "fraction_of_measured_matmul_peak": "the same FLOP/s / a dense matmul's FLOP/s "
                                                 "measured in bench_step.py's process",
-            "predicted_s": roofline.DEFINITION,
+            "predicted_s": "roofline lower bound max(XLA FLOPs / published peak, XLA bytes "
+                           "accessed / published bandwidth) of the step compiled on THIS "
+                           "device (peaks and caveats: experiments/roofline.py)",
         },
         "total_wall_s": time.perf_counter() - t0,
     }
