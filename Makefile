@@ -86,7 +86,7 @@ bench-authors: $(VENV)/.core  ## theirs vs ours s/epoch, evaluation, peak RSS on
 # lacks in .whl/, experiments/device_check.py --download-wheels .whl). Not part of make test.
 DEVICE_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 
-device-check:  ## accelerator check (~6 min on a GPU): its tests, step at Baby d 800 f32 + bf16 vs peak, short Baby training -> experiments/results/device_<kind>.json (ARGS=--small on a CPU)
+device-check:  ## accelerator check (at most 450 s of parts: --budget): its tests, step at Baby d 800 f32 + bf16 vs peak, short Baby training -> experiments/results/device_<kind>.json (ARGS=--small on a CPU)
 	$(DEVICE_PY) experiments/device_check.py $(ARGS)
 
 bench-plan: $(VENV)/.core  ## memory model: AOT step memory Baby .. 10M users, checked at 3 sizes -> experiments/results/memory_model.*
