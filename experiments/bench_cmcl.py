@@ -35,7 +35,6 @@ import contextlib
 import functools
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -48,13 +47,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from recgoat_jax import config as config_lib, hostmem, losses  # noqa: E402
+from recgoat_jax import config as config_lib, losses  # noqa: E402
 from recgoat_jax.model import alignment  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "experiments"))
 import roofline  # noqa: E402
 import allocator  # noqa: E402  (--malloc)
-from bench_step import cost, matmul_peak  # noqa: E402
+from bench_step import cost, matmul_peak, run_header  # noqa: E402
 
 FEATURE_DIMS = {"image": 4096, "text": 384}
 IMPLS = ("dense", "blockwise")
@@ -282,7 +281,6 @@ def main(argv=None) -> int:
         allocator.choose(args.malloc)
     command = shlex.join(["python", "experiments/bench_cmcl.py",
                           *(sys.argv[1:] if argv is None else argv)])
-    from recgoat_jax.train.loop import versions
 
     TILE.update({k: v for k, v in (("block_rows", args.block_rows),
                                    ("block_cols", args.block_cols)) if v})
@@ -303,14 +301,7 @@ def main(argv=None) -> int:
         ds = generate(*dims, feature_dims=FEATURE_DIMS, seed=args.seed, name=args.shape)
         steps = bench_steps(args, ds, terms, peak_fps, log)
     result = {
-        "command": command,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "note": args.note,
-        "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                    "cpu_count": os.cpu_count(), "device_platform": plat,
-                    "loadavg_1_5_15_start": load_start, "loadavg_1_5_15_end": os.getloadavg()},
-        "versions": versions(),
-        "allocator": hostmem.setting(),
+        **run_header(command, args.note, plat, load_start),
         "matmul_peak": peak,
         "tile": {"block_rows": tile[0], "block_cols": tile[1]},
         "terms": terms,

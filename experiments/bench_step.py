@@ -74,6 +74,17 @@ import allocator  # noqa: E402  (--malloc)
 FEATURE_DIMS = {"image": 4096, "text": 384}
 
 
+def run_header(command: str, note: str | None, plat: str, load_start) -> dict:
+    """What every benchmark results file starts with: command, date, note, machine
+    (with the load average at start and end), versions, host allocator."""
+    return {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "note": note,
+            "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                        "cpu_count": os.cpu_count(), "device_platform": plat,
+                        "loadavg_1_5_15_start": load_start,
+                        "loadavg_1_5_15_end": os.getloadavg()},
+            "versions": versions(), "allocator": hostmem.setting()}
+
+
 def cost(compiled) -> dict:
     c = compiled.cost_analysis()
     c = (c[0] if c else {}) if isinstance(c, (list, tuple)) else (c or {})
@@ -281,14 +292,7 @@ def main(argv=None) -> int:
     in_step = [p for p in parts if p["in_step"]]
 
     result = {
-        "command": command,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "note": args.note,
-        "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                    "cpu_count": os.cpu_count(), "device_platform": plat,
-                    "loadavg_1_5_15_start": load_start, "loadavg_1_5_15_end": os.getloadavg()},
-        "versions": versions(),
-        "allocator": hostmem.setting(),
+        **run_header(command, args.note, plat, load_start),
         "setup": {"shape": args.shape, "users": ds.n_users, "items": ds.n_items,
                   "train_interactions": ds.train.nnz, "feature_dims": FEATURE_DIMS,
                   "dim": args.dim, "heads": heads, "batch_size": args.batch_size,
