@@ -61,7 +61,7 @@ VARIANTS = {
     "no_oat": ("without OAT (fusion sum)", "recgoat_demo",
                [UB, "model.oat=none", "model.fusion=sum", "train.lambda_ot=0"]),
     "no_item_gat": ("without item GAT (projection only)", "recgoat_demo",
-                    [UB, "model.item_gat=false"]),
+                    [UB, "model.gat.on_items=false"]),
     "no_user_branch": ("without user-user branch", "recgoat_demo", ["model.user_branch=off"]),
     "text_only": ("text only", "recgoat_demo", [UB, "data.modalities=[text]"]),
     "image_only": ("image only", "recgoat_demo", [UB, "data.modalities=[image]"]),

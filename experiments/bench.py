@@ -142,7 +142,7 @@ def child_run(spec: dict) -> dict:
         None, [],
         data={"root": spec["data_root"]},
         model={"name": model, "dim": spec["dim"],
-               **({"gat_heads": heads} if model == "recgoat" else {})},
+               **({"gat": {"heads": heads}} if model == "recgoat" else {})},
         train={"batch_size": spec["batch_size"], "checkpoint": False, "mixed_precision": mp,
                "data_parallel": spec["data_parallel"], "seed": spec["seed"]},
         eval={"batch_users": spec["eval_batch_users"]})

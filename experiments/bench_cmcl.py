@@ -176,7 +176,7 @@ def step_config(variant: str, args):
     return config_lib.make_config(
         ROOT / "recgoat_jax" / "configs" / "recgoat_baby.yaml", args.set,
         data={"root": args.data_root},
-        model={"dim": args.dim, "gat_heads": heads, **sets["model"]},
+        model={"dim": args.dim, "gat": {"heads": heads}, **sets["model"]},
         train={"batch_size": args.batch_size, "checkpoint": False, "mixed_precision": False,
                "seed": args.seed, "tensorboard": False, **sets["train"]})
 

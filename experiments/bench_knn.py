@@ -3,7 +3,7 @@
 For a shape (an Amazon preset: its item count with 4096-d image and 384-d text features,
 random N(0, 1) float32 from a fixed seed; or NxD: N items, one D-d modality) it builds
 the item kNN graph of every modality (graphs/knn.py item_knn, k = the Electronics
-config's model.knn_k) with each backend, each backend in its own subprocess so its peak
+config's model.knn.k) with each backend, each backend in its own subprocess so its peak
 RSS (getrusage ru_maxrss) is its own. Reported per backend: wall time per modality
 (XLA: compile included) and in total, peak RSS, achieved GFLOP/s of the similarity
 matmuls (2 n^2 d per modality), and whether the graphs equal the first backend's.
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
                     help=f"one of {sorted(SHAPES)} or NxD (default electronics)")
     ap.add_argument("--backends", default="numpy,xla", help="comma list of numpy, xla")
     ap.add_argument("--k", type=int, default=None,
-                    help=f"neighbours per item (default: model.knn_k of {K_CONFIG.name})")
+                    help=f"neighbours per item (default: model.knn.k of {K_CONFIG.name})")
     ap.add_argument("--block", type=int, default=2048, help="rows per similarity slab")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per backend")
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
         return 0
 
     n, dims = parse_shape(args.shape)
-    k = args.k if args.k is not None else int(load_yaml(K_CONFIG)["model"]["knn_k"])
+    k = args.k if args.k is not None else int(load_yaml(K_CONFIG)["model"]["knn"]["k"])
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     bad = [b for b in backends if b not in ("numpy", "xla")]
     if bad or not backends:

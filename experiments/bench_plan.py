@@ -52,7 +52,7 @@ def _cfg(model: str, dim: int, batch: int):
 
     m = {"name": model, "dim": dim}
     if model == "recgoat":
-        m.update(knn_k=10)
+        m.update(knn={"k": 10})
     return config_lib.make_config(None, [], model=m, train={"batch_size": batch})
 
 

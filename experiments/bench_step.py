@@ -206,7 +206,7 @@ def main(argv=None) -> int:
         drop = {"dropout": 0.0} if "nodrop" in suffixes else {}
         return config_lib.make_config(
             None, args.set, data={"root": args.data_root},
-            model={"name": "recgoat", "dim": args.dim, "gat_heads": heads, **drop},
+            model={"name": "recgoat", "dim": args.dim, "gat": {"heads": heads}, **drop},
             train={"batch_size": args.batch_size, "checkpoint": False,
                    "mixed_precision": mp or "bf16" in suffixes, "seed": args.seed})
 
@@ -351,7 +351,7 @@ def measure_parts(tr, cfg, impls, state, batches, key, reps, log) -> list[dict]:
     mods = tr.model.net.modalities
     batch = batches.row(0)  # step 0's batch (batch.py Batch)
     terms = [n for n, _, _ in tr.model.terms]
-    dim, heads = m.dim, m.gat_heads
+    dim, heads = m.dim, m.gat.heads
     rng = {"dropout": key}
     out = []
 
@@ -381,7 +381,7 @@ def measure_parts(tr, cfg, impls, state, batches, key, reps, log) -> list[dict]:
                 {"params": p}, graph_from_edges(h, s, r), deterministic=False, rngs=rng)
             res.append(jax.nn.leaky_relu(y, 0.2))
         return res
-    gp = [params[f"encoder_{mm}"]["gat_0"] for mm in mods] if m.gat_layers else []
+    gp = [params[f"encoder_{mm}"]["gat_0"] for mm in mods] if m.gat.layers else []
     graphs = [inputs["item_knn"][mm] for mm in mods]
     for impl in impls:
         if gp:
@@ -418,8 +418,7 @@ def measure_parts(tr, cfg, impls, state, batches, key, reps, log) -> list[dict]:
     zhat = dict(zip(mods, oat(op, zs, e_i)))
 
     # fusion
-    fusion = fusion_factory(m.fusion, dim, mods, dict(m.init_weights), m.dropout,
-                            residual_init=m.residual_init)()
+    fusion = fusion_factory(m.fusion, dim, mods, dict(m.init_weights), m.dropout)()
     add(f"fusion ({m.fusion})", True,
         lambda p, e, zh: fusion.apply({"params": p}, e, zh, deterministic=False, rngs=rng),
         (params["fusion"], e_i, zhat))
@@ -435,7 +434,7 @@ def measure_parts(tr, cfg, impls, state, batches, key, reps, log) -> list[dict]:
         (e_u, z_items, params["user_emb"], params["item_emb"]), (batch,))
 
     # CMCL at the config's rows (weight 0 by default: timed, not in the step)
-    rows = recgoat_loss.cl_rows(batch["pos"].shape[0], t.cl_rows)
+    rows = recgoat_loss.cl_rows(batch.pos.shape[0], t.cl_rows)
     for variant in ("paper", "reference"):
         term = functools.partial(recgoat_loss.CMCL_TERMS[variant], modalities=mods,
                                  tau=t.cl_tau, w=t.cl_w, n_rows=t.cl_rows)
@@ -453,7 +452,7 @@ def measure_parts(tr, cfg, impls, state, batches, key, reps, log) -> list[dict]:
         return recgoat_loss.ot_term(_net_out(zhat=zh, e_i=ei), None, b, modalities=mods,
                                     n_items=ot_cfg.batch_items, epsilon=ot_cfg.epsilon,
                                     tau=ot_cfg.tau, iterations=ot_cfg.iterations)
-    add(f"OT term ({min(ot_cfg.batch_items, batch['pos'].shape[0])} rows)", "ot" in terms, ot,
+    add(f"OT term ({min(ot_cfg.batch_items, batch.pos.shape[0])} rows)", "ot" in terms, ot,
         (zhat, e_i), (batch,))
 
     # optimizer update (Adam) on the whole parameter tree

@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         steps[f"train_{model}_s"], _ = _run(
             [str(recgoat), "train", "--dataset", str(work / "small"), "--model", model,
              "--epochs", "2", "-q", "--run-dir", str(run), "--set", "model.dim=16",
-             *(["--set", "model.knn_k=3"] if model == "recgoat" else []),  # MF has no kNN
+             *(["--set", "model.knn.k=3"] if model == "recgoat" else []),  # MF has no kNN
              "--set", "eval.ks=[5,10,20]"], work)
         res = json.loads((run / "results.json").read_text())
         results[model] = {"epochs_run": res["epochs_run"],

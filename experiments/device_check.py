@@ -263,7 +263,7 @@ def train_child(path: Path, shape: str, dim: int, batch: int, epochs: int) -> in
     gen_s = time.perf_counter() - t
     accel = jax.devices()[0].platform != "cpu"
     heads = 8 if dim % 8 == 0 else 1
-    overrides = [f"model.dim={dim}", f"model.gat_heads={heads}", f"train.epochs={epochs}",
+    overrides = [f"model.dim={dim}", f"model.gat.heads={heads}", f"train.epochs={epochs}",
                  f"train.batch_size={batch}", "train.checkpoint=false",
                  "train.tensorboard=false", "train.eval_every=1",
                  f"train.mixed_precision={str(accel).lower()}",

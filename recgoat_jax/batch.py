@@ -17,8 +17,6 @@ class Batch:
     users, pos, neg: [B] int32; weight: [B] float32, 1 for a real triple and 0 for
     padding (the last batch of an epoch is padded to B). The trainer keeps a whole epoch
     on the device as one Batch of [n_steps, B] arrays; `row(i)` is step i's [B] batch.
-
-    `batch["users"]` reads like `batch.users`, for code written against the dict form.
     """
 
     users: jax.Array
@@ -44,11 +42,3 @@ class Batch:
     def row(self, i) -> Batch:
         """Row i of every field: step i's [B] batch of an epoch's [n_steps, B]."""
         return jax.tree_util.tree_map(lambda v: v[i], self)
-
-    def __getitem__(self, name: str):
-        if name not in FIELDS:
-            raise KeyError(name)
-        return getattr(self, name)
-
-
-FIELDS = ("users", "pos", "neg", "weight")

@@ -29,10 +29,12 @@ POSITIVE = (lambda v: v > 0, "a number > 0")
 NON_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
 BELOW_1 = (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 UNIT = (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
-FINITE = (lambda v: True, "a finite number")
 
 INITS = ("xavier", "normal")  # model/base.py init_embedding
 KNN_BACKENDS = ("auto", "numpy", "xla")  # graphs/knn.py KNN_BACKENDS
+# model keys that moved into a group -> their new place (a one-line error names it)
+MOVED_MODEL_KEYS = {"knn_k": "knn.k", "user_knn_k": "knn.user_k", "knn_backend": "knn.backend",
+                    "gat_layers": "gat.layers", "gat_heads": "gat.heads", "item_gat": "gat.on_items"}
 DEFAULT_MODEL = "lightgcn"  # model.name when a config names none
 
 
@@ -216,6 +218,12 @@ def _build(cls: type, values: dict, prefix: str, model: str = "") -> Any:
     for key, value in values.items():
         full = f"{prefix}{key}"
         if key not in fields:
+            moved = MOVED_MODEL_KEYS.get(key, "") if prefix == "model." else ""
+            group, _, leaf = moved.partition(".")
+            if group in fields and leaf in {f.name for f in dataclasses.fields(hints[group])}:
+                # a config written before the groups
+                raise ConfigError(f"config key {full!r} is now 'model.{moved}'; "
+                                  f"rename it there (e.g. --set model.{moved}={value})")
             raise ConfigError(_unknown_key(key, full, fields, prefix, model))
         tp = hints[key]
         if cls is Config and key == "model":
@@ -302,13 +310,9 @@ def parse_override(text: str) -> dict:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
-    out: dict = {}
-    node = out
-    parts = key.strip().split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-    return out
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -380,10 +384,7 @@ def dataset_names(name: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def config_dirs() -> list[Path]:
-    """Where shipped configs live: recgoat_jax/configs/, package data (pyproject.toml)."""
-    here = Path(__file__).resolve().parent
-    return [d for d in [here / "configs"] if d.is_dir()]
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"  # shipped configs: package data
 
 
 def find_config(model: str, dataset: str = "demo") -> Path | None:
@@ -391,8 +392,7 @@ def find_config(model: str, dataset: str = "demo") -> Path | None:
     registered name; a directory by its last component), else <model>.yaml; None if
     neither exists (the schema defaults are used)."""
     ds = canonical_dataset(Path(dataset).name) if dataset else ""
-    for d in config_dirs():
-        for name in ([f"{model}_{ds}.yaml"] if ds else []) + [f"{model}.yaml"]:
-            if (d / name).is_file():
-                return d / name
+    for name in ([f"{model}_{ds}.yaml"] if ds else []) + [f"{model}.yaml"]:
+        if (CONFIGS_DIR / name).is_file():
+            return CONFIGS_DIR / name
     return None

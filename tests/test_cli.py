@@ -284,15 +284,15 @@ def test_dataset_alias_finds_the_directory(tmp_path):
     ("model.dropout=1.0", "'model.dropout': expected a number in [0, 1), got 1.0"),
     ("model.dropout=-0.1", "'model.dropout': expected a number in [0, 1)"),
     ("model.dim=0", "'model.dim': expected an integer >= 1, got 0"),
-    ("model.knn_k=0", "'model.knn_k': expected an integer >= 1, got 0"),
-    ("model.user_knn_k=0", "'model.user_knn_k': expected an integer >= 1"),
+    ("model.knn.k=0", "'model.knn.k': expected an integer >= 1, got 0"),
+    ("model.knn.user_k=0", "'model.knn.user_k': expected an integer >= 1"),
     ("model.n_layers=-1", "'model.n_layers': expected an integer >= 0"),
-    ("model.gat_heads=0", "'model.gat_heads': expected an integer >= 1"),
+    ("model.gat.heads=0", "'model.gat.heads': expected an integer >= 1"),
     ("model.ot.paper.tau=0", "'model.ot.paper.tau': expected a number in (0, 1]"),
     ("model.ot.reference.epsilon=0", "'model.ot.reference.epsilon': expected a number > 0"),
     ("model.ot.reference.iterations=0", "'model.ot.reference.iterations': expected an integer >= 1"),
     ("model.init_weights=[[text,-0.5]]", "'model.init_weights': expected a number >= 0"),
-    ("model.residual_init=.inf", "'model.residual_init': expected a finite number"),
+    ("model.init_weights=[[text,.inf]]", "'model.init_weights': expected a finite number"),
     ("model.mm_image_weight=2", "'model.mm_image_weight': expected a number in [0, 1]"),
     ("eval.ks=[5,0]", "'eval.ks': expected an integer >= 1, got [5, 0]"),
     ("eval.ks=[]", "'eval.ks': expected at least one K"),
@@ -330,11 +330,11 @@ def test_range_edges_are_accepted():
 
 
 def test_train_names_another_models_key(capsys):
-    """`recgoat train --set model.knn_k=5 --model lightgcn`: one line saying knn_k is not
+    """`recgoat train --set model.knn.k=5 --model lightgcn`: one line saying knn is not
     a LightGCN key (before any dataset or JAX work)."""
-    assert cli.main(["train", "--set", "model.knn_k=5", "--model", "lightgcn"]) == 2
+    assert cli.main(["train", "--set", "model.knn.k=5", "--model", "lightgcn"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == ("error: unknown config key 'model.knn_k': not a key of lightgcn "
+    assert err[-1] == ("error: unknown config key 'model.knn': not a key of lightgcn "
                        "(freedom and recgoat have it); lightgcn's keys: dim, init, n_layers, "
                        "name")
 
@@ -511,8 +511,8 @@ def test_wheel_installs_and_trains(tmp_path):
     # not -q: the config line checked below is a status line
     r = subprocess.run([sys.executable, "-c", code, str(site), "train", "--epochs", "1",
                         "--dataset", str(d), "--set", "eval.ks=[5,10,20]",
-                        "--set", "model.dim=16", "--set", "model.knn_k=3",
-                        "--set", "model.user_knn_k=3"],
+                        "--set", "model.dim=16", "--set", "model.knn.k=3",
+                        "--set", "model.knn.user_k=3"],
                        cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"config: {site}/recgoat_jax/configs/recgoat.yaml" in r.stderr

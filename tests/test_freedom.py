@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from recgoat_jax.batch import Batch
 from recgoat_jax.config import ConfigError, make_config
 from recgoat_jax.data import synthetic
 from recgoat_jax.graphs import mm_adj
@@ -258,12 +259,12 @@ def test_keep_frequency_follows_degree_weights():
 def test_loss_equals_numpy():
     model, params, inputs, train, _ = _setup(seed=2, reg_weight=0.3)
     params = jax.tree_util.tree_map(lambda x: x * 3.0, params)  # larger scores: a real test
-    batch = {"users": jnp.array([0, 3, 7, 11]), "pos": jnp.array([1, 4, 0, 8]),
-             "neg": jnp.array([2, 2, 5, 6]), "weight": jnp.array([1.0, 1.0, 1.0, 0.0])}
+    batch = Batch(users=jnp.array([0, 3, 7, 11]), pos=jnp.array([1, 4, 0, 8]),
+                  neg=jnp.array([2, 2, 5, 6]), weight=jnp.array([1.0, 1.0, 1.0, 0.0]))
     loss, aux = model.loss(params, inputs, batch, jax.random.PRNGKey(0))
     u_all, i_all = _np_forward(params, dense_adjacency(train, 12, 9),
                                _dense(inputs["mm_adj"]["fwd"], 9, 9), 2, 1)
-    u, p, n = (np.asarray(batch[k])[:3] for k in ("users", "pos", "neg"))  # padding row out
+    u, p, n = (np.asarray(a)[:3] for a in (batch.users, batch.pos, batch.neg))  # padding row out
 
     def bpr(eu, ep, en):
         return np.mean(np.log1p(np.exp(-(np.sum(eu * ep, 1) - np.sum(eu * en, 1)))))
@@ -331,7 +332,7 @@ def test_shipped_freedom_configs():
     for name in ("freedom_baby", "freedom_sports", "freedom_clothing"):
         cfg = make_config(CONFIGS / f"{name}.yaml")
         m, t = cfg.model, cfg.train
-        assert (m.name, m.dim, m.n_layers, m.mm_layers, m.knn_k, m.mm_image_weight,
+        assert (m.name, m.dim, m.n_layers, m.mm_layers, m.knn.k, m.mm_image_weight,
                 m.freedom_dropout, m.init) == ("freedom", 64, 2, 1, 10, 0.1, 0.8, "xavier")
         assert (t.lr, t.batch_size, t.seed, t.epochs, t.patience, t.reg_weight) == \
             (1e-3, 2048, 999, 1000, 20, 1e-4)

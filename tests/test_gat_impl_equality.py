@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from recgoat_jax.batch import Batch
 from recgoat_jax.config import make_config
 from recgoat_jax.data.synthetic import generate
 from recgoat_jax.graphs.inputs import model_inputs, shapes_of
@@ -42,18 +43,18 @@ def dataset():
 def _loss_and_grad(ds, root, variant, mixed_precision=False, hlo=None):
     v = VARIANTS[variant]
     cfg = make_config(None, [], data={"root": str(root)},
-                      model={"name": "recgoat", "dim": 16, "gat_heads": 4, "knn_k": 4,
-                             "user_knn_k": 3, **v["model"]},
+                      model={"name": "recgoat", "dim": 16, "gat": {"heads": 4},
+                             "knn": {"k": 4, "user_k": 3}, **v["model"]},
                       train={"batch_size": 32, "mixed_precision": mixed_precision,
                              **v["train"]})
     model = build(cfg, shapes_of(ds))
     inputs = model_inputs(model, ds, cfg)
     params = model.init(jax.random.PRNGKey(0), inputs)
     rng = np.random.default_rng(0)
-    batch = {"users": jnp.asarray(rng.integers(0, ds.n_users, 32), jnp.int32),
-             "pos": jnp.asarray(rng.integers(0, ds.n_items, 32), jnp.int32),
-             "neg": jnp.asarray(rng.integers(0, ds.n_items, 32), jnp.int32),
-             "weight": jnp.asarray((np.arange(32) < 30).astype(np.float32))}  # 2 padded rows
+    batch = Batch(users=jnp.asarray(rng.integers(0, ds.n_users, 32), jnp.int32),
+                  pos=jnp.asarray(rng.integers(0, ds.n_items, 32), jnp.int32),
+                  neg=jnp.asarray(rng.integers(0, ds.n_items, 32), jnp.int32),
+                  weight=jnp.asarray((np.arange(32) < 30).astype(np.float32)))  # 2 padded
     f = jax.jit(jax.value_and_grad(model.loss, has_aux=True))
     (loss, aux), grads = f(params, inputs, batch, jax.random.PRNGKey(7))
     if hlo is not None:  # the forward loss's StableHLO, for dtype checks

@@ -111,15 +111,15 @@ def test_exact_ties_rule_alone():
 def test_config_choices_are_the_backends():
     assert KNN_BACKENDS == knn.KNN_BACKENDS
     for model in ("recgoat", "freedom"):  # the models that build kNN graphs
-        cfg = make_config(overrides=[f"model.name={model}", "model.knn_backend=xla"])
-        assert cfg.model.knn_backend == "xla"
+        cfg = make_config(overrides=[f"model.name={model}", "model.knn.backend=xla"])
+        assert cfg.model.knn.backend == "xla"
 
 
 def test_item_knn_input_cache_ignores_the_backend(tmp_path):
     # the graph is the same, so is its cache entry: a numpy-built graph serves an xla run
     ds = SimpleNamespace(item_features={"text": _features(ties=True)})
-    cfgs = {b: make_config(overrides=["model.name=recgoat", f"model.knn_backend={b}",
-                                      "model.knn_k=3"])
+    cfgs = {b: make_config(overrides=["model.name=recgoat", f"model.knn.backend={b}",
+                                      "model.knn.k=3"])
             for b in ("numpy", "xla")}
     first = inputs.item_knn(ds, cfgs["numpy"], str(tmp_path))
     files = sorted(tmp_path.iterdir())

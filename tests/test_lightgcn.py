@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from recgoat_jax.batch import Batch
 from recgoat_jax.data.dataset import CSR
 from recgoat_jax.graphs.bipartite import dense_adjacency, normalized_adjacency
 from recgoat_jax.model.lightgcn import MF, LightGCN
@@ -59,8 +60,8 @@ def test_loss_hand_computed_mf():
     m = MF(2, 3, dim=2, reg_weight=0.1)
     params = {"user": jnp.array([[1.0, 0.0], [0.0, 2.0]]),
               "item": jnp.array([[1.0, 1.0], [0.0, -1.0], [3.0, 0.0]])}
-    batch = {"users": jnp.array([0, 1, 0]), "pos": jnp.array([0, 0, 2]),
-             "neg": jnp.array([1, 1, 1]), "weight": jnp.array([1.0, 1.0, 0.0])}
+    batch = Batch(users=jnp.array([0, 1, 0]), pos=jnp.array([0, 0, 2]),
+                  neg=jnp.array([1, 1, 1]), weight=jnp.array([1.0, 1.0, 0.0]))
     loss, aux = m.loss(params, {}, batch, jax.random.PRNGKey(0))
     # pos - neg: user0: 1 - 0 = 1; user1: 2 - (-2) = 4 (third row is padding).
     bpr = np.mean([np.log1p(np.exp(-1.0)), np.log1p(np.exp(-4.0))])

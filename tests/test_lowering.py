@@ -58,7 +58,7 @@ BACKEND_NAME = {"cuda": "gpu", "tpu": "tpu"}  # what jax.default_backend() says 
 ALLOWED_CUSTOM_CALLS = {"Sharding", "SPMDFullToShardShape", "SPMDShardToFullShape"}
 
 TINY = ["model.dim=16", "train.batch_size=128", "eval.ks=[5,10,20]", "eval.batch_users=64"]
-TINY_RECGOAT = ["model.gat_heads=2", "model.knn_k=3", "model.user_knn_k=3",
+TINY_RECGOAT = ["model.gat.heads=2", "model.knn.k=3", "model.knn.user_k=3",
                 "model.ot.paper.batch_items=16", "model.ot.paper.iterations=5",
                 "model.ot.reference.iterations=5"]
 

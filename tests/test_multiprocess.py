@@ -233,7 +233,7 @@ def _cfg(model: str, **train):
     model = model.removesuffix("_mp2")  # lightgcn_mp2: the run dir of the sharded run
     m = {"name": model, "dim": 16, "n_layers": 2}
     if model == "recgoat":  # as tests/test_parallel.py: GAT branch, paper OAT, dropout
-        m.update(gat_heads=2, knn_k=5, dropout=0.3, oat="paper", gat_layers=1)
+        m.update(gat={"heads": 2, "layers": 1}, knn={"k": 5}, dropout=0.3, oat="paper")
         train.setdefault("lambda_cl", 0.1)
     t = {"batch_size": 64, "lr": 1e-3, "seed": 3, "epochs": EPOCHS[model],
          "data_parallel": True, "patience": 50,

@@ -180,7 +180,7 @@ def _cfg(model: str, **train):
     if model == "recgoat":
         # GAT branch on, paper OAT map, dropout on; the batch Sinkhorn term (lambda_ot) is
         # left out to keep compile time down (it is batch-local, like BPR).
-        m.update(gat_heads=2, knn_k=5, dropout=0.3, oat="paper", gat_layers=1)
+        m.update(gat={"heads": 2, "layers": 1}, knn={"k": 5}, dropout=0.3, oat="paper")
         train.setdefault("lambda_cl", 0.1)
     t = {"batch_size": 64, "checkpoint": False, "lr": 1e-3, "seed": 3, **train}
     return config_lib.make_config(None, [], model=m, train=t,

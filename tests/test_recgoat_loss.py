@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from recgoat_jax.batch import Batch
 from recgoat_jax import losses
 from recgoat_jax.config import make_config
 from recgoat_jax.model import recgoat_loss as RL
@@ -27,8 +28,8 @@ def _out(e_u, z_items, z=None, e_i=None, zhat=None, user_ego=None, item_ego=None
 
 def _batch(users, pos, neg, weight=None):
     weight = np.ones(len(users), np.float32) if weight is None else weight
-    return {"users": jnp.asarray(users, jnp.int32), "pos": jnp.asarray(pos, jnp.int32),
-            "neg": jnp.asarray(neg, jnp.int32), "weight": jnp.asarray(weight, jnp.float32)}
+    return Batch(users=jnp.asarray(users, jnp.int32), pos=jnp.asarray(pos, jnp.int32),
+                 neg=jnp.asarray(neg, jnp.int32), weight=jnp.asarray(weight, jnp.float32))
 
 
 def _rows(out, batch):

@@ -23,8 +23,8 @@ def tiny():
 
 
 # small graphs for the models that build them (each model's config has only its own keys)
-SMALL = {"recgoat": ["model.gat_heads=2", "model.knn_k=3", "model.user_knn_k=3"],
-         "freedom": ["model.knn_k=3"]}
+SMALL = {"recgoat": ["model.gat.heads=2", "model.knn.k=3", "model.knn.user_k=3"],
+         "freedom": ["model.knn.k=3"]}
 
 
 def _cfg(name, *sets):
@@ -58,7 +58,7 @@ def test_registry_names_and_errors(tiny):
     with pytest.raises(ConfigError, match="unknown model 'nope'; expected one of freedom"):
         registry.build_model(_cfg("nope"), gi.shapes_of(tiny))  # (raised by make_config)
     assert registry.config_class("recgoat").__name__ == "RecGOATConfig"
-    assert registry.models_with_key("knn_k") == ["freedom", "recgoat"]
+    assert registry.models_with_key("knn") == ["freedom", "recgoat"]
     shapes = {**gi.shapes_of(tiny), "item_feature_dims": {}}
     with pytest.raises(ConfigError, match="freedom needs item features"):
         registry.build_model(_cfg("freedom"), shapes)

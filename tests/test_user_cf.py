@@ -43,7 +43,7 @@ def _dataset(user_features, source=None):
 
 def test_user_knn_rows_are_the_nearest_other_users():
     feats, want = _features_without_near_ties()
-    cfg = make_config(overrides=["model.name=recgoat", "model.user_knn_k=3"])
+    cfg = make_config(overrides=["model.name=recgoat", "model.knn.user_k=3"])
     rows = np.asarray(gi.user_knn_rows(_dataset(feats), cfg, cache_dir=None))
     assert rows.shape == (12, 3)
     assert [sorted(r) for r in rows.tolist()] == [sorted(r) for r in want.tolist()]
@@ -54,7 +54,7 @@ def test_user_knn_rows_ties_go_to_the_lower_index():
     feats = exact_cosine_features(12, 6, seed=4)
     feats[5] = feats[0]
     feats[9] = 2 * feats[0]
-    cfg = make_config(overrides=["model.name=recgoat", "model.user_knn_k=1"])
+    cfg = make_config(overrides=["model.name=recgoat", "model.knn.user_k=1"])
     rows = np.asarray(gi.user_knn_rows(_dataset(feats), cfg, cache_dir=None))
     assert rows[0, 0] == 5 and rows[5, 0] == 0 and rows[9, 0] == 0
 

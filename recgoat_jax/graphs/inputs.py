@@ -77,10 +77,10 @@ def user_features(dataset: Dataset, cfg: Config, cache_dir: str | None):
 
 
 def item_knn(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
-    """{modality: (senders, receivers)} of the item-item kNN graph (model.knn_k).
-    The cache key leaves out model.knn_backend: the backends build the same graph up to
+    """{modality: (senders, receivers)} of the item-item kNN graph (model.knn.k).
+    The cache key leaves out model.knn.backend: the backends build the same graph up to
     near-tied scores a few float32 ulps apart (graphs/knn.py), so either's entry serves."""
-    k, backend, out = cfg.model.knn_k, cfg.model.knn_backend, {}
+    k, backend, out = cfg.model.knn.k, cfg.model.knn.backend, {}
     for name, feats in dataset.item_features.items():
         pair = knn.cached_graph(
             cache_dir, {"kind": "item_knn", "features": np.asarray(feats), "k": k},
@@ -90,15 +90,15 @@ def item_knn(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
 
 
 def user_knn(dataset: Dataset, cfg: Config, cache_dir: str | None):
-    """(senders, receivers) of the user-user kNN graph (model.user_knn_k): from the user
+    """(senders, receivers) of the user-user kNN graph (model.knn.user_k): from the user
     features when the dataset has them, else from co-interactions."""
-    k = cfg.model.user_knn_k
+    k = cfg.model.knn.user_k
     if dataset.user_features is not None:
         feats = dataset.user_features
         pair = knn.cached_graph(
             cache_dir, {"kind": "user_knn_features", "features": np.asarray(feats), "k": k},
             lambda: knn.user_knn_from_features(np.asarray(feats, np.float32), k,
-                                               backend=cfg.model.knn_backend))
+                                               backend=cfg.model.knn.backend))
     else:
         users, items = dataset.train.to_pairs()
         pair = knn.cached_graph(
@@ -110,15 +110,15 @@ def user_knn(dataset: Dataset, cfg: Config, cache_dir: str | None):
 
 
 def user_knn_rows(dataset: Dataset, cfg: Config, cache_dir: str | None):
-    """[n_users, k'] int32: each user's k' = min(model.user_knn_k, n_users) nearest other
+    """[n_users, k'] int32: each user's k' = min(model.knn.user_k, n_users) nearest other
     users by cosine of the user features (knn.cosine_topk: self excluded, ties to the
     lower index; order within a row unspecified). RecGOAT's collaborative user branch."""
-    k = cfg.model.user_knn_k
+    k = cfg.model.knn.user_k
     feats = np.asarray(dataset.user_features, np.float32)
     n = feats.shape[0]
 
     def build():
-        nbr = knn.cosine_topk(feats, k, backend=cfg.model.knn_backend)
+        nbr = knn.cosine_topk(feats, k, backend=cfg.model.knn.backend)
         return np.repeat(np.arange(n), nbr.shape[1]), nbr.reshape(-1)
 
     _, r = knn.cached_graph(cache_dir, {"kind": "user_knn_rows", "features": feats, "k": k},
@@ -135,9 +135,9 @@ def mm_adj_input(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
     for name, feats in dataset.item_features.items():
         neighbours[name] = knn.cached_graph(
             cache_dir, {"kind": "freedom_knn_with_self", "features": np.asarray(feats),
-                        "k": m.knn_k},
-            lambda f=feats: mm_adj.knn_neighbours(np.asarray(f, np.float32), m.knn_k,
-                                                  backend=m.knn_backend))
+                        "k": m.knn.k},
+            lambda f=feats: mm_adj.knn_neighbours(np.asarray(f, np.float32), m.knn.k,
+                                                  backend=m.knn.backend))
     adj = mm_adj.mm_adjacency(neighbours, dataset.n_items, m.mm_image_weight)
     return {k: tuple(jnp.asarray(a) for a in v) for k, v in adj.items()}
 

@@ -16,7 +16,7 @@ norms (unit rows on a dyadic grid; tests/graph_helpers.exact_cosine_features), o
 integer co-interaction counts of user_knn_from_interactions. The rule depends only on
 the score values, so any block size gives the same graph wherever the scores do not
 depend on it (exact scores; generic data away from ulp-level near ties). The cosine
-builders run on NumPy or XLA (`backend`, model.knn_backend); the two score the same
+builders run on NumPy or XLA (`backend`, model.knn.backend); the two score the same
 float32 unit rows but round their matmuls differently, so where a row's k-th and
 (k+1)-th scores are within a few float32 ulps they may pick differently (Baby-shape
 random 4096-d features: 3 of 7050 rows, score gaps ~1e-8); otherwise the graphs are equal.
@@ -102,7 +102,7 @@ def _finish(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, np.nd
     return (key % n).astype(np.int32), (key // n).astype(np.int32)
 
 
-KNN_BACKENDS = ("auto", "numpy", "xla")  # model.knn_backend
+KNN_BACKENDS = ("auto", "numpy", "xla")  # model.knn.backend
 
 
 def resolve_backend(backend: str, n: int, d: int) -> str:
@@ -132,7 +132,7 @@ def cosine_topk(features: np.ndarray, k: int, block: int = 2048,
     """Top-min(k, n) cosine neighbours per row -> [n, k'] int (order within a row
     unspecified; ties: lower index). features: [n, d]. keep_self False sets the diagonal to
     0 (item_knn's rule), True keeps it (self similarity 1: FREEDOM's rule). Only a
-    [block, n] similarity slab is held at a time. backend (model.knn_backend): numpy
+    [block, n] similarity slab is held at a time. backend (model.knn.backend): numpy
     (BLAS matmul + argpartition on the host) or xla (graphs/knn_xla.py, jitted, on the
     default device); both apply the same rule to the same float32 unit rows, so they
     differ only where matmul rounding reorders two scores within an ulp or so."""

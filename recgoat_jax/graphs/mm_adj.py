@@ -29,7 +29,7 @@ def knn_neighbours(features: np.ndarray, k: int, block: int = 2048,
                    backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Directed cosine kNN including self. features: [I, D] -> (rows, cols) int32 [I * k'],
     k' = min(k, I), rows sorted (row i's k' neighbours in ascending column order).
-    backend: knn.cosine_topk's (model.knn_backend)."""
+    backend: knn.cosine_topk's (model.knn.backend)."""
     nbr = np.sort(knn.cosine_topk(features, k, block, keep_self=True, backend=backend), axis=1)
     n, kk = nbr.shape
     return np.repeat(np.arange(n, dtype=np.int32), kk), nbr.reshape(-1).astype(np.int32)

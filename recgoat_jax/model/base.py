@@ -11,7 +11,7 @@ inputs: a dict of device arrays built once by graphs/inputs.py from the model's 
   "ui_edge_list": {"users", "items", "weight", "to_iu": [E]} the train edges in "ui" CSR
   order (graphs/bipartite.py edge_list); "mm_adj": {"fwd": [n_items, n_items] CSR
   (data, indices, indptr), "bwd": its transpose} FREEDOM's frozen item-item graph).
-batch: {"users", "pos", "neg": [B] int32, "weight": [B] float32 (0 = padding)}.
+batch: a recgoat_jax.batch.Batch: users, pos, neg [B] int32, weight [B] float32 (0 = padding).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Any, Callable, Protocol
 import jax
 import jax.numpy as jnp
 
+from recgoat_jax.batch import Batch
+
 Params = Any
 Inputs = dict
-Batch = dict
 
 
 class Model(Protocol):

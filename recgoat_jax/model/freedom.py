@@ -109,7 +109,7 @@ class FREEDOM:
     def loss(self, params, inputs, batch, key):
         del key  # the epoch's pruning arrives through inputs (pre_epoch)
         user_emb, item_emb = self.forward(params, inputs)
-        u, p, n, w = batch["users"], batch["pos"], batch["neg"], batch["weight"]
+        u, p, n, w = batch.users, batch.pos, batch.neg, batch.weight
         eu = user_emb[u]
         bpr = losses.bpr(jnp.sum(eu * item_emb[p], -1), jnp.sum(eu * item_emb[n], -1), w)
         mm = jnp.zeros((), jnp.float32)

@@ -13,18 +13,28 @@ from recgoat_jax.config import BELOW_1, INITS, KNN_BACKENDS, UNIT, at_least
 
 
 @dataclasses.dataclass(frozen=True)
+class ItemKNNConfig:
+    """FREEDOM's item-item kNN per modality (graphs/mm_adj.py), the item itself included."""
+
+    k: int = 20
+    backend: str = "auto"  # how the graph is built: numpy | xla | auto (graphs/knn.py)
+
+    CHOICES: ClassVar[dict] = {"backend": KNN_BACKENDS}
+    RANGES: ClassVar[dict] = {"k": at_least(1)}
+
+
+@dataclasses.dataclass(frozen=True)
 class FREEDOMConfig:
     name: str = "freedom"
     dim: int = 64  # embedding_size = feat_embed_dim
     n_layers: int = 3  # LightGCN layers over the (pruned) user-item graph: n_ui_layers
     init: str = "xavier"  # xavier (MMRec: Xavier-uniform) | normal (N(0, 0.1^2))
-    knn_k: int = 20  # item-item kNN per modality, the item itself included
-    knn_backend: str = "auto"  # how kNN graphs are built (graphs/knn.py); same graph
+    knn: ItemKNNConfig = ItemKNNConfig()
     mm_layers: int = 1  # propagation layers over the frozen item-item graph: n_mm_layers
     mm_image_weight: float = 0.1  # item-item graph = w * image kNN + (1 - w) * text kNN
     freedom_dropout: float = 0.8  # degree-sensitive edge pruning ratio (0: none)
 
-    CHOICES: ClassVar[dict] = {"init": INITS, "knn_backend": KNN_BACKENDS}
+    CHOICES: ClassVar[dict] = {"init": INITS}
     RANGES: ClassVar[dict] = {
-        "dim": at_least(1), "n_layers": at_least(0), "knn_k": at_least(1),
+        "dim": at_least(1), "n_layers": at_least(0),
         "mm_layers": at_least(0), "mm_image_weight": UNIT, "freedom_dropout": BELOW_1}

@@ -99,7 +99,7 @@ class LightGCN:
     def loss(self, params, inputs, batch, key):
         del key  # deterministic model
         user_emb, item_emb = self.embed(params, inputs)
-        u, p, n, w = batch["users"], batch["pos"], batch["neg"], batch["weight"]
+        u, p, n, w = batch.users, batch.pos, batch.neg, batch.weight
         eu = user_emb[u]
         pos = jnp.sum(eu * item_emb[p], axis=-1)
         neg = jnp.sum(eu * item_emb[n], axis=-1)

@@ -223,7 +223,7 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
                           "(user_feat.npy, written by `recgoat features` from a users file "
                           "or from train history); this dataset has none")
     encode_ui, ui_input = recgoat_parts.ui_encoder(m.ui_encoder, dim=m.dim, n_layers=m.n_layers,
-                                                   heads=m.gat_heads, dropout=m.dropout)
+                                                   heads=m.gat.heads, dropout=m.dropout)
     ref = m.ot.reference
     net = RecGOATNet(
         n_users=shapes["n_users"], n_items=shapes["n_items"], dim=m.dim, modalities=mods,
@@ -232,9 +232,9 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
                                     epsilon=ref.epsilon, iterations=ref.iterations,
                                     compute_dtype=jnp.bfloat16 if t.mixed_precision else None),
         make_fusion=fusion_factory(m.fusion, m.dim, mods, dict(m.init_weights), m.dropout,
-                                   name="fusion", residual_init=m.residual_init),
-        init_name=m.init, gat_layers=m.gat_layers, heads=m.gat_heads, dropout=m.dropout,
-        item_gat=m.item_gat, user_branch=user_branch, user_cf=user_cf,
+                                   name="fusion"),
+        init_name=m.init, gat_layers=m.gat.layers, heads=m.gat.heads, dropout=m.dropout,
+        item_gat=m.gat.on_items, user_branch=user_branch, user_cf=user_cf,
         compute_dtype=jnp.bfloat16 if t.mixed_precision else jnp.float32)
     needs = ["item_features", "item_knn", ui_input]
     if m.edge_dropout > 0:

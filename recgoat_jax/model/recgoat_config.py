@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from recgoat_jax.config import (BELOW_1, FINITE, INITS, KNN_BACKENDS, NON_NEGATIVE, POSITIVE,
+from recgoat_jax.config import (BELOW_1, INITS, KNN_BACKENDS, NON_NEGATIVE, POSITIVE,
                                 at_least)
 
 
@@ -51,6 +51,30 @@ class OTConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class KNNConfig:
+    """The kNN graphs over feature cosine (graphs/knn.py, graphs/inputs.py)."""
+
+    k: int = 20  # item-item neighbours per modality
+    user_k: int = 10  # user-user neighbours (user branch)
+    backend: str = "auto"  # how the graphs are built: numpy | xla | auto; the same graph
+
+    CHOICES: ClassVar[dict] = {"backend": KNN_BACKENDS}
+    RANGES: ClassVar[dict] = {"k": at_least(1), "user_k": at_least(1)}
+
+
+@dataclasses.dataclass(frozen=True)
+class GATConfig:
+    """The GAT encoders (model/gat.py): modality encoders, the paper's user branch and
+    the GAT ui_encoder."""
+
+    layers: int = 1
+    heads: int = 8
+    on_items: bool = True  # False: modality encoders are the projection only (ablation)
+
+    RANGES: ClassVar[dict] = {"layers": at_least(0), "heads": at_least(1)}
+
+
+@dataclasses.dataclass(frozen=True)
 class RecGOATConfig:
     name: str = "recgoat"
     dim: int = 64
@@ -60,32 +84,26 @@ class RecGOATConfig:
     ui_encoder: str = "lightgcn"  # lightgcn (released code) | gat (the paper's wording)
     edge_dropout: float = 0.0  # ours: FREEDOM's per-epoch pruning of the user-item graph
     # graphs and graph encoders
-    knn_k: int = 20  # item-item kNN per modality
-    user_knn_k: int = 10  # user-user kNN (user branch)
-    knn_backend: str = "auto"  # how kNN graphs are built (graphs/knn.py); same graph
-    gat_layers: int = 1  # GAT layers of the modality and user encoders
-    gat_heads: int = 8
+    knn: KNNConfig = KNNConfig()
+    gat: GATConfig = GATConfig()
     dropout: float = 0.1  # feature, attention, output and fusion dropout
-    item_gat: bool = True  # False: modality encoders are the projection only (ablation)
     # auto (the paper's GAT branch when user features exist) | on | off | cf (collaborative:
-    # each user adds the mean ID embedding of its user_knn_k nearest users by user features)
+    # each user adds the mean ID embedding of its knn.user_k nearest users by user features)
     # | cf_if_text (cf when the user features embed real user text, else off)
     user_branch: str = "auto"
     # alignment and fusion
     oat: str = "paper"  # paper | reference | none; its parameters: ot.paper / ot.reference
     cmcl: str = "paper"  # paper | reference | none
-    fusion: str = "oat"  # oat | sum | concat (paper) | residual (ours)
+    # oat | sum | concat (paper) | residual (ours: z_i = e_i + sum_m w_m zhat_m, w_m from 0)
+    fusion: str = "oat"
     init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))  # fusion=oat
-    residual_init: float = 0.0  # fusion=residual: initial content weights w_m
     ot: OTConfig = OTConfig()
 
     CHOICES: ClassVar[dict] = {
-        "init": INITS, "ui_encoder": ("lightgcn", "gat"), "knn_backend": KNN_BACKENDS,
+        "init": INITS, "ui_encoder": ("lightgcn", "gat"),
         "user_branch": ("auto", "on", "off", "cf", "cf_if_text"),
         "oat": ("paper", "reference", "none"),
         "cmcl": ("paper", "reference", "none"), "fusion": ("oat", "sum", "concat", "residual")}
     RANGES: ClassVar[dict] = {
         "dim": at_least(1), "n_layers": at_least(0), "edge_dropout": BELOW_1,
-        "knn_k": at_least(1), "user_knn_k": at_least(1), "gat_layers": at_least(0),
-        "gat_heads": at_least(1), "dropout": BELOW_1, "init_weights": NON_NEGATIVE,
-        "residual_init": FINITE}
+        "dropout": BELOW_1, "init_weights": NON_NEGATIVE}

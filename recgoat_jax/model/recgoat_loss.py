@@ -3,8 +3,8 @@
 Every term is a small function term(out, rows, batch) -> scalar of RecGOATNet's output
 `out` (recgoat.NetOutput), the batch's rows of it (`BatchRows`, gathered ONCE by
 `batch_rows` and shared by BPR and CMCL, so their gradients meet before one scatter into
-the tables) and the batch ({"users", "pos", "neg": [B] int32, "weight": [B], 0 =
-padding}); `recgoat.build` picks the terms and their weights once and
+the tables) and the batch (batch.Batch: users, pos, neg [B] int32, weight [B], 0 =
+padding); `recgoat.build` picks the terms and their weights once and
 `losses.weighted_sum` composes them:
 
   loss = bpr + reg_weight * reg + lambda_cl * cmcl + lambda_ot * ot
@@ -57,25 +57,25 @@ def cl_rows(batch_size: int, rows: int) -> int:
 
 def batch_rows(out: NetOutput, batch: dict) -> BatchRows:
     """The batch's user rows and fused positive / negative item rows of `out`."""
-    return BatchRows(e_u=out.e_u[batch["users"]], z_pos=out.z_items[batch["pos"]],
-                     z_neg=out.z_items[batch["neg"]])
+    return BatchRows(e_u=out.e_u[batch.users], z_pos=out.z_items[batch.pos],
+                     z_neg=out.z_items[batch.neg])
 
 
 def bpr_term(out: NetOutput, rows: BatchRows, batch: dict) -> jax.Array:
     eu, zp, zn = rows.e_u, rows.z_pos, rows.z_neg
-    return losses.bpr(jnp.sum(eu * zp, -1), jnp.sum(eu * zn, -1), batch["weight"])
+    return losses.bpr(jnp.sum(eu * zp, -1), jnp.sum(eu * zn, -1), batch.weight)
 
 
 def l2_term(out: NetOutput, rows: BatchRows, batch: dict) -> jax.Array:
-    u, p, n, w = batch["users"], batch["pos"], batch["neg"], batch["weight"]
+    u, p, n, w = batch.users, batch.pos, batch.neg, batch.weight
     return losses.emb_l2(out.user_ego[u], out.item_ego[p], out.item_ego[n],
                          weight=w, mode="squared")
 
 
 def _cl_slice(rows: BatchRows, batch: dict, n_rows: int):
-    c = cl_rows(batch["pos"].shape[0], n_rows)
-    p, neg = batch["pos"][:c], batch["neg"][:c]
-    return p, neg, batch["weight"][:c], rows.e_u[:c], rows.z_pos[:c]
+    c = cl_rows(batch.pos.shape[0], n_rows)
+    p, neg = batch.pos[:c], batch.neg[:c]
+    return p, neg, batch.weight[:c], rows.e_u[:c], rows.z_pos[:c]
 
 
 def cmcl_paper_term(out: NetOutput, rows: BatchRows, batch: dict, *, modalities, tau: float,
@@ -104,8 +104,8 @@ def ot_term(out: NetOutput, rows: BatchRows, batch: dict, *, modalities, n_items
             epsilon: float, tau: float, iterations: int) -> jax.Array:
     """mean_m Sinkhorn divergence(zhat_m, stop_gradient(e_i)) over the batch's first
     n_items positive items (alignment.paper_ot_loss): only the modality side moves."""
-    k = min(n_items, batch["pos"].shape[0])
-    items, wk = batch["pos"][:k], batch["weight"][:k]
+    k = min(n_items, batch.pos.shape[0])
+    items, wk = batch.pos[:k], batch.weight[:k]
     return sum(alignment.paper_ot_loss(out.zhat[m][items],
                                        jax.lax.stop_gradient(out.e_i[items]), wk,
                                        epsilon=epsilon, tau=tau, iterations=iterations)
@@ -122,7 +122,7 @@ def diagnostics(out: NetOutput, batch: dict, *, modalities, tau: float,
     oat/<m>/plan_mass, norm_zT, norm_zDelta, plan_marginal_err: reference OAT's plan
       statistics (alignment.ReferenceOAT), present with model.oat=reference.
     """
-    p, w = batch["pos"], batch["weight"]
+    p, w = batch.pos, batch.weight
     k = min(rows, p.shape[0])
     zk, wk = out.z_items[p[:k]], w[:k]
     diag = {}
