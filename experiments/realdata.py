@@ -15,6 +15,22 @@ of train items), from the best-valid checkpoint.
     python experiments/realdata.py --data ml100k-dev=data/ml100k-dev \\
         --data debian-deps-dev=data/debian-deps-dev --jobs 2
 
+User-side data (issue 22): a second build of a set WITH its users file (`make data ...
+ARGS="--raw REVIEWS META USERS"` + `make features`: user_feat.npy embeds the users' own
+text) is named by --user-text-data NAME=DIR, NAME one of --data's. For such a set three
+more rows: RecGOAT with its collaborative user branch (model.user_branch=cf) on that
+build (recgoat_user_text) and on --data's build (recgoat_user_template: user_feat.npy
+holds profiles written from train items), each with the real-data RecGOAT's 8-point
+grid; and the non-learned blend of experiments/blend_baseline.py on the user-text build
+(co-occurrence item kNN + w x user-text kNN, w chosen on valid), computed once and kept in
+the report. Models missing from this report (e.g. with --models recgoat_user_text,...)
+are read from --reference (default: realdata.json) for the comparison:
+
+    python experiments/realdata.py --data debian-deps-dev=data/debian-deps-dev \\
+        --user-text-data debian-deps-dev=data/debian-ut \\
+        --models recgoat_user_text,recgoat_user_template --ablations "" --jobs 2 \\
+        --out experiments/results/realdata_user_text.json
+
 Finished runs (their results.json) are skipped on a rerun, so an interrupted run loses
 nothing; --summarise-only rewrites the report from the finished runs.
 """
@@ -69,6 +85,16 @@ _RECGOAT_GRID = _six("train.lambda_cl", 0.0, 0.01, 0.03) + [
     ["train.lr=0.005", "train.lambda_cl=0.03", "model.edge_dropout=0.5"]]
 _RECGOAT_GRID[2] = ["train.lr=0.001", "train.lambda_cl=0.03", "model.edge_dropout=0.8"]
 
+# RecGOAT with its collaborative user branch (issue 22): row -> which build it trains on
+# ("text": --user-text-data's dir; "template": --data's dir). Both have the real-data
+# RecGOAT's grid (equal size) with model.user_branch=cf fixed, and run only for the sets
+# given --user-text-data.
+USER_TEXT_ROWS = {"recgoat_user_text": "text", "recgoat_user_template": "template"}
+BLEND = "blend"  # the non-learned row (experiments/blend_baseline.py), user-text sets only
+# Issue 22's goal for recgoat_user_text: test Recall@20 >= (1 + GOAL) x the best of these
+# (3-seed means; the blend is deterministic), and no activity bucket below any of them
+GOAL, GOAL_REFERENCES = 0.03, ("lightgcn", "freedom", BLEND)
+
 MODELS = {
     "mf": ("MF-BPR", "mf.yaml", [], _six("train.reg_weight", 0.00001, 0.001, 0.1)),
     "lightgcn": ("LightGCN", "lightgcn.yaml", [], _six("train.reg_weight", 0.0001, 0.001, 0.01)),
@@ -78,6 +104,13 @@ MODELS = {
     "recgoat": ("RecGOAT, real-data default (recgoat.yaml: residual fusion, no user "
                 "branch)", "recgoat.yaml", ["model.edge_dropout=0.0"],
                 _RECGOAT_GRID),
+    "recgoat_user_text": ("RecGOAT, real-data default + collaborative user branch "
+                          "(model.user_branch=cf) on the users' own text", "recgoat.yaml",
+                          ["model.edge_dropout=0.0", "model.user_branch=cf"], _RECGOAT_GRID),
+    "recgoat_user_template": ("RecGOAT, real-data default + collaborative user branch "
+                              "(model.user_branch=cf) on template profiles from train items",
+                              "recgoat.yaml", ["model.edge_dropout=0.0", "model.user_branch=cf"],
+                              _RECGOAT_GRID),
     "recgoat_paper": ("RecGOAT, paper variants (OAT fusion, user branch on template "
                       "profiles, paper CMCL + OT)", "recgoat.yaml",
                       ["model.fusion=oat", "model.user_branch=on", "model.init=normal",
@@ -116,6 +149,17 @@ ABLATIONS = {
 
 def run_key(dataset: str, variant: str, point: int, seed: int) -> str:
     return f"{dataset}/{variant}/p{point}_s{seed}"
+
+
+def data_dir_of(model: str, ds: str, datasets: dict, user_text: dict) -> str | None:
+    """The build `model` trains on for set `ds`; None where the row does not apply (a
+    user-text row for a set without --user-text-data)."""
+    which = USER_TEXT_ROWS.get(model)
+    if which is None:
+        return datasets[ds]
+    if ds not in user_text:
+        return None
+    return user_text[ds] if which == "text" else datasets[ds]
 
 
 def config_for(data_dir: str, base: str, overrides: list[str], seed: int):
@@ -302,12 +346,35 @@ def run_tasks(tasks: list[dict], jobs: int, runs_dir: Path) -> None:
     for p in procs:
         p.wait()
     spec.unlink(missing_ok=True)
+    import shutil
+
+    shutil.rmtree(_claims_dir(spec), ignore_errors=True)
 
 
-def _grid_tasks(datasets: dict, models: list[str]) -> list[dict]:
+def _claims_dir(spec: Path) -> Path:
+    return spec.with_suffix(".claims")
+
+
+def claim(spec: Path, index: int) -> bool:
+    """True for the one worker of this invocation that takes task `index` first (the
+    workers take tasks in order as they become free, so a long run does not leave
+    another worker's share waiting)."""
+    d = _claims_dir(spec)
+    d.mkdir(exist_ok=True)
+    try:
+        (d / str(index)).open("x").close()
+    except FileExistsError:
+        return False
+    return True
+
+
+def _grid_tasks(datasets: dict, models: list[str], user_text: dict | None = None) -> list[dict]:
     tasks = []
-    for ds, data_dir in datasets.items():
+    for ds in datasets:
         for m in models:
+            data_dir = data_dir_of(m, ds, datasets, user_text or {})
+            if data_dir is None:
+                continue
             _, base, fixed, grid = MODELS[m]
             for i, point in enumerate(grid):
                 tasks.append({"key": run_key(ds, m, i, 0), "data_dir": data_dir, "config": base,
@@ -331,14 +398,16 @@ def choose(runs_dir: Path, ds: str, model: str) -> tuple[int | None, list[dict]]
 
 
 def _seed_tasks(datasets: dict, models: list[str], ablations: list[str], seeds: list[int],
-                runs_dir: Path, ablation_seeds: list[int] | None = None) -> list[dict]:
+                runs_dir: Path, ablation_seeds: list[int] | None = None,
+                user_text: dict | None = None) -> list[dict]:
     """The models' other seeds first, then the ablations seed by seed (seed 0 of every
     ablation before seed 1 of any), so a partial run still covers every ablation."""
     tasks = []
-    for ds, data_dir in datasets.items():
+    for ds in datasets:
         for m in models:
+            data_dir = data_dir_of(m, ds, datasets, user_text or {})
             i, _ = choose(runs_dir, ds, m)
-            if i is None:
+            if i is None or data_dir is None:
                 continue
             _, base, fixed, grid = MODELS[m]
             tasks += [{"key": run_key(ds, m, i, s), "data_dir": data_dir, "config": base,
@@ -395,6 +464,64 @@ def summarise(datasets: dict, models: list[str], ablations: list[str], seeds: li
                 row["buckets"] = _bucket_means([r["buckets"] for r in res.values() if r["buckets"]])
             rows[v] = row
         out[ds] = rows
+    return out
+
+
+def blend_row(blend: dict) -> dict:
+    """experiments/blend_baseline.baseline's result -> a summary row (deterministic: one
+    'seed', std 0; its grid of w with valid Recall@20, w chosen on valid)."""
+    b = blend["blend"]
+    return {"what": "non-learned: min-max scaled co-occurrence item kNN + w x user-text kNN "
+                    f"({b['chosen_k_users']} users; experiments/blend_baseline.py), w chosen "
+                    "on valid",
+            "chosen_point": None, "overrides": [f"w={b['chosen_w']}",
+                                                f"k_users={b['chosen_k_users']}"],
+            "grid": [{"point": j, "overrides": [f"w={g['w']}", f"k_users={g['k_users']}"],
+                      "valid_recall@20": g["valid"]["recall@20"], "failed": None}
+                     for j, g in enumerate(b["grid"])],
+            "n_seeds": 1, "failed": {},
+            **{f"test_{m}": _mean_std([b["test"][m]]) for m in ("recall@20", "ndcg@20")},
+            "valid_recall@20": _mean_std([b["valid"]["recall@20"]]),
+            "buckets": {k: v for k, v in b["buckets"].items() if "recall@20" in v}}
+
+
+def add_references(summary: dict, reference: dict, source: str) -> None:
+    """For the sets with a recgoat_user_text row: the rows of GOAL_REFERENCES and
+    'recgoat' (the no-user-text RecGOAT) that this report lacks, from another report's
+    summary, marked with their source."""
+    for ds, rows in summary.items():
+        if "recgoat_user_text" not in rows:
+            continue
+        for m in (*GOAL_REFERENCES, "recgoat"):
+            ref = reference.get("summary", {}).get(ds, {}).get(m)
+            if m not in rows and ref:
+                rows[m] = {**ref, "source": source}
+
+
+def user_text_goal(rows: dict) -> dict | None:
+    """Issue 22's goal for recgoat_user_text, from the summary rows (3-seed means)."""
+    ut = rows.get("recgoat_user_text", {})
+    if "test_recall@20" not in ut:
+        return None
+    ours = ut["test_recall@20"]["mean"]
+    refs = {m: rows[m] for m in GOAL_REFERENCES if "test_recall@20" in rows.get(m, {})}
+    out = {"recgoat_user_text": ours, "references": {m: r["test_recall@20"]["mean"]
+                                                      for m, r in refs.items()}}
+    if refs:
+        best = max(refs, key=lambda m: refs[m]["test_recall@20"]["mean"])
+        ratio = ours / refs[best]["test_recall@20"]["mean"]
+        below = [f"{label}: {ut['buckets'][label]['recall@20']:.4f} < {m} "
+                 f"{r['buckets'][label]['recall@20']:.4f}"
+                 for m, r in refs.items() for label in ut.get("buckets", {})
+                 if label in (r.get("buckets") or {})
+                 and ut["buckets"][label]["recall@20"] < r["buckets"][label]["recall@20"]]
+        out.update(best_reference=best, ratio=ratio, goal_ratio=1 + GOAL, buckets_below=below,
+                   met=ratio >= 1 + GOAL and not below)
+    for m in ("recgoat", "recgoat_user_template"):
+        if "test_recall@20" in rows.get(m, {}):
+            out[f"ratio_to_{m}"] = ours / rows[m]["test_recall@20"]["mean"]
+    if "ratio_to_recgoat" in out:  # MovieLens' goal: not below RecGOAT without user text
+        out["not_below_recgoat"] = out["ratio_to_recgoat"] >= 1.0
     return out
 
 
@@ -464,8 +591,11 @@ def write_report(out: Path, report: dict) -> None:
                   "| model | chosen point | seeds | valid Recall@20 | test Recall@20 | test NDCG@20 "
                   "| best epochs | s/epoch |", "|---|---|---|---|---|---|---|---|"]
         for v, r in rows.items():
-            pt = ", ".join(MODELS[v][3][r["chosen_point"]]) if v in MODELS else "(parent's)"
-            lines.append(f"| {v} | {pt} | {r['n_seeds']} | {_fmt(r.get('valid_recall@20'))} | "
+            pt = (", ".join(r["overrides"]) if v == BLEND or r.get("source")
+                  else ", ".join(MODELS[v][3][r["chosen_point"]]) if v in MODELS
+                  else "(parent's)")
+            name = f"{v} ({r['source']})" if r.get("source") else v
+            lines.append(f"| {name} | {pt} | {r['n_seeds']} | {_fmt(r.get('valid_recall@20'))} | "
                          f"{_fmt(r.get('test_recall@20'))} | "
                          f"{_fmt(r.get('test_ndcg@20'))} | {r.get('best_epochs', '')} | "
                          f"{r.get('s_per_epoch', float('nan')):.2f} |")
@@ -477,6 +607,23 @@ def write_report(out: Path, report: dict) -> None:
                 b = rows[best_base][f"test_{metric}"]["mean"]
                 lines.append(f"\nRecGOAT (real-data default) vs best baseline ({best_base}), "
                              f"test {metric}: {a:.4f} / {b:.4f} = {a / b:.3f}")
+        goal = report.get("user_text_goal", {}).get(ds)
+        if goal and "ratio" in goal:
+            lines.append(
+                f"\nrecgoat_user_text vs the best of {', '.join(goal['references'])} "
+                f"({goal['best_reference']}), test Recall@20: {goal['recgoat_user_text']:.4f} / "
+                f"{goal['references'][goal['best_reference']]:.4f} = {goal['ratio']:.3f} "
+                f"(issue 22's Debian goal: >= {goal['goal_ratio']:.2f} and no bucket below "
+                f"any of them: {'met' if goal['met'] else 'NOT met'}"
+                + (f"; buckets below: {'; '.join(goal['buckets_below'])}"
+                   if goal["buckets_below"] else "") + ")")
+        if goal and "ratio_to_recgoat" in goal:
+            lines.append(f"\nrecgoat_user_text vs recgoat (no user text), test Recall@20: "
+                         f"{goal['ratio_to_recgoat']:.3f} (MovieLens' goal: not below, "
+                         f"{'met' if goal['not_below_recgoat'] else 'NOT met'})"
+                         + (f"; vs recgoat_user_template: "
+                            f"{goal['ratio_to_recgoat_user_template']:.3f}"
+                            if "ratio_to_recgoat_user_template" in goal else ""))
         lines += ["", "Test Recall@20 by user activity (train items per user), mean over seeds:",
                   "", "| model | " + " | ".join(_bucket_labels(rows)) + " |",
                   "|---|" + "---|" * len(_bucket_labels(rows))]
@@ -486,7 +633,7 @@ def write_report(out: Path, report: dict) -> None:
                 f"{bk[b]['recall@20']:.4f}" if b in bk else "" for b in _bucket_labels(rows)) + " |")
         lines += ["", "Grid points (seed 0, valid Recall@20):", ""]
         for v, r in rows.items():
-            if isinstance(r["grid"], list):
+            if isinstance(r["grid"], list) and not r.get("source"):
                 pts = "; ".join(f"{','.join(g['overrides'])}: {_shown(g)}"
                                 for g in r["grid"])
                 lines.append(f"- {v}: {pts}")
@@ -515,6 +662,19 @@ def _signal(datasets: dict, out: Path) -> dict:
     return {ds: old.get(ds) or signal(d, 50, 50) for ds, d in datasets.items()}
 
 
+def _blends(user_text: dict, old: dict) -> dict:
+    """blend_baseline.baseline per user-text set (every item for co-occurrence, 20 user
+    neighbours, w from blend_baseline.WEIGHTS chosen on valid); computed once and kept in
+    the report (a few seconds of numpy per set)."""
+    kept = old.get("blend", {})
+    if not user_text:
+        return {}
+    import blend_baseline
+
+    return {ds: kept.get(ds) or blend_baseline.baseline(d, 0, [20], blend_baseline.WEIGHTS)
+            for ds, d in user_text.items()}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -522,6 +682,13 @@ def main(argv=None) -> int:
                    help="a dataset directory built by `make data` + `make features` "
                         "(repeatable; default: ml100k-dev=data/ml100k-dev and "
                         "debian-deps-dev=data/debian-deps-dev)")
+    p.add_argument("--user-text-data", action="append", default=[], metavar="NAME=DIR",
+                   help="for set NAME of --data, its build WITH the users file (user_feat.npy "
+                        "of the users' own text): adds the user-text rows and the blend "
+                        "(repeatable)")
+    p.add_argument("--reference", default=str(ROOT / "experiments" / "results" / "realdata.json"),
+                   help="report whose rows (LightGCN, FREEDOM, RecGOAT) the user-text rows are "
+                        "compared with when this report lacks them (default: realdata.json)")
     p.add_argument("--models", default=",".join(MODELS), help="models to grid (default: all)")
     p.add_argument("--ablations", default=",".join(ABLATIONS), help="ablations (default: all)")
     p.add_argument("--seeds", default="0,1,2")
@@ -545,8 +712,9 @@ def main(argv=None) -> int:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
         k, n = (int(x) for x in args.shard.split("/"))
         errors = 0
+        del k, n  # tasks are claimed as workers become free (claim), not sharded
         for index, task in enumerate(json.loads(Path(args.worker).read_text())):
-            if index % n == k:
+            if claim(Path(args.worker), index):
                 try:
                     run_one(task, runs_dir)
                 except Exception:  # report it, keep the other runs going
@@ -563,6 +731,13 @@ def main(argv=None) -> int:
         if not sep or not name or not Path(d).is_dir():
             p.error(f"--data {pair!r}: expected NAME=DIR with an existing directory")
         datasets[name] = d
+    user_text = {}
+    for pair in args.user_text_data:
+        name, sep, d = pair.partition("=")
+        if not sep or name not in datasets or not Path(d).is_dir():
+            p.error(f"--user-text-data {pair!r}: expected NAME=DIR, NAME one of --data's "
+                    f"({', '.join(datasets)}) and DIR an existing directory")
+        user_text[name] = d
     models = [m for m in args.models.split(",") if m]
     ablations = [a for a in args.ablations.split(",") if a]
     for m in models:
@@ -576,17 +751,26 @@ def main(argv=None) -> int:
     replaced = move_replaced_runs(runs_dir) if not args.summarise_only else None
     if not args.summarise_only:
         extra = [f"train.patience={args.patience}"] if args.patience else []
-        run_tasks([{**t, "extra": extra} for t in _grid_tasks(datasets, models)],
+        run_tasks([{**t, "extra": extra} for t in _grid_tasks(datasets, models, user_text)],
                   args.jobs, runs_dir)
         ab_seeds = [int(s) for s in args.ablation_seeds.split(",")] if args.ablation_seeds else None
         run_tasks([{**t, "extra": extra} for t in
-                   _seed_tasks(datasets, models, ablations, seeds, runs_dir, ab_seeds)],
+                   _seed_tasks(datasets, models, ablations, seeds, runs_dir, ab_seeds,
+                               user_text)],
                   args.jobs, runs_dir)
     from recgoat_jax.train.loop import versions
 
     out = Path(args.out)
     old = json.loads(out.read_text()) if out.exists() else {}
     command = " ".join(["python"] + [str(a) for a in sys.argv])
+    summary = summarise(datasets, [m for m in MODELS if m in models],
+                        [a for a in ABLATIONS if a in ablations], seeds, runs_dir)
+    blends = _blends(user_text, old)
+    for ds, b in blends.items():
+        summary[ds][BLEND] = blend_row(b)
+    ref_path = Path(args.reference)
+    if ref_path.is_file() and ref_path.resolve() != out.resolve():
+        add_references(summary, json.loads(ref_path.read_text()), ref_path.name)
     report = {"command": old.get("command", command) if args.summarise_only else command,
               "datasets": datasets, "versions": versions(),
               "models": {k: {"what": v[0], "config": v[1], "fixed": v[2], "grid": v[3]}
@@ -595,8 +779,12 @@ def main(argv=None) -> int:
                             for k, v in ABLATIONS.items()},
               "buckets": [list(b) for b in BUCKETS],
               "signal": _signal(datasets, out),
-              "summary": summarise(datasets, [m for m in MODELS if m in models],
-                                   [a for a in ABLATIONS if a in ablations], seeds, runs_dir),
+              "user_text_data": user_text,
+              "summary": summary,
+              # the non-learned blend per user-text set (blend_baseline.baseline), kept
+              "blend": blends,
+              "user_text_goal": {ds: g for ds, rows in summary.items()
+                                 if (g := user_text_goal(rows))},
               "note": Path(args.note).read_text() if args.note else old.get("note", ""),
               "min_epochs": MIN_EPOCHS,
               "patience": args.patience or old.get("patience", 20),

@@ -100,3 +100,45 @@ def test_move_replaced_runs_moves_only_runs_of_the_old_point(tmp_path, monkeypat
                                        "valid_recall@20": 0.31, "best_epoch": 7,
                                        "epochs_run": 100}}
     assert realdata.move_replaced_runs(tmp_path) == got  # idempotent
+
+
+def test_user_text_rows_train_on_their_build_and_only_where_given():
+    sets = {"deb": "data/deb", "ml": "data/ml"}
+    text = {"deb": "data/deb-ut"}
+    assert realdata.data_dir_of("recgoat", "deb", sets, text) == "data/deb"
+    assert realdata.data_dir_of("recgoat_user_text", "deb", sets, text) == "data/deb-ut"
+    assert realdata.data_dir_of("recgoat_user_template", "deb", sets, text) == "data/deb"
+    assert realdata.data_dir_of("recgoat_user_text", "ml", sets, text) is None
+    assert realdata.data_dir_of("recgoat_user_template", "ml", sets, text) is None
+    keys = {t["key"]: t["data_dir"] for t in realdata._grid_tasks(
+        sets, ["recgoat", "recgoat_user_text"], text)}
+    n = len(realdata.MODELS["recgoat"][3])
+    assert len(realdata.MODELS["recgoat_user_text"][3]) == n  # grids of equal size
+    assert len(keys) == 3 * n and keys["deb/recgoat_user_text/p0_s0"] == "data/deb-ut"
+    assert not any(k.startswith("ml/recgoat_user_text") for k in keys)
+
+
+def test_claim_gives_each_task_to_one_worker(tmp_path):
+    spec = tmp_path / "tasks-1.json"
+    assert realdata.claim(spec, 0) and not realdata.claim(spec, 0)
+    assert realdata.claim(spec, 1)
+
+
+def test_user_text_goal_ratio_and_buckets():
+    def row(mean, buckets):
+        return {"test_recall@20": {"mean": mean},
+                "buckets": {k: {"recall@20": v} for k, v in buckets.items()}}
+
+    rows = {"recgoat_user_text": row(0.72, {"0-4": 0.70, ">10": 0.60}),
+            "lightgcn": row(0.65, {"0-4": 0.66, ">10": 0.55}),
+            "freedom": row(0.69, {"0-4": 0.69, ">10": 0.61}),
+            "blend": row(0.68, {"0-4": 0.68}),
+            "recgoat": row(0.70, {})}
+    g = realdata.user_text_goal(rows)
+    assert g["best_reference"] == "freedom"
+    assert math.isclose(g["ratio"], 0.72 / 0.69) and g["ratio"] >= 1.03
+    assert g["buckets_below"] == [">10: 0.6000 < freedom 0.6100"] and not g["met"]
+    assert g["not_below_recgoat"] and math.isclose(g["ratio_to_recgoat"], 0.72 / 0.70)
+    rows["freedom"]["buckets"][">10"]["recall@20"] = 0.59
+    assert realdata.user_text_goal(rows)["met"]
+    assert realdata.user_text_goal({"lightgcn": rows["lightgcn"]}) is None
