@@ -559,7 +559,9 @@ def write_report(out: Path, report: dict) -> None:
              *[f"Also: `{c}`  " for c in report.get("extra_commands", [])],
              f"Machine: {report['versions']['platform']}, {report['versions']['device']}; "
              "two runs shared the two cores, so s/epoch are indicative.", "",
-             "Grid: 6 points per model (lr x one knob), 8 for FREEDOM and the real-data RecGOAT, "
+             "Grid: 6 points per model (lr x one knob), 8 for FREEDOM, the real-data RecGOAT "
+             "and its user-text rows (recgoat_user_text / recgoat_user_template: the same 8 "
+             "points, model.user_branch=cf, on the build with / without the users file), "
              "4 for the paper / released-code RecGOAT variants; seed 0, chosen by valid Recall@20; "
              "then the other seeds (the seeds column) at the chosen point. Ablations: at their parent's chosen point "
              "with one part changed, the seeds in the table (--ablation-seeds). Test metrics at "
@@ -572,7 +574,11 @@ def write_report(out: Path, report: dict) -> None:
                 "(\"replaced_runs\" in the JSON: " + "; ".join(
                     f"{k} ({', '.join(v['overrides'])}): valid Recall@20 "
                     f"{v['valid_recall@20']:.4f}" for k, v in report['replaced_runs'].items())
-                + ")." if report.get("replaced_runs") else ""),
+                + ")." if report.get("replaced_runs") else "")
+             + (" Rows marked (realdata.json) are copied from --reference's report for the "
+                "comparison; blend: experiments/blend_baseline.py on the user-text build, no "
+                "learning (one deterministic run), its weight w chosen on valid."
+                if report.get("user_text_data") else ""),
              ""]
     for ds, rows in report["summary"].items():
         sig = report.get("signal", {}).get(ds)
