@@ -135,7 +135,7 @@ ABLATIONS = {
     "paper_no_oat": ("paper variants without OAT (sum fusion, no OT term)", "recgoat_paper",
                      ["model.oat=none", "model.fusion=sum", "train.lambda_ot=0"]),
     "paper_no_item_gat": ("paper variants without item GAT", "recgoat_paper",
-                          ["model.item_gat=false"]),
+                          ["model.gat.on_items=false"]),
     "paper_no_user_branch": ("paper variants without the user-user branch", "recgoat_paper",
                              ["model.user_branch=off"]),
     "paper_profiles_none": ("paper variants, user branch on co-interaction kNN, no "

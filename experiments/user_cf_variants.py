@@ -3,7 +3,7 @@
 -> experiments/results/user_cf_variants.json
 
 Today's branch ("post"): e_u <- e_u + g * mean_{v in kNN_text(u)} e_v after the ID
-branch (LightGCN), g learned from 0.5, k = model.user_knn_k (10). Variants, each an
+branch (LightGCN), g learned from 0.5, k = model.knn.user_k (10). Variants, each an
 experiment-side subclass of RecGOATNet registered under its own model name (the package is
 not touched):
 
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, metavar="NAME=DIR")
     ap.add_argument("--variant", required=True, choices=("post", "ego", "soft", "layer"))
-    ap.add_argument("--k", type=int, default=10, help="model.user_knn_k (default 10)")
+    ap.add_argument("--k", type=int, default=10, help="model.knn.user_k (default 10)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], help="extra overrides (smoke runs)")
     ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "user_cf_variants"))
@@ -152,10 +152,7 @@ def main(argv=None) -> int:
     label = f"{args.variant}_k{args.k}" + (f"_tau{TAU}" if args.variant == "soft" else "")
     key = f"{name}/{label}/s{args.seed}"
     _, base, fixed, _ = realdata.MODELS["recgoat"]
-    k_key = ("model.user_knn_k" if "user_knn_k" in {f.name for f in
-                                                    dataclasses.fields(RecGOATConfig)}
-             else "model.knn.user_k")  # the key's name before / after the config regrouping
-    overrides = fixed + POINT + ["model.user_branch=cf", f"{k_key}={args.k}",
+    overrides = fixed + POINT + ["model.user_branch=cf", f"model.knn.user_k={args.k}",
                                  "model.name=recgoat_ucfv", "train.checkpoint=false",
                                  "train.tensorboard=false", *args.set]
     cfg = realdata.config_for(path, base, overrides, args.seed)
