@@ -539,7 +539,14 @@ def _bucket_means(per_seed: list[dict]) -> dict:
 
 
 def _fmt(cell: dict | None) -> str:
-    return "" if not cell else f"{cell['mean']:.4f} +- {cell['std']:.4f}"
+    if not cell:
+        return ""
+    one = len(cell.get("values", ())) == 1  # one run (the blend): no spread to show
+    return f"{cell['mean']:.4f}" + ("" if one else f" +- {cell['std']:.4f}")
+
+
+def _secs(v: float | None) -> str:
+    return "" if v is None or v != v else f"{v:.2f}"  # none for the blend (no training)
 
 
 def _shown(point: dict) -> str:
@@ -604,7 +611,7 @@ def write_report(out: Path, report: dict) -> None:
             lines.append(f"| {name} | {pt} | {r['n_seeds']} | {_fmt(r.get('valid_recall@20'))} | "
                          f"{_fmt(r.get('test_recall@20'))} | "
                          f"{_fmt(r.get('test_ndcg@20'))} | {r.get('best_epochs', '')} | "
-                         f"{r.get('s_per_epoch', float('nan')):.2f} |")
+                         f"{_secs(r.get('s_per_epoch'))} |")
         base = [v for v in ("lightgcn", "freedom") if "test_recall@20" in rows.get(v, {})]
         if base and "test_recall@20" in rows.get("recgoat", {}):
             best_base = max(base, key=lambda v: rows[v]["test_recall@20"]["mean"])
@@ -619,13 +626,13 @@ def write_report(out: Path, report: dict) -> None:
                 f"\nrecgoat_user_text vs the best of {', '.join(goal['references'])} "
                 f"({goal['best_reference']}), test Recall@20: {goal['recgoat_user_text']:.4f} / "
                 f"{goal['references'][goal['best_reference']]:.4f} = {goal['ratio']:.3f} "
-                f"(issue 22's Debian goal: >= {goal['goal_ratio']:.2f} and no bucket below "
+                f"(issue 22's goal for the Debian set: >= {goal['goal_ratio']:.2f} and no bucket below "
                 f"any of them: {'met' if goal['met'] else 'NOT met'}"
                 + (f"; buckets below: {'; '.join(goal['buckets_below'])}"
                    if goal["buckets_below"] else "") + ")")
         if goal and "ratio_to_recgoat" in goal:
             lines.append(f"\nrecgoat_user_text vs recgoat (no user text), test Recall@20: "
-                         f"{goal['ratio_to_recgoat']:.3f} (MovieLens' goal: not below, "
+                         f"{goal['ratio_to_recgoat']:.3f} (issue 22's goal for MovieLens: not below, "
                          f"{'met' if goal['not_below_recgoat'] else 'NOT met'})"
                          + (f"; vs recgoat_user_template: "
                             f"{goal['ratio_to_recgoat_user_template']:.3f}"
