@@ -56,7 +56,6 @@ class VariantNet(recgoat.RecGOATNet):
     @nn.compact
     def __call__(self, inputs: dict, deterministic: bool = True) -> recgoat.NetOutput:
         from recgoat_jax.model.base import init_embedding
-        from recgoat_jax.model.gat import ModalityEncoder
 
         user_ego = self.param("user_emb", lambda k, s: init_embedding(k, *s, self.init_name),
                               (self.n_users, self.dim))
@@ -80,18 +79,7 @@ class VariantNet(recgoat.RecGOATNet):
                 z_user = gate * e_u[nbrs].mean(axis=1)
             e_u = e_u + z_user
 
-        z, zhat, diag = {}, {}, {}
-        for m in self.modalities:
-            s, r = inputs["item_knn"][m]
-            x = inputs["item_features"][m].astype(self.compute_dtype)
-            z[m] = ModalityEncoder(self.dim, self.gat_layers, self.heads, self.dropout,
-                                   use_gat=self.item_gat, name=f"encoder_{m}")(
-                x, s, r, deterministic=deterministic).astype(jnp.float32)
-            zhat[m], d = self.align(m, z[m], e_i)
-            diag.update(d)
-        z_items = self.make_fusion()(e_i, zhat, deterministic=deterministic)
-        return recgoat.NetOutput(user_ego=user_ego, item_ego=item_ego, e_u=e_u, e_i=e_i,
-                                 z_user=z_user, z=z, zhat=zhat, z_items=z_items, diag=diag)
+        return self.item_side(inputs, user_ego, item_ego, e_u, e_i, z_user, deterministic)
 
     n_layers_ui: int = 2
 

@@ -124,7 +124,11 @@ class RecGOATNet(nn.Module):
         if z_user is not None:
             e_u = e_u + z_user
 
-        # Modality encoders and OAT.
+        return self.item_side(inputs, user_ego, item_ego, e_u, e_i, z_user, deterministic)
+
+    def item_side(self, inputs, user_ego, item_ego, e_u, e_i, z_user, deterministic):
+        """Modality encoders, OAT and fusion on the ID branch's e_i -> the NetOutput
+        (called from __call__'s scope; variants of the user side reuse it)."""
         z, zhat, diag = {}, {}, {}
         for m in self.modalities:
             s, r = inputs["item_knn"][m]
@@ -134,7 +138,6 @@ class RecGOATNet(nn.Module):
                 x, s, r, deterministic=deterministic).astype(jnp.float32)
             zhat[m], d = self.align(m, z[m], e_i)
             diag.update(d)
-
         z_items = self.make_fusion()(e_i, zhat, deterministic=deterministic)
         return NetOutput(user_ego=user_ego, item_ego=item_ego, e_u=e_u, e_i=e_i, z_user=z_user,
                          z=z, zhat=zhat, z_items=z_items, diag=diag)
