@@ -19,19 +19,9 @@ import yaml
 from recgoat_jax.errors import ConfigError, did_you_mean
 
 
-# --- value checks a section declares in RANGES: (test, what is expected); a tuple value
-# is checked element by element (of pairs, the numbers) ---
-def at_least(lo: int):
-    return (lambda v: v >= lo, f"an integer >= {lo}")
+from recgoat_jax.config_checks import (BELOW_1, INITS, KNN_BACKENDS,  # noqa: F401 (re-exported)
+                                       NON_NEGATIVE, POSITIVE, UNIT, at_least)
 
-
-POSITIVE = (lambda v: v > 0, "a number > 0")
-NON_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
-BELOW_1 = (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
-UNIT = (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
-
-INITS = ("xavier", "normal")  # model/base.py init_embedding
-KNN_BACKENDS = ("auto", "numpy", "xla")  # graphs/knn.py KNN_BACKENDS
 # model keys that moved into a group -> their new place (a one-line error names it)
 MOVED_MODEL_KEYS = {"knn_k": "knn.k", "user_knn_k": "knn.user_k", "knn_backend": "knn.backend",
                     "gat_layers": "gat.layers", "gat_heads": "gat.heads", "item_gat": "gat.on_items"}

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from recgoat_jax.config import KNN_BACKENDS, make_config
+from recgoat_jax.config import make_config
+from recgoat_jax.config_checks import KNN_BACKENDS
 from recgoat_jax.graphs import inputs, knn, knn_xla
 
 from graph_helpers import exact_cosine_features

@@ -36,6 +36,7 @@ import jax
 import numpy as np
 import scipy.sparse as sp
 
+from recgoat_jax.config_checks import KNN_BACKENDS  # model.knn.backend
 from recgoat_jax.data.atomic import savez_atomic
 from recgoat_jax.graphs import knn_xla
 
@@ -102,7 +103,6 @@ def _finish(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, np.nd
     return (key % n).astype(np.int32), (key // n).astype(np.int32)
 
 
-KNN_BACKENDS = ("auto", "numpy", "xla")  # model.knn.backend
 
 
 def resolve_backend(backend: str, n: int, d: int) -> str:

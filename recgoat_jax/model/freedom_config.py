@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from recgoat_jax.config import BELOW_1, INITS, KNN_BACKENDS, UNIT, at_least
+from recgoat_jax.config_checks import BELOW_1, INITS, KNN_BACKENDS, UNIT, at_least
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from recgoat_jax.config import INITS, at_least
+from recgoat_jax.config_checks import INITS, at_least
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from recgoat_jax.config import (BELOW_1, INITS, KNN_BACKENDS, NON_NEGATIVE, POSITIVE,
+from recgoat_jax.config_checks import (BELOW_1, INITS, KNN_BACKENDS, NON_NEGATIVE, POSITIVE,
                                 at_least)
 
 
