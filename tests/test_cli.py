@@ -3,6 +3,7 @@ lookup, the range check of every numeric config key, the non-finite loss message
 --resume shape-change error, the unused-id warning, `report`, and packaging."""
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -194,6 +195,30 @@ def test_help_and_messages_use_the_current_flag_names():
         text = f.read_text()
         for stale in ("--model PATH", "pass --model", "(cli data", "--no-progress` ("):
             assert stale not in text, f"{f}: {stale!r}"
+
+
+def test_unknown_model_is_the_first_line_printed(tmp_path):
+    """`recgoat train --model lightgcnn`: the error is the only line (no 'config: (none)'
+    line about a config search for a model that does not exist)."""
+    r = _run("train", "--model", "lightgcnn", cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: config key 'model.name': unknown model 'lightgcnn'; did you mean 'lightgcn'? "
+        "expected one of "), lines
+
+
+def test_dataset_typo_hint_names_the_close_dataset_in_every_command(tmp_path):
+    """A typo of an existing dataset: the message suggests the close name, and every
+    command it prints (make data / make features) names that dataset, not the typo."""
+    (tmp_path / "data" / "debian-deps-dev").mkdir(parents=True)
+    for args in (("train", "--dataset", "debian-deps-de"),
+                 ("features", "--dataset", "debian-deps-de")):
+        r = _run(*args, cwd=tmp_path)
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 2 and "(did you mean 'debian-deps-dev'?)" in last, last
+        commands = re.findall(r"`([^`]*)`", last)
+        assert commands and all(c.endswith("DATASET=debian-deps-dev") for c in commands), last
 
 
 def test_missing_dataset_answers_before_jax_is_imported(tmp_path):

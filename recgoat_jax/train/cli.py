@@ -130,6 +130,9 @@ def choose_config(args) -> tuple[Path | None, str]:
     overrides = overrides_of(args)
     model = str(last_set(overrides, "model", "name") or DEFAULT_MODEL)
     dataset = str(last_set(overrides, "data", "dataset") or DEFAULT_DATASET)
+    from recgoat_jax.model import registry
+
+    registry.config_class(model)  # an unknown model is the first line printed, not a config
     found = config_lib.find_config(model, dataset)
     if found is None:
         return None, (f"none found for model {model} on dataset {dataset}: the schema "
