@@ -172,11 +172,12 @@ def test_messages_name_the_commands_of_the_install(tmp_path, monkeypatch):
     from recgoat_jax.data.load import resolve_dataset_dir
     from recgoat_jax.features import hf
     assert errors.source_checkout() == ROOT  # the tests run from the checkout
-    checkout = str(pytest.raises(UserError, resolve_dataset_dir, "bbay", tmp_path).value)
-    assert "`make data DATASET=bbay` then `make features DATASET=bbay`" in checkout
+    # a name close to none known: the commands name it as given ('bbay' would get 'baby')
+    checkout = str(pytest.raises(UserError, resolve_dataset_dir, "qzx", tmp_path).value)
+    assert "`make data DATASET=qzx` then `make features DATASET=qzx`" in checkout
     monkeypatch.setattr(errors, "source_checkout", lambda: None)
     pip = str(pytest.raises(UserError, resolve_dataset_dir, "bbay", tmp_path).value)
-    assert ("`recgoat data --dataset bbay` then `recgoat features --dataset bbay` "
+    assert ("`recgoat data --dataset baby` then `recgoat features --dataset baby` "
             "(recgoat data --help)") in pip and "make " not in pip
     assert "--dataset bbay: no such directory" in str(pytest.raises(
         UserError, resolve_dataset_dir, "bbay", tmp_path, option="--dataset").value)
