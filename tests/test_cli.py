@@ -404,7 +404,7 @@ def test_unknown_model_suggests_the_closest():
     with pytest.raises(ConfigError) as e:
         registry.build_model(make_config(overrides=["model.name=lightgcnn"]), {})
     assert str(e.value) == ("config key 'model.name': unknown model 'lightgcnn'; did you mean "
-                            "'lightgcn'? expected one of freedom, lightgcn, mf, recgoat")
+                            "'lightgcn'? expected one of blend, freedom, itemknn, lightgcn, mf, recgoat")
 
 
 # ---------------------------------------------------------------- unused ids
