@@ -177,3 +177,20 @@ def test_blend_cli_on_a_dataset_without_user_features(tmp_path, capsys):
     assert rc == 2 and len(err) == 1, err
     assert "model blend needs user features: no user_feat.npy" in err[0]
     assert "Traceback" not in err[0]
+
+
+def test_recommend_refits_a_fitted_run(tmp_path):
+    # no checkpoint: recommend fits the model again; its lists give the run's test recall
+    from recgoat_jax.recommend import recommend
+
+    data = synthetic.generate(n_users=60, n_items=40, n_interactions=700, seed=1,
+                              feature_dims={"text": 4}, name="small")
+    synthetic.write_mmrec(data, tmp_path / "small")
+    cfg = make_config(overrides=["model.name=itemknn", f"data.dataset={tmp_path / 'small'}",
+                                 "eval.ks=[5]", "eval.metric=recall@5"])
+    res = train(cfg, run_dir=tmp_path / "run", progress=False, log=lambda s: None)
+    users, items, _ = recommend(tmp_path / "run", k=5)
+    lists = dict(zip(users.tolist(), items.tolist()))
+    test = {u: set(data.test.row(u).tolist()) for u in range(data.n_users) if data.test.row(u).size}
+    recall = np.mean([len(set(lists[u]) & t) / len(t) for u, t in test.items()])
+    assert recall == pytest.approx(res["test"]["recall@5"], abs=1e-6)
