@@ -122,7 +122,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best",
     cfg = config_lib.make_config(cfg_path, overrides)
     setup = build_run(cfg)
     if is_fitted(setup.model):
-        params, _ = setup.model.fit(setup.dataset, setup.evaluator)
+        params, _ = setup.model.fit(setup.inputs, setup.evaluator)
         return LoadedRun(setup, params, 0, "fit")
     if no_ckpt:
         raise UserError(f"{ckpt_dir}: no '{checkpoint}' checkpoint (was the run trained with "

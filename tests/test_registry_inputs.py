@@ -66,9 +66,13 @@ def test_registry_names_and_errors(tiny):
 
 def test_inputs_shapes(tiny):
     cfg = _cfg("recgoat")
-    # every input RecGOAT may need, and FREEDOM's frozen item-item graph from its config
-    got = gi.build_inputs(sorted(set(gi.BUILDERS) - {"mm_adj"}), tiny, cfg)
-    got.update(gi.build_inputs(["mm_adj"], tiny, _cfg("freedom")))
+    # every input RecGOAT may need, and FREEDOM's frozen item-item graph and the fitted
+    # models' score matrices from their configs
+    own = {"mm_adj": _cfg("freedom"), "item_knn_scores": make_config(overrides=[
+        "model.name=itemknn"]), "blend_scores": make_config(overrides=["model.name=blend"])}
+    got = gi.build_inputs(sorted(set(gi.BUILDERS) - set(own)), tiny, cfg)
+    for name, c in own.items():
+        got.update(gi.build_inputs([name], tiny, c))
     n_u, n_i = tiny.n_users, tiny.n_items
     s, r = got["ui_edges"]
     n_edges = len(tiny.train.to_pairs()[0])
@@ -81,6 +85,7 @@ def test_inputs_shapes(tiny):
     assert got["user_features"].shape == (n_u, 4)
     assert got["mm_adj"]["fwd"][2].shape == (n_i + 1,)  # CSR indptr
     assert got["ui_edge_list"]["users"].shape == (n_edges,)
+    assert got["item_knn_scores"].shape == got["blend_scores"]["users"].shape == (n_u, n_i)
     bf = gi.features_bf16(got)
     assert bf["item_features"]["text"].dtype == "bfloat16" and bf["adjacency"] is got["adjacency"]
     with pytest.raises(ValueError, match="unknown model input"):

@@ -60,9 +60,11 @@ class FittedModel(Protocol):
 
     needs: tuple[str, ...]
 
-    def fit(self, dataset, evaluator) -> tuple[Params, dict]:
-        """(params, info): params for `embed`; info, what the fit chose (e.g. a weight
-        picked on VALID with `evaluator`), recorded in results.json under "fit"."""
+    def fit(self, inputs: Inputs, evaluator) -> tuple[Params, dict]:
+        """(params, info) from the model's inputs (its `needs`, e.g. score matrices
+        graphs/inputs.py builds from the train split) in one pass: params for `embed`;
+        info, what the fit chose (e.g. a weight picked on VALID with `evaluator`),
+        recorded in results.json under "fit"."""
         ...
 
     def embed(self, params: Params, inputs: Inputs) -> tuple[jax.Array, jax.Array]:

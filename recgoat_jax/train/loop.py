@@ -80,6 +80,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     main = is_main_process()  # process 0 alone logs and writes files (orbax: every process)
     if not main:
         log, progress = (lambda *a, **k: None), False
+    ts = time.perf_counter()
     setup = build_run(cfg, dataset)
     if is_fitted(setup.model):
         from recgoat_jax.train.fit import fit  # a small module, only for fitted models
@@ -87,7 +88,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         if resume:
             log(f"--resume: {cfg.model.name} is fitted in one pass, nothing to resume; "
                 "fitting again")
-        return fit(setup, run_dir=run_dir, log=log, out=out if main else log)
+        return fit(setup, run_dir=run_dir, log=log, out=out if main else log,
+                   setup_s=time.perf_counter() - ts)
     trainer = Trainer(cfg, setup=setup)
     run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg, trainer.dataset.name))
     run_dir.mkdir(parents=True, exist_ok=True)
