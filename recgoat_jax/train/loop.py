@@ -41,6 +41,7 @@ from recgoat_jax.model.base import is_fitted
 from recgoat_jax.train.builder import build_run
 from recgoat_jax.train.checkpoint import Checkpoints
 from recgoat_jax.train.distributed import is_main_process
+from recgoat_jax.train.fit import fit
 from recgoat_jax.train.parallel import maybe_initialize_distributed
 from recgoat_jax.train.resume import Progress, restore
 from recgoat_jax.train.rundir import (default_run_dir, group_results, groups_line,  # noqa: F401
@@ -83,8 +84,6 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     ts = time.perf_counter()
     setup = build_run(cfg, dataset)
     if is_fitted(setup.model):
-        from recgoat_jax.train.fit import fit  # a small module, only for fitted models
-
         if resume:
             log(f"--resume: {cfg.model.name} is fitted in one pass, nothing to resume; "
                 "fitting again")
