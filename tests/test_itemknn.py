@@ -204,3 +204,10 @@ def test_recommend_refits_a_fitted_run(tmp_path):
     test = {u: set(data.test.row(u).tolist()) for u in range(data.n_users) if data.test.row(u).size}
     recall = np.mean([len(set(lists[u]) & t) / len(t) for u, t in test.items()])
     assert recall == pytest.approx(res["test"]["recall@5"], abs=1e-6)
+
+
+def test_minmax_rows_by_hand():
+    from recgoat_jax.graphs.similarity import minmax_rows
+
+    s = np.array([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0], [-2.0, 0.0, 2.0]])
+    np.testing.assert_array_equal(minmax_rows(s), [[0, 1, 0.5], [0, 0, 0], [0, 0.5, 1]])
