@@ -327,8 +327,8 @@ def main(mode: str, out: Path) -> None:
     trainer.Trainer.evaluate = keep_and_evaluate
     device_blocks = ev.Evaluator._device_blocks
 
-    def counted(self, split, devices):
-        blocks = device_blocks(self, split, devices)
+    def counted(self, split, devices, *users_mask):  # a mask: results.json's groups
+        blocks = device_blocks(self, split, devices, *users_mask)
         if split == "valid" and report["counting_eval"]:
             report["eval_blocks"] = len(blocks)
             report["eval_blocks_total"] = len(self._host_blocks(split))

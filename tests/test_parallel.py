@@ -135,6 +135,7 @@ def test_sharded_train_loop_equals_replicated(report):
     # restore_best into a model_parallel=1 trainer evaluates to the run's best valid row
     for k, v in r["best_valid_row"].items():
         assert r["best_valid_restored"][k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
+    assert r["groups_test_recall"] == pytest.approx(r["test_recall"], rel=1e-5, abs=1e-7)
 
 
 def test_model_parallel_not_dividing_devices_is_config_error(report):
@@ -391,6 +392,13 @@ def _sharded_loop(ds) -> dict:
             if mp > 1:
                 loop["model_parallel"] = r["model_parallel"]
                 loop["best_valid_row"] = rows[r["best_epoch"]]["valid"]
+                # results.json's groups: the best checkpoint, evaluated over the devices
+                # with a users mask per group; together they are the whole test average
+                g = r["groups"]["test"]
+                loop["groups_test_recall"] = sum(
+                    x["n_users"] * x.get("recall@20", 0.0) for x in g.values()) / sum(
+                    x["n_users"] for x in g.values())
+                loop["test_recall"] = r["test"]["recall@20"]
             ck = Checkpoints(run)
             state, _ = ck.restore_latest(tr1.init_state())
             best, _ = ck.restore_best(tr1.init_state().params)

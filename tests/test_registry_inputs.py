@@ -54,8 +54,8 @@ def test_build_model_and_its_inputs(tiny, name, cls, sets, needs):
 
 
 def test_registry_names_and_errors(tiny):
-    assert registry.names() == ["freedom", "lightgcn", "mf", "recgoat"]
-    with pytest.raises(ConfigError, match="unknown model 'nope'; expected one of freedom"):
+    assert registry.names() == ["blend", "freedom", "itemknn", "lightgcn", "mf", "recgoat"]
+    with pytest.raises(ConfigError, match="unknown model 'nope'; expected one of blend"):
         registry.build_model(_cfg("nope"), gi.shapes_of(tiny))  # (raised by make_config)
     assert registry.config_class("recgoat").__name__ == "RecGOATConfig"
     assert registry.models_with_key("knn") == ["freedom", "recgoat"]
@@ -66,9 +66,13 @@ def test_registry_names_and_errors(tiny):
 
 def test_inputs_shapes(tiny):
     cfg = _cfg("recgoat")
-    # every input RecGOAT may need, and FREEDOM's frozen item-item graph from its config
-    got = gi.build_inputs(sorted(set(gi.BUILDERS) - {"mm_adj"}), tiny, cfg)
-    got.update(gi.build_inputs(["mm_adj"], tiny, _cfg("freedom")))
+    # every input RecGOAT may need, and FREEDOM's frozen item-item graph and the fitted
+    # models' score matrices from their configs
+    own = {"mm_adj": _cfg("freedom"), "item_knn_scores": make_config(overrides=[
+        "model.name=itemknn"]), "blend_scores": make_config(overrides=["model.name=blend"])}
+    got = gi.build_inputs(sorted(set(gi.BUILDERS) - set(own)), tiny, cfg)
+    for name, c in own.items():
+        got.update(gi.build_inputs([name], tiny, c))
     n_u, n_i = tiny.n_users, tiny.n_items
     s, r = got["ui_edges"]
     n_edges = len(tiny.train.to_pairs()[0])
@@ -81,6 +85,7 @@ def test_inputs_shapes(tiny):
     assert got["user_features"].shape == (n_u, 4)
     assert got["mm_adj"]["fwd"][2].shape == (n_i + 1,)  # CSR indptr
     assert got["ui_edge_list"]["users"].shape == (n_edges,)
+    assert got["item_knn_scores"].shape == got["blend_scores"]["users"].shape == (n_u, n_i)
     bf = gi.features_bf16(got)
     assert bf["item_features"]["text"].dtype == "bfloat16" and bf["adjacency"] is got["adjacency"]
     with pytest.raises(ValueError, match="unknown model input"):

@@ -4,6 +4,7 @@ metrics.py)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Sequence
 
 import jax
@@ -28,6 +29,7 @@ from recgoat_jax.evaluate.metrics import DEFAULT_KS, METRICS, metric_keys
 
 _PAD_MULTIPLE = 256  # pair lists are padded to a multiple of this (fewer distinct shapes)
 _CPU_BLOCK_MIB = 8.0  # default cap on one block's score matrix on CPU (see Evaluator)
+_N_TRUTH = {"rank": 3, "topk": 1}  # where n_truth sits in a method's per-block arrays
 
 
 def sum_over_processes(x: np.ndarray) -> np.ndarray:
@@ -93,21 +95,48 @@ class Evaluator:
         self._blocks_cache: dict = {}  # split / (host|dev, split, ...) -> blocks
 
     # -- precomputation
-    def n_evaluated(self, split: str) -> int:
-        """Number of users averaged over for `split` (users with truth items)."""
-        return len(self._plan(split).users)
+    def n_evaluated(self, split: str, users_mask: np.ndarray | None = None) -> int:
+        """Number of users averaged over for `split`: users with truth items (and, given
+        users_mask [n_users] bool, in the mask)."""
+        users = self._plan(split).users
+        if users_mask is None:
+            return len(users)
+        return int(self._check_mask(users_mask)[users].sum())
+
+    def _check_mask(self, users_mask) -> np.ndarray:
+        mask = np.asarray(users_mask)
+        n = self.dataset.n_users
+        if mask.dtype != np.bool_ or mask.shape != (n,):
+            raise ValueError(f"users_mask must be a bool array [n_users={n}], got "
+                             f"{mask.dtype} {mask.shape}")
+        return mask
 
     def _plan(self, split: str) -> RankPlan | UserPlan:
         if split not in self._plans:
             raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
         return self._plans[split]
 
-    def _blocks(self, split: str) -> list[tuple[jax.Array, ...]]:
-        """Per-block device arrays for `split` (built once, then cached)."""
+    def _mask_key(self, users_mask) -> str | None:
+        """A cache key for users_mask (None: every user)."""
+        if users_mask is None:
+            return None
+        return hashlib.sha1(np.packbits(self._check_mask(users_mask)).tobytes()).hexdigest()
+
+    def _blocks(self, split: str, users_mask: np.ndarray | None = None
+                ) -> list[tuple[jax.Array, ...]]:
+        """Per-block device arrays for `split` (built once, then cached); with users_mask,
+        the same arrays but a masked n_truth (_masked_n_truth, cached per mask)."""
         if split not in self._blocks_cache:
             self._blocks_cache[split] = [tuple(jnp.asarray(a) for a in blk)
                                          for blk in self._host_blocks(split)]
-        return self._blocks_cache[split]
+        blocks = self._blocks_cache[split]
+        if users_mask is None:
+            return blocks
+        key = ("mask", split, self._mask_key(users_mask))
+        if key not in self._blocks_cache:
+            self._blocks_cache[key] = [jnp.asarray(n)
+                                       for n in self._masked_n_truth(split, users_mask)]
+        return self._swap_n_truth(blocks, self._blocks_cache[key])
 
     def _host_blocks(self, split: str) -> list[tuple[np.ndarray, ...]]:
         """Per-block host arrays for `split` (built once, then cached)."""
@@ -123,31 +152,58 @@ class Evaluator:
         self._blocks_cache[key] = blocks
         return blocks
 
-    def _device_blocks(self, split: str, devices: tuple) -> list[tuple[int, tuple]]:
+    def _masked_n_truth(self, split: str, users_mask: np.ndarray) -> list[np.ndarray]:
+        """Each block's n_truth (host) with 0 for the users outside users_mask [n_users]:
+        the kernels give a user without truth weight 0, so the sums cover the mask's users
+        only, with the same blocks, shapes and compiled kernels."""
+        p = self._plan(split)
+        keep = np.zeros((p.n_blocks, self.block), np.float32)   # [n_blocks, rows]
+        keep[p.ublock, p.urow] = self._check_mask(users_mask)[p.users]
+        at = _N_TRUTH[self.method]
+        return [blk[at] * keep[b] for b, blk in enumerate(self._host_blocks(split))]
+
+    def _swap_n_truth(self, blocks: list[tuple], n_truths: list) -> list[tuple]:
+        at = _N_TRUTH[self.method]
+        return [blk[:at] + (n,) + blk[at + 1:] for blk, n in zip(blocks, n_truths)]
+
+    def _device_blocks(self, split: str, devices: tuple, users_mask: np.ndarray | None = None
+                       ) -> list[tuple[int, tuple]]:
         """[(slot, arrays on devices[slot])] of the blocks this process evaluates when the
-        blocks of `split` are dealt round-robin over `devices` (block b -> slot b % n)."""
+        blocks of `split` are dealt round-robin over `devices` (block b -> slot b % n);
+        users_mask: as in _blocks."""
+        here = jax.process_index()
+        mine = lambda b: devices[b % len(devices)].process_index == here  # noqa: E731
         key = ("dev", split, devices)
         if key not in self._blocks_cache:
-            here = jax.process_index()
             self._blocks_cache[key] = [
                 (b % len(devices), tuple(jax.device_put(a, devices[b % len(devices)])
                                          for a in blk))
-                for b, blk in enumerate(self._host_blocks(split))
-                if devices[b % len(devices)].process_index == here]
-        return self._blocks_cache[key]
+                for b, blk in enumerate(self._host_blocks(split)) if mine(b)]
+        blocks = self._blocks_cache[key]
+        if users_mask is None:
+            return blocks
+        mkey = ("dev-mask", split, devices, self._mask_key(users_mask))
+        if mkey not in self._blocks_cache:
+            self._blocks_cache[mkey] = [
+                jax.device_put(n, devices[b % len(devices)])
+                for b, n in enumerate(self._masked_n_truth(split, users_mask)) if mine(b)]
+        swapped = self._swap_n_truth([blk for _, blk in blocks], self._blocks_cache[mkey])
+        return [(slot, blk) for (slot, _), blk in zip(blocks, swapped)]
 
     # -- evaluation
-    def evaluate_sums(self, user_emb, item_emb, split: str) -> jax.Array:
-        """Device array of metric sums over users (order: METRICS x ks); no host sync."""
+    def evaluate_sums(self, user_emb, item_emb, split: str,
+                      users_mask: np.ndarray | None = None) -> jax.Array:
+        """Device array of metric sums over users (order: METRICS x ks); no host sync.
+        users_mask [n_users] bool: sums over the mask's users only."""
         user_emb, item_emb = self._embs(user_emb, item_emb)
         fn = eval_rank_block if self.method == "rank" else eval_topk_block
         acc = jnp.asarray(np.zeros((len(METRICS) * len(self.ks),), np.float32))
-        for blk in self._blocks(split):
+        for blk in self._blocks(split, users_mask):
             acc = fn(acc, user_emb, item_emb, *blk, ks=self.ks)
         return acc
 
     def evaluate_sums_sharded(self, user_emb: jax.Array, item_emb: jax.Array,
-                              split: str) -> np.ndarray:
+                              split: str, users_mask: np.ndarray | None = None) -> np.ndarray:
         """Host float64 metric sums over users, the users split across devices.
 
         user_emb [n_users, d], item_emb [n_items, d]: fully replicated jax.Arrays over a
@@ -156,7 +212,7 @@ class Evaluator:
         those devices (sorted by id); each device scores its blocks against its own copy,
         each process sums its devices' sums, and the per-slot sums are added over
         processes in slot order, so every process (and a single process with the same
-        device count) gets the same numbers."""
+        device count) gets the same numbers. users_mask: as in evaluate_sums."""
         devices = tuple(sorted(user_emb.sharding.device_set, key=lambda d: d.id))
         copies = {s.device: s.data.astype(jnp.float32) for s in user_emb.addressable_shards}
         items = {s.device: s.data.astype(jnp.float32) for s in item_emb.addressable_shards}
@@ -164,7 +220,9 @@ class Evaluator:
         fn = eval_rank_block if self.method == "rank" else eval_topk_block
         width = len(METRICS) * len(self.ks)
         accs: dict[int, jax.Array] = {}
-        for slot, blk in self._device_blocks(split, devices):
+        blocks = (self._device_blocks(split, devices) if users_mask is None
+                  else self._device_blocks(split, devices, users_mask))
+        for slot, blk in blocks:
             dev = devices[slot]
             acc = accs.get(slot)
             if acc is None:
@@ -175,15 +233,18 @@ class Evaluator:
             per_slot[slot] = acc
         return sum_over_processes(per_slot).sum(axis=0)
 
-    def evaluate(self, user_emb, item_emb, split: str) -> dict[str, float]:
-        """{"recall@20": ..., ...} averaged over users with truth items in `split`.
-        A fully replicated jax.Array over several devices is evaluated with the users
-        split across them (evaluate_sums_sharded), otherwise on one device."""
-        n = self.n_evaluated(split)
+    def evaluate(self, user_emb, item_emb, split: str,
+                 users_mask: np.ndarray | None = None) -> dict[str, float]:
+        """{"recall@20": ..., ...} averaged over users with truth items in `split` (and,
+        given users_mask [n_users] bool, in the mask: evaluate/groups.py; 0.0 for every
+        metric when no user is left). A fully replicated jax.Array over several devices
+        is evaluated with the users split across them (evaluate_sums_sharded), otherwise
+        on one device."""
+        n = self.n_evaluated(split, users_mask)
         if isinstance(user_emb, jax.Array) and len(user_emb.sharding.device_set) > 1:
-            sums = self.evaluate_sums_sharded(user_emb, item_emb, split)
+            sums = self.evaluate_sums_sharded(user_emb, item_emb, split, users_mask)
         else:
-            sums = np.asarray(self.evaluate_sums(user_emb, item_emb, split),
+            sums = np.asarray(self.evaluate_sums(user_emb, item_emb, split, users_mask),
                               dtype=np.float64)
         return {key: float(s / max(n, 1)) for key, s in zip(metric_keys(self.ks), sums)}
 
