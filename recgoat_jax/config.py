@@ -1,7 +1,7 @@
 """One config schema: frozen dataclasses, YAML files, `--set key=value` overrides.
 
 Sections data / train / eval (classes here) and model, the chosen model's own dataclass
-(model.name -> model/registry.py -> model/<name>_config.py). An unknown key, a wrong type
+(model.name -> the table in model/configs.py -> model/<name>_config.py). An unknown key, a wrong type
 or a bad value is a ConfigError naming the key; each section class declares CHOICES
 {field: allowed values} and RANGES {field: (test, what is expected)}; floats must be finite."""
 
@@ -16,11 +16,10 @@ from typing import Any, ClassVar
 
 import yaml
 
-from recgoat_jax.errors import ConfigError, did_you_mean
-
-
 from recgoat_jax.config_checks import (BELOW_1, INITS, KNN_BACKENDS,  # noqa: F401 (re-exported)
                                        NON_NEGATIVE, POSITIVE, UNIT, at_least)
+from recgoat_jax.errors import ConfigError, did_you_mean
+from recgoat_jax.model import configs as model_configs
 
 # model keys that moved into a group -> their new place (a one-line error names it)
 MOVED_MODEL_KEYS = {"knn_k": "knn.k", "user_knn_k": "knn.user_k", "knn_backend": "knn.backend",
@@ -83,11 +82,8 @@ class EvalConfig:
 
 
 def model_class(name: str) -> type:
-    """The config dataclass of model `name` (model/registry.py); ConfigError if unknown."""
-    # imported here: the model config modules import this module's checks
-    from recgoat_jax.model import registry
-
-    return registry.config_class(name)
+    """The config dataclass of model `name` (model/configs.py); ConfigError if unknown."""
+    return model_configs.config_class(name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,10 +115,8 @@ def _numeric_fields(cls: type, prefix: str = "") -> list[str]:
 def sections() -> list[tuple[str, type]]:
     """(prefix, class) of every section of the schema: data, train, eval and each
     registered model's config (all under 'model.')."""
-    from recgoat_jax.model import registry
-
     return ([("data.", DataConfig), ("train.", TrainConfig), ("eval.", EvalConfig)]
-            + [("model.", registry.MODELS[n].config) for n in registry.names()])
+            + [("model.", model_configs.MODELS[n].config) for n in model_configs.names()])
 
 
 def _check_range(key: str, value: Any, check: tuple | None) -> None:
@@ -246,9 +240,7 @@ def _unknown_key(key: str, full: str, fields, prefix: str, model: str) -> str:
     hint = did_you_mean(key, fields, prefix)
     if not model:
         return f"unknown config key {full!r}; {hint or 'known keys here: ' + ', '.join(sorted(fields))}"
-    from recgoat_jax.model import registry
-
-    owners = [m for m in registry.models_with_key(key) if m != model] if prefix == "model." else []
+    owners = [m for m in model_configs.models_with_key(key) if m != model] if prefix == "model." else []
     where = ""
     if owners:
         names = owners[0] if len(owners) == 1 else f"{', '.join(owners[:-1])} and {owners[-1]}"

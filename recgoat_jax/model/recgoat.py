@@ -36,7 +36,6 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from recgoat_jax import losses
 from recgoat_jax.config import Config
@@ -46,35 +45,12 @@ from recgoat_jax.model.base import init_embedding
 from recgoat_jax.model.edge_pruning import prune_inputs
 from recgoat_jax.model.fusion import fusion_factory
 from recgoat_jax.model.gat import ModalityEncoder
+from recgoat_jax.model.recgoat_types import NetOutput
 
 
 # the collaborative user branch's gate at init (learned from there): the value screened
 # on the Debian dev set's valid split (experiments/user_cf_explore.py)
 USER_CF_INIT = 0.5
-
-
-@struct.dataclass
-class NetOutput:
-    """What RecGOATNet computes (U users, I items, d = model.dim, m a modality; float32).
-
-    user_ego [U, d], item_ego [I, d]: the ID embedding tables (parameters).
-    e_u [U, d]: users of the ID branch, plus z_user when the user branch is on.
-    e_i [I, d]: items of the ID branch.
-    z_user [U, d] or None: the user branch's output (None when it is off).
-    z {m: [I, d]}: modality encoder outputs; zhat {m: [I, d]}: the same after OAT.
-    z_items [I, d]: the fused items (unit rows, except residual fusion).
-    diag {name: scalar}: the aligner's statistics (reference OAT), for `diagnostics`.
-    """
-
-    user_ego: jax.Array
-    item_ego: jax.Array
-    e_u: jax.Array
-    e_i: jax.Array
-    z_user: jax.Array | None
-    z: dict
-    zhat: dict
-    z_items: jax.Array
-    diag: dict
 
 
 class RecGOATNet(nn.Module):

@@ -1,7 +1,7 @@
 """RecGOAT's loss as named weighted terms, and its evaluation-time diagnostics.
 
 Every term is a small function term(out, rows, batch) -> scalar of RecGOATNet's output
-`out` (recgoat.NetOutput), the batch's rows of it (`BatchRows`, gathered ONCE by
+`out` (recgoat_types.NetOutput), the batch's rows of it (`BatchRows`, gathered ONCE by
 `batch_rows` and shared by BPR and CMCL, so their gradients meet before one scatter into
 the tables) and the batch (batch.Batch: users, pos, neg [B] int32, weight [B], 0 =
 padding); `recgoat.build` picks the terms and their weights once and
@@ -21,17 +21,13 @@ evaluation time only, outside the differentiated step.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from recgoat_jax import losses
 from recgoat_jax.model import alignment
-
-if TYPE_CHECKING:
-    from recgoat_jax.model.recgoat import NetOutput
+from recgoat_jax.model.recgoat_types import NetOutput
 
 LEMMA_ROWS = 512  # Lemma 3.3 on this many rows: the lemma holds for any batch, InfoNCE costs B^2
 
