@@ -113,11 +113,11 @@ def load_run(run_dir: str | Path, checkpoint: str = "best",
     ckpt_dir = run_dir / "checkpoints" / checkpoint
     if not ckpt_dir.is_dir() or not any(p.name.isdigit() for p in ckpt_dir.iterdir()):
         raise UserError(f"{ckpt_dir}: no '{checkpoint}' checkpoint (was the run trained with "
-                        "train.checkpoint false, or stopped before its first evaluation?)")
+                        "run.checkpoint false, or stopped before its first evaluation?)")
     overrides = [f"data.dataset={dataset}"] if dataset else []
     overrides += [f"data.root={root}"] if root else []
     # inference runs on one device of one process, whatever the run was trained with
-    overrides += ["train.data_parallel=false", "train.distributed=false"]
+    overrides += ["run.data_parallel=false", "run.distributed=false"]
     cfg = config_lib.make_config(cfg_path, overrides)
     setup = build_run(cfg)
     like_state = setup.abstract_state()  # structure only: params, or the whole train state

@@ -7,7 +7,7 @@ LightGCN over the user-item graph that is pruned once per epoch during training:
   users, items = LightGCN layer mean over 0..n_ui_layers (model/lightgcn.py `propagate`)
   output: users [U, d], items + h [I, d]
 
-Loss = BPR(users, items + h) + reg_weight * sum_m BPR(users, proj_m(feat_m)) with
+Loss = BPR(users, items + h) + mm_bpr_weight * sum_m BPR(users, proj_m(feat_m)) with
 proj_m a Linear D_m -> d over a TRAINABLE copy feat_m [I, D_m] of modality m's raw
 features (nn.Embedding.from_pretrained(freeze=False) in MMRec). No L2 term (MMRec has none).
 
@@ -63,7 +63,7 @@ class FREEDOM:
     n_ui_layers: int = 2
     mm_layers: int = 1
     dropout: float = 0.8  # edge pruning ratio; <= 0: the full adjacency
-    reg_weight: float = 1e-4
+    mm_bpr_weight: float = 1e-4  # model.mm_bpr_weight
     init_name: str = "xavier"
 
     diagnostics = None  # optional hook (model/base.py): none; pre_epoch: below
@@ -118,7 +118,7 @@ class FREEDOM:
             fp = feat[p] @ proj["w"] + proj["b"]  # = (feat @ W + b)[p]
             fn = feat[n] @ proj["w"] + proj["b"]
             mm = mm + losses.bpr(jnp.sum(eu * fp, -1), jnp.sum(eu * fn, -1), w)
-        return losses.weighted_sum([("bpr", 1.0, bpr), ("mm_bpr", self.reg_weight, mm)])
+        return losses.weighted_sum([("bpr", 1.0, bpr), ("mm_bpr", self.mm_bpr_weight, mm)])
 
 
 def build(cfg: Config, shapes: dict) -> FREEDOM:
@@ -129,4 +129,4 @@ def build(cfg: Config, shapes: dict) -> FREEDOM:
                           "(<modality>_feat.npy); the dataset has none")
     m = cfg.model
     return FREEDOM(shapes["n_users"], shapes["n_items"], dims, m.dim, m.n_layers, m.mm_layers,
-                   m.freedom_dropout, cfg.train.reg_weight, m.init)
+                   m.freedom_dropout, m.mm_bpr_weight, m.init)

@@ -1,8 +1,8 @@
 """LightGCN and MF-BPR, the ID-only baselines.
 
 LightGCN: E(l+1) = A_hat E(l) over the bipartite train graph, output = mean of
-E(0..L). MF-BPR is the L = 0 case. Loss = BPR + reg_weight * L2 of the batch's ego
-embeddings (MMRec's EmbLoss by default).
+E(0..L). MF-BPR is the L = 0 case. Loss = BPR + emb_loss_weight * L2 of the batch's
+ego embeddings (model.emb_loss_weight; MMRec's EmbLoss by default).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class LightGCN:
     dim: int = 64
     n_layers: int = 3
     init_name: str = "xavier"
-    reg_weight: float = 1e-4
+    emb_loss_weight: float = 1e-4  # model.emb_loss_weight
     reg_mode: str = "mmrec"
 
     pre_epoch = None  # no optional hooks (model/base.py)
@@ -106,22 +106,22 @@ class LightGCN:
         reg = losses.emb_l2(params["user"][u], params["item"][p], params["item"][n],
                             weight=w, mode=self.reg_mode)
         return losses.weighted_sum([("bpr", 1.0, losses.bpr(pos, neg, w)),
-                                    ("reg", self.reg_weight, reg)])
+                                    ("reg", self.emb_loss_weight, reg)])
 
 
 def MF(n_users: int, n_items: int, dim: int = 64, init_name: str = "xavier",
-       reg_weight: float = 1e-4, reg_mode: str = "mmrec") -> LightGCN:
+       emb_loss_weight: float = 1e-4, reg_mode: str = "mmrec") -> LightGCN:
     """MF-BPR: LightGCN with no propagation (score = ego user . ego item)."""
-    return LightGCN(n_users, n_items, dim, 0, init_name, reg_weight, reg_mode)
+    return LightGCN(n_users, n_items, dim, 0, init_name, emb_loss_weight, reg_mode)
 
 
 def build(cfg: Config, shapes: dict) -> LightGCN:
     """cfg.model: model/lightgcn_config.py LightGCNConfig."""
     return LightGCN(shapes["n_users"], shapes["n_items"], cfg.model.dim, cfg.model.n_layers,
-                    cfg.model.init, cfg.train.reg_weight)
+                    cfg.model.init, cfg.model.emb_loss_weight)
 
 
 def build_mf(cfg: Config, shapes: dict) -> LightGCN:
     """cfg.model: model/lightgcn_config.py MFConfig."""
     return MF(shapes["n_users"], shapes["n_items"], cfg.model.dim, cfg.model.init,
-              cfg.train.reg_weight)
+              cfg.model.emb_loss_weight)

@@ -8,7 +8,7 @@
                   z_u is added to e_u
   modality m      Linear + GAT over the item-item kNN graph of m      -> z_m [I, d]
   OAT             reference: zhat_m = z_m (T + Delta_m), T a stop-gradient Sinkhorn plan
-                  paper:     zhat_m = z_m (I + Delta_m) + lambda_ot * Sinkhorn divergence
+                  paper:     zhat_m = z_m (I + Delta_m) + ot_weight * Sinkhorn divergence
                   none:      zhat_m = z_m
   fusion          oat / sum / concat                                  -> z_i [I, d] (unit rows)
                   residual: z_i = e_i + sum_m w_m zhat_m (not normalised; ours, real data)
@@ -16,9 +16,10 @@
   edge pruning    model.edge_dropout > 0: FREEDOM's degree-sensitive pruning of the
                   user-item graph, redrawn each epoch (pre_epoch; not in the paper)
 
-Loss = BPR + lambda_reg * L2(ego) + lambda_cl * CMCL (+ lambda_ot * L_OT): named weighted
-terms (model/recgoat_loss.py) picked once by `build`. The whole forward runs over all
-nodes in every step (as the released code does), inside the one jitted step.
+Loss = BPR + l2_weight * L2(ego) + cl_weight * CMCL (+ ot_weight * L_OT), weights from
+model.loss: named weighted terms (model/recgoat_loss.py) picked once by `build`. The whole
+forward runs over all nodes in every step (as the released code does), inside the one
+jitted step.
 
 RecGOAT is, like LightGCN, MF and FREEDOM, a frozen dataclass of pure functions over a
 params pytree (docs/architecture.md, design notes); flax linen is used only inside, in
@@ -172,15 +173,16 @@ class RecGOAT:
 
 def loss_terms(cfg: Config, modalities: tuple[str, ...]) -> tuple:
     """The named weighted terms of cfg (see model/recgoat_loss.py)."""
-    m, t = cfg.model, cfg.train
-    terms = [("bpr", 1.0, recgoat_loss.bpr_term), ("reg", t.reg_weight, recgoat_loss.l2_term)]
-    if m.cmcl != "none" and t.lambda_cl > 0:
-        terms.append(("cmcl", t.lambda_cl, functools.partial(
-            recgoat_loss.CMCL_TERMS[m.cmcl], modalities=modalities, tau=t.cl_tau, w=t.cl_w,
-            n_rows=t.cl_rows)))
-    if m.oat == "paper" and t.lambda_ot > 0 and modalities:
+    m, loss = cfg.model, cfg.model.loss
+    terms = [("bpr", 1.0, recgoat_loss.bpr_term),
+             ("reg", loss.l2_weight, recgoat_loss.l2_term)]
+    if m.cmcl != "none" and loss.cl_weight > 0:
+        terms.append(("cmcl", loss.cl_weight, functools.partial(
+            recgoat_loss.CMCL_TERMS[m.cmcl], modalities=modalities, tau=loss.cl_tau,
+            w=loss.cl_w, n_rows=loss.cl_rows)))
+    if m.oat == "paper" and loss.ot_weight > 0 and modalities:
         ot = m.ot.paper
-        terms.append(("ot", t.lambda_ot, functools.partial(
+        terms.append(("ot", loss.ot_weight, functools.partial(
             recgoat_loss.ot_term, modalities=modalities, n_items=ot.batch_items,
             epsilon=ot.epsilon, tau=ot.tau, iterations=ot.iterations)))
     return tuple(terms)
@@ -189,7 +191,8 @@ def loss_terms(cfg: Config, modalities: tuple[str, ...]) -> tuple:
 def build(cfg: Config, shapes: dict) -> RecGOAT:
     """RecGOAT for cfg (cfg.model: model/recgoat_config.py RecGOATConfig, validated by
     config.py) and the dataset's shapes (graphs/inputs.py shapes_of)."""
-    m, t = cfg.model, cfg.train
+    m = cfg.model
+    bf16 = cfg.train.mixed_precision  # RecGOAT honours it (RecGOATConfig.HONOURS)
     mods = tuple(shapes["item_feature_dims"])
     has_user_features = shapes.get("user_feature_dim") is not None
     branch = m.user_branch
@@ -209,12 +212,12 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
         encode_ui=encode_ui,
         align=recgoat_parts.aligner(m.oat, dim=m.dim, scale=ref.cost_scale,
                                     epsilon=ref.epsilon, iterations=ref.iterations,
-                                    compute_dtype=jnp.bfloat16 if t.mixed_precision else None),
+                                    compute_dtype=jnp.bfloat16 if bf16 else None),
         make_fusion=fusion_factory(m.fusion, m.dim, mods, dict(m.init_weights), m.dropout,
                                    name="fusion"),
         init_name=m.init, gat_layers=m.gat.layers, heads=m.gat.heads, dropout=m.dropout,
         item_gat=m.gat.on_items, user_branch=user_branch, user_cf=user_cf,
-        compute_dtype=jnp.bfloat16 if t.mixed_precision else jnp.float32)
+        compute_dtype=jnp.bfloat16 if bf16 else jnp.float32)
     needs = ["item_features", "item_knn", ui_input]
     if m.edge_dropout > 0:
         if m.ui_encoder != "lightgcn":
@@ -227,5 +230,5 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
             needs.append("user_features")
     if user_cf:
         needs.append("user_knn_rows")
-    return RecGOAT(net, needs=tuple(needs), terms=loss_terms(cfg, mods), cl_tau=t.cl_tau,
+    return RecGOAT(net, needs=tuple(needs), terms=loss_terms(cfg, mods), cl_tau=m.loss.cl_tau,
                    edge_dropout=m.edge_dropout)

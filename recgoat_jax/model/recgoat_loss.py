@@ -7,13 +7,13 @@ the tables) and the batch (batch.Batch: users, pos, neg [B] int32, weight [B], 0
 padding); `recgoat.build` picks the terms and their weights once and
 `losses.weighted_sum` composes them:
 
-  loss = bpr + reg_weight * reg + lambda_cl * cmcl + lambda_ot * ot
+  loss = bpr + l2_weight * reg + cl_weight * cmcl + ot_weight * ot   (model.loss)
   bpr   BPR of e_u . z_i (positive vs negative item)
   reg   RecGOAT's L2 (docs/method.md): mean squared norm of the batch's ego embeddings
-  cmcl  cmcl_paper_term or cmcl_reference_term on the first cl_rows(B, train.cl_rows) rows
-        (present when model.cmcl != none and train.lambda_cl > 0)
+  cmcl  cmcl_paper_term or cmcl_reference_term on the first cl_rows(B, model.loss.cl_rows)
+        rows (present when model.cmcl != none and model.loss.cl_weight > 0)
   ot    ot_term: the paper OAT's Sinkhorn divergence on the first model.ot.paper.batch_items
-        rows (present when model.oat == paper and train.lambda_ot > 0)
+        rows (present when model.oat == paper and model.loss.ot_weight > 0)
 
 `diagnostics` (Lemma 3.3 per modality, reference-OAT plan statistics) runs at
 evaluation time only, outside the differentiated step.

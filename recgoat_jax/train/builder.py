@@ -7,8 +7,8 @@ Trainer), `recommend` (load_run) and the benchmarks (which build Trainers):
     state = setup.abstract_state()            # TrainState of ShapeDtypeStructs
     user_emb, item_emb = setup.model.embed(params, setup.inputs)
 
-Everything here is on one device of one process; placement on a mesh (train.data_parallel,
-train.model_parallel) is the Trainer's.
+Everything here is on one device of one process; placement on a mesh (run.data_parallel,
+run.model_parallel) is the Trainer's.
 """
 
 from __future__ import annotations

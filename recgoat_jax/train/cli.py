@@ -72,7 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a killed run from its latest checkpoint, with its saved config")
     p.add_argument("--no-tensorboard", action="store_true",
-                   help="shorthand for --set train.tensorboard=false (no event files in "
+                   help="shorthand for --set run.tensorboard=false (no event files in "
                         "<run-dir>/tb/)")
     return add_verbosity(add_progress(p))
 
@@ -115,7 +115,7 @@ def overrides_of(args) -> list[str]:
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
     if args.no_tensorboard:
-        overrides.append("train.tensorboard=false")
+        overrides.append("run.tensorboard=false")
     return overrides
 
 
