@@ -80,7 +80,7 @@ def test_every_shipped_config_builds_its_model():
                                                 if cfg.model.cmcl != "none" else 0.0)
             # the paper's GAT branch for auto / on (these shapes have user features); the
             # collaborative one for cf, or cf_if_text on real user text (not said here)
-            assert model.net.user_branch == (cfg.model.user_branch in ("auto", "on")), path.name
+            assert model.net.user_gat == (cfg.model.user_branch in ("auto", "on")), path.name
             assert model.net.user_cf == (cfg.model.user_branch == "cf"), path.name
         elif cfg.model.name == "freedom":
             assert model.mm_bpr_weight == cfg.model.mm_bpr_weight, path.name

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from recgoat_jax import losses
+from recgoat_jax.batch import Batch
 from recgoat_jax.config import Config
 from recgoat_jax.errors import ConfigError
 from recgoat_jax.model.base import init_embedding
@@ -106,7 +107,7 @@ class FREEDOM:
         """inputs with adjacency data replaced by the epoch's pruned graph (dropout > 0)."""
         return prune_inputs(inputs, key, self.dropout, self.n_users, self.n_items)
 
-    def loss(self, params, inputs, batch, key):
+    def loss(self, params, inputs, batch: Batch, key):
         del key  # the epoch's pruning arrives through inputs (pre_epoch)
         user_emb, item_emb = self.forward(params, inputs)
         u, p, n, w = batch.users, batch.pos, batch.neg, batch.weight

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jax.experimental import sparse as jsparse
 
 from recgoat_jax import losses
+from recgoat_jax.batch import Batch
 from recgoat_jax.config import Config
 from recgoat_jax.model.base import init_embedding
 
@@ -96,7 +97,7 @@ class LightGCN:
             return params["user"], params["item"]
         return propagate(inputs["adjacency"], params["user"], params["item"], self.n_layers)
 
-    def loss(self, params, inputs, batch, key):
+    def loss(self, params, inputs, batch: Batch, key):
         del key  # deterministic model
         user_emb, item_emb = self.embed(params, inputs)
         u, p, n, w = batch.users, batch.pos, batch.neg, batch.weight

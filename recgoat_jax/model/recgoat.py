@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from recgoat_jax import losses
+from recgoat_jax.batch import Batch
 from recgoat_jax.config import Config
 from recgoat_jax.errors import ConfigError
 from recgoat_jax.model import recgoat_loss, recgoat_parts
@@ -46,6 +47,7 @@ from recgoat_jax.model.base import init_embedding
 from recgoat_jax.model.edge_pruning import prune_inputs
 from recgoat_jax.model.fusion import fusion_factory
 from recgoat_jax.model.gat import ModalityEncoder
+from recgoat_jax.model.recgoat_config import GATConfig
 from recgoat_jax.model.recgoat_types import NetOutput
 
 
@@ -59,7 +61,9 @@ class RecGOATNet(nn.Module):
 
     encode_ui, align and make_fusion are the parts chosen by `build`
     (model/recgoat_parts.py, fusion.fusion_factory); they create their submodules inside
-    this module's scope (ui_gat_<l>, oat_<m>, fusion).
+    this module's scope (ui_gat_<l>, oat_<m>, fusion). The other fields are the config's
+    (model.dim, model.gat, model.dropout; init_name is model.init, a flax Module having its
+    own `init`); the user side is model.user_branch resolved by `build` into two switches.
     """
 
     n_users: int
@@ -70,12 +74,14 @@ class RecGOATNet(nn.Module):
     align: Callable
     make_fusion: Callable
     init_name: str = "normal"
-    gat_layers: int = 1
-    heads: int = 8
+    gat: GATConfig = GATConfig()  # layers and heads of every GAT encoder; on_items
     dropout: float = 0.1
-    item_gat: bool = True
-    user_branch: bool = False  # the paper's GAT branch (needs inputs["user_knn"])
-    user_cf: bool = False  # the collaborative branch (needs inputs["user_knn_rows"])
+    # the paper's GAT branch over the user-user kNN graph of the user features (or of the
+    # ego rows without them): needs inputs["user_knn"]
+    user_gat: bool = False
+    # the collaborative branch, the mean ID vector of each user's nearest users by user
+    # features: needs inputs["user_knn_rows"]
+    user_cf: bool = False
     compute_dtype: Any = jnp.float32
 
     @nn.compact
@@ -86,10 +92,10 @@ class RecGOATNet(nn.Module):
                               (self.n_items, self.dim))
         # User-user branch: LLM-profile features if given, else the ego embeddings.
         z_user = None
-        if self.user_branch:
+        if self.user_gat:
             feats = inputs.get("user_features", user_ego)
             s, r = inputs["user_knn"]
-            z_user = ModalityEncoder(self.dim, self.gat_layers, self.heads, self.dropout,
+            z_user = ModalityEncoder(self.dim, self.gat.layers, self.gat.heads, self.dropout,
                                      name="user_encoder")(feats.astype(self.compute_dtype), s, r,
                                                           deterministic=deterministic)
             z_user = z_user.astype(jnp.float32)
@@ -110,8 +116,8 @@ class RecGOATNet(nn.Module):
         for m in self.modalities:
             s, r = inputs["item_knn"][m]
             x = inputs["item_features"][m].astype(self.compute_dtype)
-            z[m] = ModalityEncoder(self.dim, self.gat_layers, self.heads, self.dropout,
-                                   use_gat=self.item_gat, name=f"encoder_{m}")(
+            z[m] = ModalityEncoder(self.dim, self.gat.layers, self.gat.heads, self.dropout,
+                                   use_gat=self.gat.on_items, name=f"encoder_{m}")(
                 x, s, r, deterministic=deterministic).astype(jnp.float32)
             zhat[m], d = self.align(m, z[m], e_i)
             diag.update(d)
@@ -159,13 +165,13 @@ class RecGOAT:
         out = self.forward(params, inputs)
         return out.e_u, out.z_items
 
-    def loss(self, params, inputs, batch, key):
+    def loss(self, params, inputs, batch: Batch, key):
         out = self.forward(params, inputs, key)
         rows = recgoat_loss.batch_rows(out, batch)
         return losses.weighted_sum([(name, w, term(out, rows, batch))
                                     for name, w, term in self.terms])
 
-    def diagnostics(self, params, inputs, batch) -> dict:
+    def diagnostics(self, params, inputs, batch: Batch) -> dict:
         """Evaluation-time diagnostics (recgoat_loss.diagnostics) in eval mode."""
         return recgoat_loss.diagnostics(self.forward(params, inputs), batch,
                                         modalities=self.net.modalities, tau=self.cl_tau)
@@ -198,7 +204,7 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
     branch = m.user_branch
     if branch == "cf_if_text":  # real user text, not profiles written from train items
         branch = "cf" if shapes.get("user_feature_source") == "user_text" else "off"
-    user_branch = {"auto": has_user_features, "on": True}.get(branch, False)
+    user_gat = {"auto": has_user_features, "on": True}.get(branch, False)
     user_cf = branch == "cf"
     if user_cf and not has_user_features:
         raise ConfigError("config key 'model.user_branch': cf needs user features "
@@ -210,13 +216,12 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
     net = RecGOATNet(
         n_users=shapes["n_users"], n_items=shapes["n_items"], dim=m.dim, modalities=mods,
         encode_ui=encode_ui,
-        align=recgoat_parts.aligner(m.oat, dim=m.dim, scale=ref.cost_scale,
+        align=recgoat_parts.aligner(m.oat, dim=m.dim, cost_scale=ref.cost_scale,
                                     epsilon=ref.epsilon, iterations=ref.iterations,
                                     compute_dtype=jnp.bfloat16 if bf16 else None),
         make_fusion=fusion_factory(m.fusion, m.dim, mods, dict(m.init_weights), m.dropout,
                                    name="fusion"),
-        init_name=m.init, gat_layers=m.gat.layers, heads=m.gat.heads, dropout=m.dropout,
-        item_gat=m.gat.on_items, user_branch=user_branch, user_cf=user_cf,
+        init_name=m.init, gat=m.gat, dropout=m.dropout, user_gat=user_gat, user_cf=user_cf,
         compute_dtype=jnp.bfloat16 if bf16 else jnp.float32)
     needs = ["item_features", "item_knn", ui_input]
     if m.edge_dropout > 0:
@@ -224,7 +229,7 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
             raise ConfigError("config key 'model.edge_dropout': edge pruning needs "
                               "model.ui_encoder=lightgcn")
         needs.append("ui_edge_list")
-    if user_branch:
+    if user_gat:
         needs.append("user_knn")
         if has_user_features:
             needs.append("user_features")

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from recgoat_jax import losses
+from recgoat_jax.batch import Batch
 from recgoat_jax.model import alignment
 from recgoat_jax.model.recgoat_types import NetOutput
 
@@ -51,30 +52,30 @@ def cl_rows(batch_size: int, rows: int) -> int:
     return batch_size if rows <= 0 else min(rows, batch_size)
 
 
-def batch_rows(out: NetOutput, batch: dict) -> BatchRows:
+def batch_rows(out: NetOutput, batch: Batch) -> BatchRows:
     """The batch's user rows and fused positive / negative item rows of `out`."""
     return BatchRows(e_u=out.e_u[batch.users], z_pos=out.z_items[batch.pos],
                      z_neg=out.z_items[batch.neg])
 
 
-def bpr_term(out: NetOutput, rows: BatchRows, batch: dict) -> jax.Array:
+def bpr_term(out: NetOutput, rows: BatchRows, batch: Batch) -> jax.Array:
     eu, zp, zn = rows.e_u, rows.z_pos, rows.z_neg
     return losses.bpr(jnp.sum(eu * zp, -1), jnp.sum(eu * zn, -1), batch.weight)
 
 
-def l2_term(out: NetOutput, rows: BatchRows, batch: dict) -> jax.Array:
+def l2_term(out: NetOutput, rows: BatchRows, batch: Batch) -> jax.Array:
     u, p, n, w = batch.users, batch.pos, batch.neg, batch.weight
     return losses.emb_l2(out.user_ego[u], out.item_ego[p], out.item_ego[n],
                          weight=w, mode="squared")
 
 
-def _cl_slice(rows: BatchRows, batch: dict, n_rows: int):
+def _cl_slice(rows: BatchRows, batch: Batch, n_rows: int):
     c = cl_rows(batch.pos.shape[0], n_rows)
     p, neg = batch.pos[:c], batch.neg[:c]
     return p, neg, batch.weight[:c], rows.e_u[:c], rows.z_pos[:c]
 
 
-def cmcl_paper_term(out: NetOutput, rows: BatchRows, batch: dict, *, modalities, tau: float,
+def cmcl_paper_term(out: NetOutput, rows: BatchRows, batch: Batch, *, modalities, tau: float,
                     w: float, n_rows: int) -> jax.Array:
     """(1 - w) InfoNCE(e_u, z_pos) + w mean_m InfoNCE(z_m, z_pos) (alignment.cmcl_paper)
     on the first cl_rows(B, n_rows) rows."""
@@ -82,7 +83,7 @@ def cmcl_paper_term(out: NetOutput, rows: BatchRows, batch: dict, *, modalities,
     return alignment.cmcl_paper([out.z[m][p] for m in modalities], zp, eu, zp, tau, w, wc)
 
 
-def cmcl_reference_term(out: NetOutput, rows: BatchRows, batch: dict, *, modalities,
+def cmcl_reference_term(out: NetOutput, rows: BatchRows, batch: Batch, *, modalities,
                         tau: float, w: float, n_rows: int) -> jax.Array:
     """The released code's CMCL over ID and modality views of the positive and negative
     items (alignment.cmcl_reference; its 1 - InfoNCE pushes views apart), on the first
@@ -96,7 +97,7 @@ def cmcl_reference_term(out: NetOutput, rows: BatchRows, batch: dict, *, modalit
 CMCL_TERMS = {"paper": cmcl_paper_term, "reference": cmcl_reference_term}
 
 
-def ot_term(out: NetOutput, rows: BatchRows, batch: dict, *, modalities, n_items: int,
+def ot_term(out: NetOutput, rows: BatchRows, batch: Batch, *, modalities, n_items: int,
             epsilon: float, tau: float, iterations: int) -> jax.Array:
     """mean_m Sinkhorn divergence(zhat_m, stop_gradient(e_i)) over the batch's first
     n_items positive items (alignment.paper_ot_loss): only the modality side moves."""
@@ -108,7 +109,7 @@ def ot_term(out: NetOutput, rows: BatchRows, batch: dict, *, modalities, n_items
                for m in modalities) / len(modalities)
 
 
-def diagnostics(out: NetOutput, batch: dict, *, modalities, tau: float,
+def diagnostics(out: NetOutput, batch: Batch, *, modalities, tau: float,
                 rows: int = LEMMA_ROWS) -> dict:
     """Evaluation-time diagnostics (no gradient, not part of the step):
 
