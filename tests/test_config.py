@@ -63,10 +63,11 @@ def test_every_shipped_config_parses():
 
 def test_every_shipped_config_builds_its_model():
     """Each shipped config builds its model (registry), with the config's values in it."""
+    from recgoat_jax.model.base import Shapes
     from recgoat_jax.model.registry import build_model
 
-    shapes = {"n_users": 11, "n_items": 13, "user_feature_dim": 4,
-              "item_feature_dims": {"image": 6, "text": 5}}
+    shapes = Shapes(n_users=11, n_items=13, user_feature_dim=4,
+                    item_feature_dims={"image": 6, "text": 5})
     for path in sorted(CONFIGS.glob("*.yaml")):
         cfg = make_config(path)
         model = build_model(cfg, shapes)

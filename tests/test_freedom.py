@@ -16,6 +16,7 @@ from recgoat_jax.config import ConfigError, make_config
 from recgoat_jax.data import synthetic
 from recgoat_jax.graphs import mm_adj
 from recgoat_jax.graphs.bipartite import dense_adjacency, edge_list
+from recgoat_jax.model.base import Shapes
 from recgoat_jax.model.edge_pruning import prune_adjacency, sample_keep
 from recgoat_jax.model.freedom import FREEDOM
 from recgoat_jax.model.registry import build_model
@@ -337,8 +338,8 @@ def test_shipped_freedom_configs():
         assert (t.lr, t.batch_size, t.seed, t.epochs, t.patience, m.mm_bpr_weight) == \
             (1e-3, 2048, 999, 1000, 20, 1e-4)
         # and the model built from it carries them (config -> model wiring)
-        model = build_model(cfg, {"n_users": 5, "n_items": 7, "user_feature_dim": None,
-                                  "item_feature_dims": {"image": 3, "text": 4}})
+        model = build_model(cfg, Shapes(n_users=5, n_items=7,
+                                        item_feature_dims={"image": 3, "text": 4}))
         assert isinstance(model, FREEDOM)
         assert (model.dim, model.n_ui_layers, model.mm_layers, model.dropout,
                 model.mm_bpr_weight, model.init_name) == (m.dim, m.n_layers, m.mm_layers,

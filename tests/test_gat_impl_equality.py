@@ -11,7 +11,8 @@ import pytest
 from recgoat_jax.batch import Batch
 from recgoat_jax.config import make_config
 from recgoat_jax.data.synthetic import generate
-from recgoat_jax.graphs.inputs import model_inputs, shapes_of
+from recgoat_jax.graphs.inputs import model_inputs
+from recgoat_jax.model.base import Shapes
 from recgoat_jax.model.recgoat import build
 
 from gat_reference import per_edge_gat
@@ -46,7 +47,7 @@ def _loss_and_grad(ds, root, variant, mixed_precision=False, hlo=None):
                       model={"name": "recgoat", "dim": 16, "gat": {"heads": 4},
                              "knn": {"k": 4, "user_k": 3}, **v["model"]},
                       train={"batch_size": 32, "mixed_precision": mixed_precision})
-    model = build(cfg, shapes_of(ds))
+    model = build(cfg, Shapes.of(ds))
     inputs = model_inputs(model, ds, cfg)
     params = model.init(jax.random.PRNGKey(0), inputs)
     rng = np.random.default_rng(0)

@@ -16,6 +16,7 @@ from recgoat_jax.graphs.bipartite import dense_adjacency
 from recgoat_jax.model import recgoat_parts
 from recgoat_jax.model.fusion import fusion_factory
 from recgoat_jax.model.recgoat import USER_CF_INIT, RecGOATNet, build
+from recgoat_jax.model.base import Shapes
 from recgoat_jax.model.recgoat_config import GATConfig
 
 from graph_helpers import exact_cosine_features, small_graph
@@ -90,9 +91,9 @@ def test_cf_branch_adds_the_neighbours_mean_after_lightgcn():
 
 
 def _shapes(source):
-    return {"n_users": 12, "n_items": 9, "item_feature_dims": {"text": 4},
-            "user_feature_dim": None if source == "none" else 5,
-            "user_feature_source": None if source == "none" else source}
+    return Shapes(n_users=12, n_items=9, item_feature_dims={"text": 4},
+                  user_feature_dim=None if source == "none" else 5,
+                  user_feature_source=None if source == "none" else source)
 
 
 @pytest.mark.parametrize("branch,source,cf,gat", [

@@ -33,7 +33,7 @@ from recgoat_jax import losses
 from recgoat_jax.batch import Batch
 from recgoat_jax.config import Config
 from recgoat_jax.errors import ConfigError
-from recgoat_jax.model.base import init_embedding
+from recgoat_jax.model.base import Shapes, init_embedding
 from recgoat_jax.model.edge_pruning import prune_inputs
 from recgoat_jax.model.lightgcn import csr_matmul, no_adjacency_grad, propagate
 
@@ -122,12 +122,12 @@ class FREEDOM:
         return losses.weighted_sum([("bpr", 1.0, bpr), ("mm_bpr", self.mm_bpr_weight, mm)])
 
 
-def build(cfg: Config, shapes: dict) -> FREEDOM:
+def build(cfg: Config, shapes: Shapes) -> FREEDOM:
     """cfg.model: model/freedom_config.py FREEDOMConfig."""
-    dims = tuple(shapes["item_feature_dims"].items())
+    dims = tuple(shapes.item_feature_dims.items())
     if not dims:
         raise ConfigError("config key 'model.name': freedom needs item features "
                           "(<modality>_feat.npy); the dataset has none")
     m = cfg.model
-    return FREEDOM(shapes["n_users"], shapes["n_items"], dims, m.dim, m.n_layers, m.mm_layers,
+    return FREEDOM(shapes.n_users, shapes.n_items, dims, m.dim, m.n_layers, m.mm_layers,
                    m.freedom_dropout, m.mm_bpr_weight, m.init)

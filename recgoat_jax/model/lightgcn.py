@@ -16,7 +16,7 @@ from jax.experimental import sparse as jsparse
 from recgoat_jax import losses
 from recgoat_jax.batch import Batch
 from recgoat_jax.config import Config
-from recgoat_jax.model.base import init_embedding
+from recgoat_jax.model.base import Shapes, init_embedding
 
 
 def csr_matmul(csr, x: jax.Array, n_rows: int) -> jax.Array:
@@ -116,13 +116,13 @@ def MF(n_users: int, n_items: int, dim: int = 64, init_name: str = "xavier",
     return LightGCN(n_users, n_items, dim, 0, init_name, emb_loss_weight, reg_mode)
 
 
-def build(cfg: Config, shapes: dict) -> LightGCN:
+def build(cfg: Config, shapes: Shapes) -> LightGCN:
     """cfg.model: model/lightgcn_config.py LightGCNConfig."""
-    return LightGCN(shapes["n_users"], shapes["n_items"], cfg.model.dim, cfg.model.n_layers,
+    return LightGCN(shapes.n_users, shapes.n_items, cfg.model.dim, cfg.model.n_layers,
                     cfg.model.init, cfg.model.emb_loss_weight)
 
 
-def build_mf(cfg: Config, shapes: dict) -> LightGCN:
+def build_mf(cfg: Config, shapes: Shapes) -> LightGCN:
     """cfg.model: model/lightgcn_config.py MFConfig."""
-    return MF(shapes["n_users"], shapes["n_items"], cfg.model.dim, cfg.model.init,
+    return MF(shapes.n_users, shapes.n_items, cfg.model.dim, cfg.model.init,
               cfg.model.emb_loss_weight)

@@ -43,7 +43,7 @@ from recgoat_jax.batch import Batch
 from recgoat_jax.config import Config
 from recgoat_jax.errors import ConfigError
 from recgoat_jax.model import recgoat_loss, recgoat_parts
-from recgoat_jax.model.base import init_embedding
+from recgoat_jax.model.base import Shapes, init_embedding
 from recgoat_jax.model.edge_pruning import prune_inputs
 from recgoat_jax.model.fusion import fusion_factory
 from recgoat_jax.model.gat import ModalityEncoder
@@ -194,16 +194,16 @@ def loss_terms(cfg: Config, modalities: tuple[str, ...]) -> tuple:
     return tuple(terms)
 
 
-def build(cfg: Config, shapes: dict) -> RecGOAT:
+def build(cfg: Config, shapes: Shapes) -> RecGOAT:
     """RecGOAT for cfg (cfg.model: model/recgoat_config.py RecGOATConfig, validated by
-    config.py) and the dataset's shapes (graphs/inputs.py shapes_of)."""
+    config.py) and the dataset's shapes."""
     m = cfg.model
     bf16 = cfg.train.mixed_precision  # RecGOAT honours it (RecGOATConfig.HONOURS)
-    mods = tuple(shapes["item_feature_dims"])
-    has_user_features = shapes.get("user_feature_dim") is not None
+    mods = tuple(shapes.item_feature_dims)
+    has_user_features = shapes.user_feature_dim is not None
     branch = m.user_branch
     if branch == "cf_if_text":  # real user text, not profiles written from train items
-        branch = "cf" if shapes.get("user_feature_source") == "user_text" else "off"
+        branch = "cf" if shapes.user_feature_source == "user_text" else "off"
     user_gat = {"auto": has_user_features, "on": True}.get(branch, False)
     user_cf = branch == "cf"
     if user_cf and not has_user_features:
@@ -214,7 +214,7 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
                                                    heads=m.gat.heads, dropout=m.dropout)
     ref = m.ot.reference
     net = RecGOATNet(
-        n_users=shapes["n_users"], n_items=shapes["n_items"], dim=m.dim, modalities=mods,
+        n_users=shapes.n_users, n_items=shapes.n_items, dim=m.dim, modalities=mods,
         encode_ui=encode_ui,
         align=recgoat_parts.aligner(m.oat, dim=m.dim, cost_scale=ref.cost_scale,
                                     epsilon=ref.epsilon, iterations=ref.iterations,

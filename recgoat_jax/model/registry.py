@@ -11,15 +11,19 @@ register a model (registry.MODELS[name] = registry.Entry(config, build)).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Mapping
 
+from recgoat_jax.model.base import Shapes
 from recgoat_jax.model.configs import (MODELS, Entry, config_class,  # noqa: F401 (re-exported)
                                        models_with_key, names)
 
 
-def build_model(cfg: Any, shapes):
+def build_model(cfg: Any, shapes: Shapes | Mapping):
     """cfg: config.Config (cfg.model is the model's own config); shapes: what the model is
-    built for (graphs/inputs.py shapes_of(dataset))."""
+    built for (Shapes.of(dataset)). A mapping of Shapes' fields, what callers outside the
+    package passed before the record, is converted here, so every build takes Shapes."""
+    if not isinstance(shapes, Shapes):
+        shapes = Shapes(**shapes)
     build = MODELS[cfg.model.name].build
     if isinstance(build, str):
         module, function = build.split(":")
