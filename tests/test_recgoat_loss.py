@@ -185,6 +185,10 @@ def test_loss_terms_follow_the_config(sets, expect):
     if "ot" in fns:
         assert fns["ot"].keywords["n_items"] == cfg.model.ot.paper.batch_items
     assert "ot" not in {n for n, _, _ in loss_terms(cfg, ())}  # no modality, no OT term
+    if "cmcl" in fns:  # rolled tiles unless the caller asks (cost analysis)
+        assert fns["cmcl"].keywords["unroll_tiles"] is False
+        unrolled = {n: f for n, _, f in loss_terms(cfg, ("image", "text"), unroll_tiles=True)}
+        assert unrolled["cmcl"].keywords["unroll_tiles"] is True
 
 
 def test_diagnostics_lemma_and_oat_passthrough():

@@ -177,15 +177,17 @@ class RecGOAT:
                                         modalities=self.net.modalities, tau=self.cl_tau)
 
 
-def loss_terms(cfg: Config, modalities: tuple[str, ...]) -> tuple:
-    """The named weighted terms of cfg (see model/recgoat_loss.py)."""
+def loss_terms(cfg: Config, modalities: tuple[str, ...], unroll_tiles: bool = False) -> tuple:
+    """The named weighted terms of cfg (see model/recgoat_loss.py). unroll_tiles: CMCL's
+    InfoNCE with its tile loops written out, for XLA's cost analysis only (a caller
+    replaces a built model's terms: dataclasses.replace(model, terms=loss_terms(...)))."""
     m, loss = cfg.model, cfg.model.loss
     terms = [("bpr", 1.0, recgoat_loss.bpr_term),
              ("reg", loss.l2_weight, recgoat_loss.l2_term)]
     if m.cmcl != "none" and loss.cl_weight > 0:
         terms.append(("cmcl", loss.cl_weight, functools.partial(
             recgoat_loss.CMCL_TERMS[m.cmcl], modalities=modalities, tau=loss.cl_tau,
-            w=loss.cl_w, n_rows=loss.cl_rows)))
+            w=loss.cl_w, n_rows=loss.cl_rows, unroll_tiles=unroll_tiles)))
     if m.oat == "paper" and loss.ot_weight > 0 and modalities:
         ot = m.ot.paper
         terms.append(("ot", loss.ot_weight, functools.partial(

@@ -27,6 +27,7 @@ from flax import struct
 
 from recgoat_jax import losses
 from recgoat_jax.batch import Batch
+from recgoat_jax.infonce import info_nce
 from recgoat_jax.model import alignment
 from recgoat_jax.model.recgoat_types import NetOutput
 
@@ -76,22 +77,25 @@ def _cl_slice(rows: BatchRows, batch: Batch, n_rows: int):
 
 
 def cmcl_paper_term(out: NetOutput, rows: BatchRows, batch: Batch, *, modalities, tau: float,
-                    w: float, n_rows: int) -> jax.Array:
+                    w: float, n_rows: int, unroll_tiles: bool = False) -> jax.Array:
     """(1 - w) InfoNCE(e_u, z_pos) + w mean_m InfoNCE(z_m, z_pos) (alignment.cmcl_paper)
-    on the first cl_rows(B, n_rows) rows."""
+    on the first cl_rows(B, n_rows) rows; unroll_tiles: infonce.info_nce's unroll."""
     p, _, wc, eu, zp = _cl_slice(rows, batch, n_rows)
-    return alignment.cmcl_paper([out.z[m][p] for m in modalities], zp, eu, zp, tau, w, wc)
+    return alignment.cmcl_paper([out.z[m][p] for m in modalities], zp, eu, zp, tau, w, wc,
+                                unroll_tiles=unroll_tiles)
 
 
 def cmcl_reference_term(out: NetOutput, rows: BatchRows, batch: Batch, *, modalities,
-                        tau: float, w: float, n_rows: int) -> jax.Array:
+                        tau: float, w: float, n_rows: int,
+                        unroll_tiles: bool = False) -> jax.Array:
     """The released code's CMCL over ID and modality views of the positive and negative
     items (alignment.cmcl_reference; its 1 - InfoNCE pushes views apart), on the first
-    cl_rows(B, n_rows) rows."""
+    cl_rows(B, n_rows) rows; unroll_tiles: infonce.info_nce's unroll."""
     p, neg_items, wc, eu, zp = _cl_slice(rows, batch, n_rows)
     pos = {"id": out.e_i[p], **{m: out.z[m][p] for m in modalities}}
     neg = {"id": out.e_i[neg_items], **{m: out.z[m][neg_items] for m in modalities}}
-    return alignment.cmcl_reference(pos, neg, tau, wc, e_u=eu, z_pos=zp, w=w)
+    return alignment.cmcl_reference(pos, neg, tau, wc, e_u=eu, z_pos=zp, w=w,
+                                    unroll_tiles=unroll_tiles)
 
 
 CMCL_TERMS = {"paper": cmcl_paper_term, "reference": cmcl_reference_term}
@@ -125,7 +129,7 @@ def diagnostics(out: NetOutput, batch: Batch, *, modalities, tau: float,
     diag = {}
     for m in modalities:
         zm = out.z[m][p[:k]]
-        lhs, rhs = alignment.lemma_bound(zm, zk, losses.info_nce(zm, zk, tau, wk), tau, k)
+        lhs, rhs = alignment.lemma_bound(zm, zk, info_nce(zm, zk, tau, wk), tau, k)
         diag[f"lemma/{m}/lhs"], diag[f"lemma/{m}/rhs"] = lhs, rhs
     diag.update(out.diag)
     return diag
