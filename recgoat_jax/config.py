@@ -222,8 +222,7 @@ def _build(cls: type, values: dict, prefix: str, model: str = "") -> Any:
             group, _, leaf = moved.partition(".")
             if group in fields and leaf in {f.name for f in dataclasses.fields(hints[group])}:
                 # a config written before the groups
-                raise ConfigError(f"config key {full!r} is now 'model.{moved}'; "
-                                  f"rename it there (e.g. --set model.{moved}={value})")
+                raise ConfigError(_rename(full, f"model.{moved}", value))
             raise ConfigError(_unknown_key(key, full, fields, prefix, model))
         tp = hints[key]
         if cls is Config and key == "model":
