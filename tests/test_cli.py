@@ -269,7 +269,7 @@ def test_recgoat_without_config_is_the_full_model():
     cfg = make_config(path)
     assert (cfg.model.name, cfg.model.oat, cfg.model.cmcl, cfg.model.fusion) == (
         "recgoat", "paper", "paper", "residual")
-    assert cfg.train.lambda_ot == 0.1 and cfg.train.lr == 0.005  # values of recgoat.yaml
+    assert cfg.model.loss.ot_weight == 0.1 and cfg.train.lr == 0.005  # values of recgoat.yaml
 
 
 def test_train_prints_the_config_it_uses():
@@ -302,10 +302,13 @@ def test_dataset_alias_finds_the_directory(tmp_path):
     ("train.epochs=0", "'train.epochs': expected an integer >= 1, got 0"),
     ("train.patience=0", "'train.patience': expected an integer >= 1, got 0"),
     ("train.eval_every=0", "'train.eval_every': expected an integer >= 1"),
-    ("train.reg_weight=-1e-4", "'train.reg_weight': expected a number >= 0"),
-    ("train.lambda_cl=-0.1", "'train.lambda_cl': expected a number >= 0"),
-    ("train.cl_tau=0", "'train.cl_tau': expected a number > 0"),
-    ("train.cl_w=1.5", "'train.cl_w': expected a number in [0, 1]"),
+    ("model.loss.l2_weight=-1e-4", "'model.loss.l2_weight': expected a number >= 0"),
+    ("model.loss.cl_weight=-0.1", "'model.loss.cl_weight': expected a number >= 0"),
+    ("model.loss.cl_tau=0", "'model.loss.cl_tau': expected a number > 0"),
+    ("model.loss.cl_w=1.5", "'model.loss.cl_w': expected a number in [0, 1]"),
+    ("model.loss.cl_rows=-1", "'model.loss.cl_rows': expected an integer >= 0"),
+    ("model.loss.ot_weight=-1", "'model.loss.ot_weight': expected a number >= 0"),
+    ("run.model_parallel=0", "'run.model_parallel': expected an integer >= 1"),
     ("train.seed=-1", "'train.seed': expected an integer >= 0"),
     ("model.dropout=1.0", "'model.dropout': expected a number in [0, 1), got 1.0"),
     ("model.dropout=-0.1", "'model.dropout': expected a number in [0, 1)"),
@@ -320,6 +323,7 @@ def test_dataset_alias_finds_the_directory(tmp_path):
     ("model.init_weights=[[text,-0.5]]", "'model.init_weights': expected a number >= 0"),
     ("model.init_weights=[[text,.inf]]", "'model.init_weights': expected a finite number"),
     ("model.mm_image_weight=2", "'model.mm_image_weight': expected a number in [0, 1]"),
+    ("model.mm_bpr_weight=-1", "'model.mm_bpr_weight': expected a number >= 0"),
     ("eval.ks=[5,0]", "'eval.ks': expected an integer >= 1, got [5, 0]"),
     ("eval.ks=[]", "'eval.ks': expected at least one K"),
     ("eval.batch_users=0", "'eval.batch_users': expected an integer >= 1"),
@@ -350,7 +354,7 @@ def test_every_numeric_key_has_a_range():
 
 def test_range_edges_are_accepted():
     cfg = make_config(overrides=["model.name=recgoat", "model.dropout=0", "model.n_layers=0",
-                                 "train.cl_rows=0", "train.epochs=1", "train.patience=1",
+                                 "model.loss.cl_rows=0", "train.epochs=1", "train.patience=1",
                                  "model.ot.paper.tau=1"])
     assert (cfg.model.dropout, cfg.train.epochs, cfg.model.ot.paper.tau) == (0.0, 1, 1.0)
 
@@ -361,8 +365,29 @@ def test_train_names_another_models_key(capsys):
     assert cli.main(["train", "--set", "model.knn.k=5", "--model", "lightgcn"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == ("error: unknown config key 'model.knn': not a key of lightgcn "
-                       "(freedom and recgoat have it); lightgcn's keys: dim, init, n_layers, "
-                       "name")
+                       "(freedom and recgoat have it); lightgcn's keys: dim, emb_loss_weight, "
+                       "init, n_layers, name")
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--model", "lightgcn", "--set", "train.lambda_cl=0.5"],
+     "error: config key 'train.lambda_cl': lightgcn has no contrastive loss (RecGOAT's is "
+     "model.loss.cl_weight)"),
+    (["--model", "recgoat", "--set", "train.lambda_cl=0.5"],
+     "error: config key 'train.lambda_cl' is now 'model.loss.cl_weight'; rename it there "
+     "(e.g. --set model.loss.cl_weight=0.5)"),
+    (["--model", "freedom", "--set", "train.reg_weight=0.001"],
+     "error: config key 'train.reg_weight' is now 'model.mm_bpr_weight'; rename it there "
+     "(e.g. --set model.mm_bpr_weight=0.001)"),
+    (["--model", "mf", "--set", "train.checkpoint=false"],
+     "error: config key 'train.checkpoint' is now 'run.checkpoint'; rename it there "
+     "(e.g. --set run.checkpoint=false)"),
+])
+def test_train_names_a_moved_key_in_one_line(capsys, args, line):
+    """Keys that left train (issue 28): one line, before any dataset or JAX work."""
+    assert cli.main(["train", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == line and "Traceback" not in "\n".join(err)
 
 
 # ---------------------------------------------------------------- training errors

@@ -27,21 +27,13 @@ from recgoat_jax.config import Config
 from recgoat_jax.data.dataset import Dataset
 from recgoat_jax.graphs import knn, mm_adj, similarity
 from recgoat_jax.graphs.bipartite import edge_list, normalized_adjacency
+from recgoat_jax.model.base import Shapes
 
 
-def shapes_of(dataset: Dataset) -> dict:
-    """What a model's build(cfg, shapes) may read: {"n_users", "n_items",
-    "item_feature_dims": {m: D_m}, "user_feature_dim": D_u or None,
-    "user_feature_source", "dataset": its name (for error messages)}."""
-    return {
-        "dataset": dataset.name,
-        "n_users": dataset.n_users,
-        "n_items": dataset.n_items,
-        "item_feature_dims": {m: int(v.shape[1]) for m, v in dataset.item_features.items()},
-        "user_feature_dim": None if dataset.user_features is None
-        else int(dataset.user_features.shape[1]),
-        "user_feature_source": dataset.user_feature_source,
-    }
+def shapes_of(dataset: Dataset) -> Shapes:
+    """Shapes.of(dataset) (model/base.py), under its former name for callers outside the
+    package."""
+    return Shapes.of(dataset)
 
 
 def _edges(pair) -> tuple:

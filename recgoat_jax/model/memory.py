@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from recgoat_jax.config import Config
 from recgoat_jax.errors import ConfigError, DataError
+from recgoat_jax.model.base import Shapes
 
 
 def score_embeddings(scores, n_items: int):
@@ -74,19 +75,19 @@ class Blend:
                                 self.n_items)
 
 
-def build_itemknn(cfg: Config, shapes: dict) -> ItemKNN:
+def build_itemknn(cfg: Config, shapes: Shapes) -> ItemKNN:
     """cfg.model: model/memory_config.py ItemKNNConfig."""
-    return ItemKNN(shapes["n_items"], cfg.model.k)
+    return ItemKNN(shapes.n_items, cfg.model.k)
 
 
-def build_blend(cfg: Config, shapes: dict) -> Blend:
+def build_blend(cfg: Config, shapes: Shapes) -> Blend:
     """cfg.model: model/memory_config.py BlendConfig; w is chosen on cfg.eval.metric."""
     m = cfg.model
     if not m.weights:
         raise ConfigError("config key 'model.weights': expected at least one weight, got []")
-    if shapes.get("user_feature_dim") is None:
+    if shapes.user_feature_dim is None:
         off = "" if cfg.data.user_features else " (data.user_features is false)"
         raise DataError(f"model blend needs user features: no user_feat.npy ([n_users, d] "
                         f"float, one row per user; `recgoat features` writes it) was loaded "
-                        f"for dataset {shapes.get('dataset', cfg.data.dataset)!r}{off}")
-    return Blend(shapes["n_items"], m.k, m.user_k, tuple(m.weights), cfg.eval.metric)
+                        f"for dataset {shapes.dataset or cfg.data.dataset!r}{off}")
+    return Blend(shapes.n_items, m.k, m.user_k, tuple(m.weights), cfg.eval.metric)
