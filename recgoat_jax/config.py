@@ -10,8 +10,6 @@ and RANGES {field: (test, what is expected)}; floats must be finite."""
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
 import typing
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +17,8 @@ from typing import Any, ClassVar
 import yaml
 
 from recgoat_jax.config_checks import (BELOW_1, INITS, KNN_BACKENDS,  # noqa: F401 (re-exported)
-                                       NON_NEGATIVE, POSITIVE, UNIT, at_least)
+                                       NON_NEGATIVE, POSITIVE, UNIT, at_least, check_range,
+                                       coerce)
 from recgoat_jax.errors import ConfigError, did_you_mean
 from recgoat_jax.model import configs as model_configs
 
@@ -135,80 +134,6 @@ def sections() -> list[tuple[str, type]]:
             + [("model.", model_configs.MODELS[n].config) for n in model_configs.names()])
 
 
-def _check_range(key: str, value: Any, check: tuple | None) -> None:
-    """ConfigError unless every number in value is finite and passes check (test, expected)."""
-    test, expected = check or (None, "")
-    if isinstance(value, tuple):
-        if key == "eval.ks" and not value:
-            raise ConfigError(f"config key {key!r}: expected at least one K, got []")
-        for v in value:
-            num = v[1] if isinstance(v, tuple) else v
-            if isinstance(num, (int, float)) and not isinstance(num, bool):
-                _check_one(key, num, test, expected, shown=list(value) if not isinstance(
-                    v, tuple) else dict(value))
-        return
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        _check_one(key, value, test, expected, shown=value)
-
-
-def _check_one(key, v, test, expected, shown) -> None:
-    if isinstance(v, float) and not math.isfinite(v):
-        raise ConfigError(f"config key {key!r}: expected a finite number, got {shown!r}")
-    if test is not None and not test(v):
-        raise ConfigError(f"config key {key!r}: expected {expected}, got {shown!r}")
-
-
-def _coerce(value: Any, tp: Any, key: str, allowed: tuple = ()) -> Any:
-    """Checks/converts a YAML value to the dataclass field type (allowed: its CHOICES)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, args[0], key)
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        inner = args[0]
-        if typing.get_origin(inner) is tuple:  # pairs, e.g. init_weights
-            if isinstance(value, dict):
-                value = list(value.items())
-            return tuple(tuple(_coerce(v, a, key) for v, a in zip(p, typing.get_args(inner)))
-                         for p in value)
-        return tuple(_coerce(v, inner, key) for v in value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}") from None
-        if f != int(f):
-            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
-        return int(f)
-    if tp is float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}") from None
-    if tp is str:
-        if isinstance(value, bool) and "on" in allowed:
-            return "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
-        return str(value)
-    raise ConfigError(f"config key {key!r}: unsupported type {tp}")
-
-
 def _build(cls: type, values: dict, prefix: str, model: str = "") -> Any:
     """cls(**values), each value coerced and checked; model: the model whose section
     this is (unknown keys are then named as not that model's)."""
@@ -233,11 +158,11 @@ def _build(cls: type, values: dict, prefix: str, model: str = "") -> Any:
             kwargs[key] = _build(tp, value, full + ".", model)
         else:
             allowed = getattr(cls, "CHOICES", {}).get(key, ())
-            kwargs[key] = _coerce(value, tp, full, allowed)
+            kwargs[key] = coerce(value, tp, full, allowed)
             if allowed and kwargs[key] not in allowed:
                 raise ConfigError(f"config key {full!r}: expected one of {', '.join(allowed)}, "
                                   f"got {kwargs[key]!r}")
-            _check_range(full, kwargs[key], getattr(cls, "RANGES", {}).get(key))
+            check_range(full, kwargs[key], getattr(cls, "RANGES", {}).get(key))
     return cls(**kwargs)
 
 
@@ -245,7 +170,7 @@ def _build_model(values: Any) -> Any:
     """The model section: the dataclass of model.name (default DEFAULT_MODEL), built."""
     if not isinstance(values, dict):
         raise ConfigError("config key 'model': expected a mapping")
-    name = _coerce(values.get("name", DEFAULT_MODEL), str, "model.name")
+    name = coerce(values.get("name", DEFAULT_MODEL), str, "model.name")
     return _build(model_class(name), {**values, "name": name}, "model.", model=name)
 
 
@@ -352,7 +277,7 @@ def _build_config(values: dict) -> Config:
 def _model_name(values: dict) -> str:
     model = values.get("model")
     name = model.get("name", DEFAULT_MODEL) if isinstance(model, dict) else DEFAULT_MODEL
-    return _coerce(name, str, "model.name")
+    return coerce(name, str, "model.name")
 
 
 def _check_moved(values: dict) -> None:
@@ -386,8 +311,19 @@ def _rename(old: str, new: str, value: Any) -> str:
 
 
 def _check_model_specific(cfg: Config) -> Config:
-    """ConfigError when a TrainConfig.MODEL_SPECIFIC key is changed from its default for a
-    model whose config class does not list it in HONOURS (it would do nothing)."""
+    """ConfigError when a key is changed from its default for a model that does not read
+    it: a TrainConfig.MODEL_SPECIFIC key the model's config class does not list in
+    HONOURS, or any train / run key for a model fitted in one pass (its config class has
+    FITTED true: nothing is trained, checkpointed or spread over devices)."""
+    if getattr(type(cfg.model), "FITTED", False):
+        for section, cls in (("train", TrainConfig), ("run", RunConfig)):
+            for f in dataclasses.fields(cls):
+                value, default = getattr(getattr(cfg, section), f.name), getattr(cls(), f.name)
+                if value != default:
+                    raise ConfigError(
+                        f"config key '{section}.{f.name}': {cfg.model.name} is fitted in one "
+                        f"pass, not trained, and reads no {section} key; leave it at its "
+                        f"default ({str(default).lower() if isinstance(default, bool) else default})")
     honours = getattr(type(cfg.model), "HONOURS", ())
     for key, what in TrainConfig.MODEL_SPECIFIC.items():
         value, default = getattr(cfg.train, key), getattr(TrainConfig(), key)

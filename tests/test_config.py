@@ -314,3 +314,21 @@ def test_train_keys_read_by_model_code_are_declared_model_specific():
                     aliases.append(f"{p.name}:{node.lineno}")
     assert aliases == []
     assert train_reads == set(TrainConfig.MODEL_SPECIFIC) == {"mixed_precision"}
+
+
+@pytest.mark.parametrize("model", ["itemknn", "blend"])
+@pytest.mark.parametrize("override,default", [
+    ("train.lr=0.1", "0.001"), ("train.epochs=3", "1000"), ("train.seed=1", "999"),
+    ("run.checkpoint=false", "true"), ("run.data_parallel=true", "false")])
+def test_a_fitted_model_reads_no_train_or_run_key(model, override, default):
+    """itemknn / blend are fitted in one pass: a train or run key changed for them would do
+    nothing, so it is a one-line error naming the model, the key and its default; the
+    defaults themselves (and eval keys, which they read) are accepted."""
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as e:
+        make_config(overrides=[f"model.name={model}", override])
+    assert str(e.value) == (f"config key {key!r}: {model} is fitted in one pass, not trained, "
+                            f"and reads no {key.split('.')[0]} key; leave it at its default "
+                            f"({default})")
+    assert make_config(overrides=[f"model.name={model}", f"{key}={default}",
+                                  "eval.metric=ndcg@10"]).model.name == model
