@@ -593,4 +593,4 @@ def test_wheel_installs_and_trains(tmp_path):
                        cwd=work, env=env, capture_output=True, text=True, timeout=120)
     err = r.stderr.strip().splitlines()[-1]
     assert r.returncode == 2 and "(did you mean 'baby'?)" in err and "make " not in err
-    assert "`recgoat data --dataset bbay` then `recgoat features --dataset bbay`" in err
+    assert "`recgoat data --dataset baby` then `recgoat features --dataset baby`" in err
