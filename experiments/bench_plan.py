@@ -57,7 +57,7 @@ def _cfg(model: str, dim: int, batch: int):
 
 
 def _scale(name: str, model: str):
-    import memory_model as memory
+    from recgoat_jax.train import memory_plan as memory
 
     s = memory.SCALES[name]
     if model in ("recgoat", "freedom"):
@@ -87,7 +87,7 @@ def _status_kb(field: str) -> int:
 def child_plan(args) -> None:
     import jax
 
-    import memory_model as memory
+    from recgoat_jax.train import memory_plan as memory
 
     rows = []
     for model in args.models.split(","):
@@ -110,7 +110,7 @@ def child_measure(args) -> None:
 
     import jax
 
-    import memory_model as memory
+    from recgoat_jax.train import memory_plan as memory
 
     cfg = _cfg("lightgcn", args.dim, args.batch)
     r = memory.plan_step(cfg, _scale(args.scales, "lightgcn"), jax.devices()[:1], 1)
