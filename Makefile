@@ -92,21 +92,26 @@ device-check:  ## accelerator check (at most 450 s of parts: --budget): its test
 bench-plan: $(VENV)/.core  ## memory model: AOT step memory Baby .. 10M users, checked at 3 sizes -> experiments/results/memory_model.*
 	$(PY) experiments/bench_plan.py $(ARGS)
 
-reproduce-baselines: $(VENV)/.core  ## MF-BPR + LightGCN grids on the real Baby split -> experiments/results/baby_baselines.*
-	$(PY) experiments/reproduce_baselines.py $(ARGS)
+# Every study runs as `python -m experiments.study NAME` (experiments/studies/NAME.py, on the
+# sweep harness recgoat_jax/sweep/): finished runs are reused, --dry-run lists the runs,
+# --jobs N trains N at once, --summarise-only rewrites the report.
+reproduce-baselines: $(VENV)/.core  ## MF-BPR + LightGCN grids on the real Baby split -> experiments/results/baby_baselines.* (ARGS="--data baby=DIR")
+	$(PY) -m experiments.study baselines $(ARGS)
 
 ablation: $(VENV)/.core  ## RecGOAT ablation on the demo data -> experiments/results/demo_ablation.*
-	$(PY) experiments/ablation.py $(ARGS)
+	$(PY) -m experiments.study ablation $(ARGS)
 
-# Real development sets, built first with `make data` + `make features` (see the script's --help):
-# ARGS="--data ml100k-dev=data/ml100k-dev --data debian-deps-dev=data/debian-deps-dev --jobs 2"
+# Real development sets, built first with `make data` + `make features` (python -m
+# experiments.study realdata --help): ARGS="--data ml100k-dev=data/ml100k-dev --data
+# debian-deps-dev=data/debian-deps-dev --jobs 2"; a build with the users file adds the
+# user-text rows: --data debian-deps-dev:text=data/debian-ut
 realdata: $(VENV)/.core  ## every model tuned on VALID on real dev sets -> experiments/results/realdata.*
-	$(PY) experiments/realdata.py $(ARGS)
+	$(PY) -m experiments.study realdata $(ARGS)
 
 # Each model's shipped config with no overrides, one run per dataset, beside realdata's tuned
 # means: ARGS="--data debian-deps-dev=data/debian-deps-dev --data ml100k-dev=data/ml100k-dev"
 defaults: $(VENV)/.core  ## MF, LightGCN, FREEDOM, RecGOAT as `make train` runs them, no overrides -> experiments/results/defaults.*
-	$(PY) experiments/defaults.py $(ARGS)
+	$(PY) -m experiments.study defaults $(ARGS)
 
 data: $(VENV)/.core  ## raw Amazon dumps -> MMRec files for DATASET
 	$(RECGOAT) data --dataset $(DATASET) $(ARGS)

@@ -19,7 +19,6 @@ import concurrent.futures
 import json
 import logging
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from tqdm.auto import tqdm
 
 from recgoat_jax import config as config_lib, hostmem
@@ -36,6 +34,7 @@ from recgoat_jax.config import Config
 from recgoat_jax.data.dataset import Dataset
 from recgoat_jax.errors import TrainingDiverged
 from recgoat_jax.evaluate import format_table
+from recgoat_jax.provenance import versions  # results.json records them
 from recgoat_jax.train.checkpoint import Checkpoints
 from recgoat_jax.train.distributed import is_main_process
 from recgoat_jax.train.parallel import maybe_initialize_distributed
@@ -44,20 +43,6 @@ from recgoat_jax.train.step import zeros_acc
 from recgoat_jax.train.stopping import StopRule, early_best_warning, stop_reason
 from recgoat_jax.train.tensorboard import open_writer
 from recgoat_jax.train.trainer import Trainer
-
-
-def versions() -> dict:
-    import flax
-    import jaxlib
-
-    dev = jax.devices()[0]
-    return {"python": platform.python_version(), "jax": jax.__version__,
-            "jaxlib": jaxlib.__version__, "flax": flax.__version__,
-            "optax": optax.__version__, "numpy": np.__version__,
-            "platform": platform.platform(), "machine": platform.machine(),
-            "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
-            "n_devices": jax.device_count(),
-            "host_malloc": hostmem.setting()["malloc"]}
 
 
 def default_run_dir(cfg: Config, dataset_name: str) -> Path:
