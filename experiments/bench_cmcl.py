@@ -21,9 +21,9 @@ XLA counts a while-loop body once, so the blockwise term is costed traced with i
 loops unrolled (losses.unrolled_tiles); a blockwise step's cost is its rolled cost plus
 that difference for its CMCL term ("loop-corrected").
 
-    python experiments/bench_cmcl.py                         # B 4096, d 64, Baby steps
-    python experiments/bench_cmcl.py --no-steps --dim 200 --reps 5
-    python experiments/bench_cmcl.py --batch-size 8192 --no-steps
+    python -m experiments.bench_cmcl                         # B 4096, d 64, Baby steps
+    python -m experiments.bench_cmcl --no-steps --dim 200 --reps 5
+    python -m experiments.bench_cmcl --batch-size 8192 --no-steps
 
 Results: experiments/results/cmcl_blockwise_<platform>.json (machine, versions, command).
 """
@@ -33,29 +33,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import roofline
+from experiments.bench_common import FEATURE_DIMS, add_malloc, choose_malloc, cost, header, \
+    matmul_peak, write_json
+from recgoat_jax import config as config_lib, losses
+from recgoat_jax.model import alignment
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from recgoat_jax import config as config_lib, losses  # noqa: E402
-from recgoat_jax.model import alignment  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "experiments"))
-import roofline  # noqa: E402
-import allocator  # noqa: E402  (--malloc)
-from bench_step import cost, matmul_peak, run_header  # noqa: E402
-
-FEATURE_DIMS = {"image": 4096, "text": 384}
 IMPLS = ("dense", "blockwise")
 
 
@@ -272,15 +265,12 @@ def main(argv=None) -> int:
                     help="config override for the steps (repeatable)")
     ap.add_argument("--data-root", default="data", help="kNN graphs are cached in ROOT/.cache")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--malloc", choices=("auto", "tuned", "system"), default="auto",
-                    help="host allocator (recgoat_jax/hostmem.py), as bench_step.py (auto)")
+    add_malloc(ap)
     ap.add_argument("--note", default="", help="free text stored in the JSON (machine load)")
     ap.add_argument("--out", help="default experiments/results/cmcl_blockwise_<platform>.json")
     args = ap.parse_args(argv)
     if argv is None:  # run as a script: the allocator must be set before the process starts
-        allocator.choose(args.malloc)
-    command = shlex.join(["python", "experiments/bench_cmcl.py",
-                          *(sys.argv[1:] if argv is None else argv)])
+        choose_malloc(args.malloc)
 
     TILE.update({k: v for k, v in (("block_rows", args.block_rows),
                                    ("block_cols", args.block_cols)) if v})
@@ -301,7 +291,7 @@ def main(argv=None) -> int:
         ds = generate(*dims, feature_dims=FEATURE_DIMS, seed=args.seed, name=args.shape)
         steps = bench_steps(args, ds, terms, peak_fps, log)
     result = {
-        **run_header(command, args.note, plat, load_start),
+        **header(args.note, load_start, plat),
         "matmul_peak": peak,
         "tile": {"block_rows": tile[0], "block_cols": tile[1]},
         "terms": terms,
@@ -322,8 +312,7 @@ def main(argv=None) -> int:
         "total_wall_s": time.perf_counter() - t0,
     }
     out = Path(args.out or ROOT / "experiments" / "results" / f"cmcl_blockwise_{plat}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result)
     log(f"[cmcl] wrote {out} in {result['total_wall_s']:.0f} s")
     ok = all(x["finite_loss"] for s in steps for x in s["impls"].values())
     return 0 if ok else 1

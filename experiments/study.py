@@ -72,18 +72,14 @@ def main(name: str | None = None, argv: list[str] | None = None) -> int:
         ap.error(str(e))
     if args.seeds:
         study = dataclasses.replace(study, seeds=tuple(int(s) for s in args.seeds.split(",")))
-    for ds in study.datasets:
-        missing = [d for d in ds.builds.values() if not Path(d).is_dir()
-                   and d not in getattr(spec, "REGISTERED", ())]
-        if missing and not args.dry_run:
-            ap.error(f"--data {ds.name}: {', '.join(missing)} is not a directory (build it "
-                     "with make data + make features)")
-    if args.summarise_only:
-        lookup = runner.lookup_in([args.runs_dir, *study.reuse])
-    else:
-        if hasattr(spec, "prepare") and not args.dry_run:
-            spec.prepare(study)
-        lookup = runner.sweep(study, args.runs_dir, args.jobs, args.set, args.dry_run)
+    missing = [d for ds in study.datasets for d in ds.builds.values()
+               if not Path(d).is_dir() and d not in getattr(spec, "REGISTERED", ())]
+    if missing and not args.dry_run:
+        ap.error(f"--data: {', '.join(missing)}: not a directory (make data + make features)")
+    if hasattr(spec, "prepare") and not (args.dry_run or args.summarise_only):
+        spec.prepare(study)  # e.g. a generated dataset, before any worker starts
+    lookup = (runner.lookup_in([args.runs_dir, *study.reuse]) if args.summarise_only
+              else runner.sweep(study, args.runs_dir, args.jobs, args.set, args.dry_run))
     if args.dry_run:
         return 0
     summary = choose.summarise(study, [d.name for d in study.datasets], lookup)
