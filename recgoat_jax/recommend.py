@@ -50,7 +50,8 @@ FORMATS = ("csv", "jsonl")
 class LoadedRun:
     """A run rebuilt from its directory: its RunSetup (train/builder.py build_run: cfg,
     dataset, model, inputs, evaluator, on one device) and the params restored from its
-    `checkpoint` ("best" or "latest") of epoch `epoch`."""
+    `checkpoint` ("best" or "latest") of epoch `epoch`; for a fitted model (itemknn,
+    blend: no checkpoints) the params of fitting it again, checkpoint "fit", epoch 0."""
 
     setup: RunSetup
     params: Any
@@ -88,7 +89,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "best",
              dataset: str | None = None, root: str | None = None) -> LoadedRun:
     """Rebuilds the run from its config.yaml with train/builder.py build_run (the builder
     training uses, on one device) and restores its params; no Trainer (no sampler, no
-    compilation of training).
+    compilation of training). A fitted model (model/base.py FittedModel) has no
+    checkpoint: it is fitted again from the config (deterministic, one pass).
 
     dataset: a name or directory that replaces the run's data.dataset (when the data
     moved since training); root replaces data.root; relative paths in the config are taken
@@ -98,6 +100,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best",
     # jax and the model stack load only here, so --help and argument errors answer at once
     # (as in train/cli.py)
     from recgoat_jax import config as config_lib
+    from recgoat_jax.model.base import is_fitted
     from recgoat_jax.train.builder import build_run
     from recgoat_jax.train.checkpoint import Checkpoints
 
@@ -111,15 +114,19 @@ def load_run(run_dir: str | Path, checkpoint: str = "best",
     if not cfg_path.is_file():
         raise UserError(f"--run-dir {run_dir}: no config.yaml there (not a run directory)")
     ckpt_dir = run_dir / "checkpoints" / checkpoint
-    if not ckpt_dir.is_dir() or not any(p.name.isdigit() for p in ckpt_dir.iterdir()):
-        raise UserError(f"{ckpt_dir}: no '{checkpoint}' checkpoint (was the run trained with "
-                        "train.checkpoint false, or stopped before its first evaluation?)")
+    no_ckpt = not ckpt_dir.is_dir() or not any(p.name.isdigit() for p in ckpt_dir.iterdir())
     overrides = [f"data.dataset={dataset}"] if dataset else []
     overrides += [f"data.root={root}"] if root else []
     # inference runs on one device of one process, whatever the run was trained with
     overrides += ["train.data_parallel=false", "train.distributed=false"]
     cfg = config_lib.make_config(cfg_path, overrides)
     setup = build_run(cfg)
+    if is_fitted(setup.model):
+        params, _ = setup.model.fit(setup.dataset, setup.evaluator)
+        return LoadedRun(setup, params, 0, "fit")
+    if no_ckpt:
+        raise UserError(f"{ckpt_dir}: no '{checkpoint}' checkpoint (was the run trained with "
+                        "train.checkpoint false, or stopped before its first evaluation?)")
     like_state = setup.abstract_state()  # structure only: params, or the whole train state
     ckpts = Checkpoints(run_dir)
     try:
@@ -317,8 +324,9 @@ def run(args) -> int:
             buf = io.StringIO()
             n = write_recommendations(buf, users, items, scores, fmt)
             out.write_text(buf.getvalue())
-            result(f"wrote {n} recommendations for {len(users)} users ({run.checkpoint} "
-                   f"checkpoint, epoch {run.epoch}) to {out}")
+            source = ("fitted again" if run.checkpoint == "fit"
+                      else f"{run.checkpoint} checkpoint, epoch {run.epoch}")
+            result(f"wrote {n} recommendations for {len(users)} users ({source}) to {out}")
         else:
             write_recommendations(sys.stdout, users, items, scores, fmt)
     except UserError as e:

@@ -3,7 +3,8 @@ config keys that differ between the runs, the best epoch, valid / test Recall@20
 NDCG@20 at the best valid epoch, and the wall time; read from each run's config.yaml and
 results.json (a run without results.json, still running or killed, is read from its
 metrics.jsonl and marked partial). Also PNG training curves from each run's metrics.jsonl
-(curves.py). No jax import."""
+(curves.py); with --groups, test Recall@20 per user-activity group (results.json's
+"groups", evaluate/groups.py). No jax import."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ METRICS = ("recall@20", "ndcg@20")
 
 
 def read_run(run_dir: str | Path) -> dict:
-    """{'run', 'config' (flat), 'best_epoch', 'valid', 'test', 'time_s', 'partial'}."""
+    """{'run', 'config' (flat), 'best_epoch', 'valid', 'test', 'time_s', 'partial',
+    'groups' ({label: {"n_users", metrics}} of the test split; {} when not recorded),
+    'fitted' (a memory-based model fitted in one pass: no epochs, no curves)}."""
     d = Path(run_dir)
     cfg_path = d / "config.yaml"
     if not d.is_dir():
@@ -38,7 +41,8 @@ def read_run(run_dir: str | Path) -> dict:
         cfg = yaml.safe_load(cfg_path.read_text()) or {}
     except yaml.YAMLError as e:
         raise UserError(f"{cfg_path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    row = {"run": str(d), "config": flat_dict(cfg), "partial": False}
+    row = {"run": str(d), "config": flat_dict(cfg), "partial": False, "groups": {},
+           "fitted": False}
     res_path, metrics_path = d / "results.json", d / "metrics.jsonl"
     if res_path.is_file():
         try:
@@ -46,7 +50,9 @@ def read_run(run_dir: str | Path) -> dict:
         except ValueError:
             raise UserError(f"{res_path}: not valid JSON") from None
         row.update(best_epoch=res.get("best_epoch"), valid=res.get("valid") or {},
-                   test=res.get("test") or {}, time_s=res.get("wall_time_s"))
+                   test=res.get("test") or {}, time_s=res.get("wall_time_s"),
+                   groups=(res.get("groups") or {}).get("test") or {},
+                   fitted=bool(res.get("fitted")))
         log.debug(f"{d}: read {res_path.name}")
         return row
     # no results.json: the best valid row so far, from metrics.jsonl
@@ -76,18 +82,28 @@ def _num(v) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
-def report_table(runs: list[dict]) -> str:
-    """A Markdown table, one row per run, in the order given."""
+def group_labels(runs: list[dict]) -> list[str]:
+    """The user-group labels of the runs' results, in first-seen order."""
+    return list(dict.fromkeys(label for r in runs for label in r["groups"]))
+
+
+def report_table(runs: list[dict], groups: bool = False) -> str:
+    """A Markdown table, one row per run, in the order given; groups: also test
+    Recall@20 per user group ("-" where a run has none recorded)."""
     diff = config_differences(runs)
+    labels = group_labels(runs) if groups else []
     head = (["run", "differs"] + ["best epoch"]
             + [f"{s} {m.replace('recall', 'R').replace('ndcg', 'N')}"
-               for s in ("valid", "test") for m in METRICS] + ["time"])
+               for s in ("valid", "test") for m in METRICS]
+            + [f"test R@20 {label}" for label in labels] + ["time"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         differs = ", ".join(f"{k}={r['config'].get(k)}" for k in diff) or "-"
         cells = [Path(r["run"]).name + (" (partial)" if r["partial"] else ""), differs,
+                 "fitted" if r["fitted"] else
                  "-" if r["best_epoch"] is None else str(r["best_epoch"])]
         cells += [_num(r[s].get(m)) for s in ("valid", "test") for m in METRICS]
+        cells += [_num(r["groups"].get(label, {}).get(METRICS[0])) for label in labels]
         cells.append("-" if r["time_s"] is None else f"{r['time_s']:.0f}s")
         lines.append("| " + " | ".join(cells) + " |")
     if len(runs) > 1 and not diff:
@@ -100,7 +116,9 @@ EPILOG = """examples:
   recgoat report runs/demo-* --plots plots/  # plots/<run>.png each, plots/compare.png
   recgoat report runs/a runs/b --json --no-plots > cmp.json
 Columns: the config keys whose values differ between the runs, the best VALID epoch,
-valid/test Recall@20 and NDCG@20 at that epoch (results.json), wall time.
+valid/test Recall@20 and NDCG@20 at that epoch (results.json), wall time; with
+--groups, test Recall@20 per group of users by train items (results.json "groups").
+A fitted model (itemknn, blend) shows "fitted" as its best epoch and has no curves.
 Curves (PNG, 1200x360, from metrics.jsonl): the train loss parts and valid Recall@20 /
 NDCG@20 per evaluated epoch; by default written as curves.png into each run directory,
 with --plots DIR as DIR/<run name>.png plus DIR/compare.png (every run's valid curves
@@ -116,6 +134,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    "results.json and/or metrics.jsonl)")
     p.add_argument("--json", action="store_true",
                    help="print the rows as JSON instead of a table")
+    p.add_argument("--groups", action="store_true",
+                   help="add test Recall@20 per user-activity group (0-4, 5-6, 7-10, >10 "
+                        "train items) as columns")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--plots", metavar="DIR",
                    help="write the PNG curves into DIR (created) as <run name>.png, and "
@@ -135,6 +156,14 @@ def _unique_names(runs: list[str]) -> list[str]:
     return out
 
 
+def _fitted(run: str | Path) -> bool:
+    """Whether the run's results.json says it is a fitted (memory-based) model."""
+    try:
+        return bool(json.loads((Path(run) / "results.json").read_text()).get("fitted"))
+    except (OSError, ValueError):
+        return False
+
+
 def write_plots(runs: list[str], plots_dir: str | Path | None = None) -> list[Path]:
     """The PNG curves of the runs (see EPILOG); returns the files written."""
     k = int(METRICS[0].split("@")[1])
@@ -147,6 +176,9 @@ def write_plots(runs: list[str], plots_dir: str | Path | None = None) -> list[Pa
     for run, name in zip(runs, _unique_names(runs)):
         path = Path(run) / "metrics.jsonl"
         rows = curves.read_metrics(path) if path.is_file() else []
+        if not rows and _fitted(run):
+            log.info(f"{run}: fitted in one pass, no training curves")
+            continue
         if not rows:
             log.warning(f"{path}: {'no rows' if path.is_file() else 'not there'}; no curves "
                         f"for {run}")
@@ -170,7 +202,7 @@ def run(args) -> int:
                                "differs": {k: r["config"].get(k) for k in diff}}
                               for r in runs], indent=1))
         else:
-            print(report_table(runs))
+            print(report_table(runs, groups=args.groups))
         if not args.no_plots:
             write_plots(args.runs, args.plots)
         return 0

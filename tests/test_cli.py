@@ -404,7 +404,7 @@ def test_unknown_model_suggests_the_closest():
     with pytest.raises(ConfigError) as e:
         registry.build_model(make_config(overrides=["model.name=lightgcnn"]), {})
     assert str(e.value) == ("config key 'model.name': unknown model 'lightgcnn'; did you mean "
-                            "'lightgcn'? expected one of freedom, lightgcn, mf, recgoat")
+                            "'lightgcn'? expected one of blend, freedom, itemknn, lightgcn, mf, recgoat")
 
 
 # ---------------------------------------------------------------- unused ids
@@ -453,6 +453,22 @@ def test_report_compares_runs(tmp_path, capsys):
     assert lines[3] == "| b (partial) | train.lr=0.005 | 7 | 0.3000 | 0.1500 | 0.2800 | 0.1400 | 6s |"
     assert cli.main(["report", str(tmp_path)]) == 2  # not a run directory
     assert "no config.yaml there" in capsys.readouterr().err
+
+
+def test_report_groups_columns_and_fitted_runs(tmp_path, capsys):
+    _fake_run(tmp_path / "a", 0.001, 0.25, 0.2, 12)                 # no groups recorded
+    _fake_run(tmp_path / "k", 0.005, 0.3, 0.28, 0)
+    res = json.loads((tmp_path / "k" / "results.json").read_text())
+    res.update(fitted=True, best_epoch=None, groups={"test": {
+        "0-4": {"n_users": 3, "recall@20": 0.125}, ">4": {"n_users": 0}}})
+    (tmp_path / "k" / "results.json").write_text(json.dumps(res))
+    assert cli.main(["report", "--groups", "--no-plots", str(tmp_path / "a"),
+                     str(tmp_path / "k")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("| test R@20 0-4 | test R@20 >4 | time |")
+    assert lines[2].endswith("| 0.2000 | 0.1000 | - | - | 61s |")
+    assert lines[3] == ("| k | train.lr=0.005 | fitted | 0.3000 | 0.1500 | 0.2800 | 0.1400 | "
+                        "0.1250 | - | 61s |")
 
 
 # ---------------------------------------------------------------- packaging

@@ -148,7 +148,8 @@ def test_schema_is_small_and_every_key_is_used():
         model = yaml.safe_load(path.read_text())["model"]
         shipped.setdefault(model["name"], set()).update(flat_dict(model))
     models = [(cls().name, cls) for prefix, cls in sections() if prefix == "model."]
-    assert [m for m, _ in models] == ["freedom", "lightgcn", "mf", "recgoat"]
+    assert [m for m, _ in models] == ["blend", "freedom", "itemknn", "lightgcn", "mf",
+                                      "recgoat"]
     for name, cls in models:
         assert len(dataclasses.fields(cls)) <= 15, name
         unused = [k for k in flat_dict(to_dict(cls()))

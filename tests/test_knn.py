@@ -184,10 +184,10 @@ def test_array_digest_is_block_independent():
 def test_topk_rows_does_not_keep_the_score_slab_alive():
     # cosine_topk keeps one [b, k] result per block; a view into the [b, n] argpartition
     # output would keep that whole int64 buffer alive per block (31 GB at 63K items).
-    from recgoat_jax.graphs.knn import _topk_rows
+    from recgoat_jax.graphs.knn import topk_rows
 
     scores = np.random.default_rng(0).permutation(8000).reshape(8, 1000).astype(np.float32)
-    top = _topk_rows(scores, 3)  # distinct scores: one right answer
+    top = topk_rows(scores, 3)  # distinct scores: one right answer
     assert top.shape == (8, 3)
     assert top.base is None or top.base.size == top.size
     np.testing.assert_array_equal(np.sort(top, axis=1), np.sort(np.argsort(-scores, axis=1)[:, :3], axis=1))
@@ -195,10 +195,27 @@ def test_topk_rows_does_not_keep_the_score_slab_alive():
 
 def test_topk_rows_ties_pick_lower_index():
     # the NumPy rule on exact ties (same cases as knn_xla's test_exact_ties_rule_alone)
-    from recgoat_jax.graphs.knn import _topk_rows
+    from recgoat_jax.graphs.knn import topk_rows
 
     s = np.array([[1.0, 3.0, 3.0, 2.0, 3.0], [0.0, 0.0, 5.0, 0.0, 0.0],
                   [4.0, -0.0, 0.0, 0.0, 4.0]], np.float32)  # -0.0 == 0.0: one tie group
-    np.testing.assert_array_equal(np.sort(_topk_rows(s, 2), axis=1), [[1, 2], [0, 2], [0, 4]])
-    np.testing.assert_array_equal(np.sort(_topk_rows(s, 4), axis=1),
+    np.testing.assert_array_equal(np.sort(topk_rows(s, 2), axis=1), [[1, 2], [0, 2], [0, 4]])
+    np.testing.assert_array_equal(np.sort(topk_rows(s, 4), axis=1),
                                   [[1, 2, 3, 4], [0, 1, 2, 3], [0, 1, 2, 4]])
+
+
+def test_keep_top_k_sparsifies_rows_off_the_diagonal():
+    # the sparsified similarity of the memory-based models: each row's k largest
+    # off-diagonal entries, diagonal 0; ties to the lower column; k <= 0 or >= n - 1: all
+    from recgoat_jax.graphs.knn import keep_top_k
+
+    s = np.array([[9.0, 1.0, 3.0, 3.0], [2.0, 9.0, 1.0, 0.5], [4.0, 4.0, 9.0, 4.0],
+                  [0.0, 1.0, 2.0, 9.0]])
+    np.testing.assert_array_equal(keep_top_k(s, 1), [[0, 0, 3, 0], [2, 0, 0, 0], [4, 0, 0, 0],
+                                                     [0, 0, 2, 0]])
+    np.testing.assert_array_equal(keep_top_k(s, 2), [[0, 0, 3, 3], [2, 0, 1, 0], [4, 4, 0, 0],
+                                                     [0, 1, 2, 0]])
+    every = s - np.diag(np.diag(s))
+    for k in (0, 3, 10):
+        np.testing.assert_array_equal(keep_top_k(s, k), every)
+    assert s[0, 0] == 9.0  # the input is not changed

@@ -54,8 +54,8 @@ def test_build_model_and_its_inputs(tiny, name, cls, sets, needs):
 
 
 def test_registry_names_and_errors(tiny):
-    assert registry.names() == ["freedom", "lightgcn", "mf", "recgoat"]
-    with pytest.raises(ConfigError, match="unknown model 'nope'; expected one of freedom"):
+    assert registry.names() == ["blend", "freedom", "itemknn", "lightgcn", "mf", "recgoat"]
+    with pytest.raises(ConfigError, match="unknown model 'nope'; expected one of blend"):
         registry.build_model(_cfg("nope"), gi.shapes_of(tiny))  # (raised by make_config)
     assert registry.config_class("recgoat").__name__ == "RecGOATConfig"
     assert registry.models_with_key("knn") == ["freedom", "recgoat"]

@@ -107,6 +107,18 @@ def test_reuse_dirs_count_as_done_and_summary_reads_them(tmp_path):
     assert "- g: model.dim=8,train.lr=0.001: 0.3000; model.dim=8,train.lr=0.01: 0.3500" in md
 
 
+def test_lookup_reads_the_groups_of_results_json_or_an_older_buckets_json(tmp_path):
+    groups = {"0-4": {"n_users": 2, "recall@20": 0.5}}
+    _finish(tmp_path, "a/g/p0_s0", 0.3)
+    res = json.loads((tmp_path / "a/g/p0_s0/results.json").read_text())
+    (tmp_path / "a/g/p0_s0/results.json").write_text(json.dumps({**res, "groups": {"test": groups}}))
+    _finish(tmp_path, "a/g/p1_s0", 0.3)
+    (tmp_path / "a/g/p1_s0/buckets.json").write_text(json.dumps(groups))
+    lookup = runner.lookup_in([tmp_path])
+    assert lookup("a/g/p0_s0")["buckets"] == lookup("a/g/p1_s0")["buckets"] == groups
+    assert lookup("a/g/p2_s0") is None
+
+
 def test_a_task_is_claimed_once(tmp_path):
     spec = tmp_path / "tasks.json"
     assert [runner.claim(spec, 0), runner.claim(spec, 0), runner.claim(spec, 1)] == [
@@ -122,7 +134,7 @@ def test_select_keeps_an_ablations_parent_and_refuses_unknown_rows():
         Study("x", "X", (Row("a", "mf", parent="b"),), ())
 
 
-@pytest.mark.slow  # two workers train 5 one-epoch runs on the demo data (~40 s)
+@pytest.mark.slow  # two workers: 5 one-epoch runs and one item kNN on the demo (~40 s)
 def test_tiny_study_end_to_end_then_reused(tmp_path, monkeypatch):
     from recgoat_jax import provenance
 
@@ -132,18 +144,23 @@ def test_tiny_study_end_to_end_then_reused(tmp_path, monkeypatch):
     study = Study("tiny", "Tiny", (
         Row("lgcn", "lightgcn", config="lightgcn.yaml",
             grid=(("train.lr=0.001",), ("train.lr=0.01",))),
-        Row("mf", "mf", config="mf.yaml")), (Data("demo", {"main": "demo"}),), seeds=(0, 1),
+        Row("mf", "mf", config="mf.yaml"),
+        # a fitted model: no training keys, one run; its results.json has the groups
+        Row("knn", "itemknn", seeds=(None,), common=False)),
+        (Data("demo", {"main": "demo"}),), seeds=(0, 1),
         common=("model.dim=8", "train.epochs=1", "train.batch_size=4096"))
     lines = []
     lookup = runner.sweep(study, tmp_path / "runs", jobs=2, log=lines.append)
-    assert lines == [f"phase 1: 4 runs over 2 worker(s) in {tmp_path / 'runs'}",
+    assert lines == [f"phase 1: 5 runs over 2 worker(s) in {tmp_path / 'runs'}",
                      f"phase 2: 1 runs over 2 worker(s) in {tmp_path / 'runs'}"]
     runs = sorted(p.parent.relative_to(tmp_path / "runs").as_posix()
                   for p in (tmp_path / "runs").glob("*/*/*/results.json"))
     summary = choose.summarise(study, ["demo"], lookup)
     i = summary["demo"]["lgcn"]["chosen_point"]
     assert runs == sorted(["demo/lgcn/p0_s0", "demo/lgcn/p1_s0", f"demo/lgcn/p{i}_s1",
-                           "demo/mf/p0_s0", "demo/mf/p0_s1"])
+                           "demo/mf/p0_s0", "demo/mf/p0_s1", "demo/knn/p0"])
+    knn = summary["demo"]["knn"]
+    assert knn["n_seeds"] == 1 and set(knn["buckets"]) == {"0-4", "5-6", "7-10", ">10"}
     valid = [g["valid"] for g in summary["demo"]["lgcn"]["grid"]]
     assert i == valid.index(max(valid))
     rep = report.write(tmp_path / "tiny.json", study, summary, provenance.header())

@@ -49,6 +49,11 @@ def test_run_dir_outputs(tiny, tmp_path):
     best = max(rows, key=lambda r: r["valid"]["recall@20"])
     assert saved["best_epoch"] == best["epoch"]
     assert saved["test"] == best["test"] and set(saved["test"]) >= {"recall@20", "ndcg@10"}
+    # the best checkpoint's test metrics by user activity: together, the whole test average
+    groups = saved["groups"]["test"]
+    n = sum(g["n_users"] for g in groups.values())
+    assert sum(g["n_users"] * g.get("recall@20", 0.0) for g in groups.values()) / n == \
+        pytest.approx(saved["test"]["recall@20"], abs=1e-6)
     assert make_config(run / "config.yaml") == _cfg(epochs=3)
     assert (run / "checkpoints" / "latest").is_dir() and (run / "checkpoints" / "best").is_dir()
     assert res["epochs_run"] == 3

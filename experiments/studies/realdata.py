@@ -29,7 +29,6 @@ from recgoat_jax.sweep import Row, Study
 DATA = {"ml100k-dev": {"main": "data/ml100k-dev"},
         "debian-deps-dev": {"main": "data/debian-deps-dev"}}
 RUNS_DIR, OUT = "runs/realdata", "experiments/results/realdata.json"
-BUCKETS = ((0, 4), (5, 6), (7, 10), (11, 10**9))  # train items per user, inclusive
 LR = ("train.lr=0.001", "train.lr=0.005")
 # Issue 22's goal for recgoat_user_text: test Recall@20 >= (1 + GOAL) x the best of these
 GOAL, GOAL_REFERENCES = 0.03, ("lightgcn", "freedom", "blend")
@@ -71,7 +70,7 @@ ROWS = (
         "profiles from train items", "recgoat.yaml", CF, RECGOAT_GRID, build="text_template",
         cost=3),
     Row("blend", "blend", "non-learned: co-occurrence item kNN + w x user-text kNN, w chosen "
-        "on valid", None, build="text", seeds=(0,), common=False),
+        "on valid", None, build="text", seeds=(None,), common=False),
     Row("recgoat_paper", "recgoat", "RecGOAT, paper variants (OAT fusion, user branch on "
         "template profiles, paper CMCL + OT)", "recgoat.yaml", PAPER,
         tuple((lr, f"{CL}={v}") for lr in LR for v in (0.005, 0.05)), cost=3),
@@ -150,7 +149,7 @@ def study(datasets, args=None) -> Study:
     return Study("realdata", "Real-data results: every model tuned on VALID only",
                  ROWS + ABLATIONS, datasets, seeds=(0, 1, 2),
                  common=("train.epochs=1000", "train.min_epochs=100", "train.warmup_steps=0"),
-                 buckets=BUCKETS, protocol=PROTOCOL, notes=notes)
+                 groups=True, protocol=PROTOCOL, notes=notes)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ metrics.py)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Sequence
 
 import jax
@@ -28,6 +29,7 @@ from recgoat_jax.evaluate.metrics import DEFAULT_KS, METRICS, metric_keys
 
 _PAD_MULTIPLE = 256  # pair lists are padded to a multiple of this (fewer distinct shapes)
 _CPU_BLOCK_MIB = 8.0  # default cap on one block's score matrix on CPU (see Evaluator)
+_N_TRUTH = {"rank": 3, "topk": 1}  # where n_truth sits in a method's per-block arrays
 
 
 def sum_over_processes(x: np.ndarray) -> np.ndarray:
@@ -93,61 +95,93 @@ class Evaluator:
         self._blocks_cache: dict = {}  # split / (host|dev, split, ...) -> blocks
 
     # -- precomputation
-    def n_evaluated(self, split: str) -> int:
-        """Number of users averaged over for `split` (users with truth items)."""
-        return len(self._plan(split).users)
+    def n_evaluated(self, split: str, users_mask: np.ndarray | None = None) -> int:
+        """Number of users averaged over for `split`: users with truth items (and, given
+        users_mask [n_users] bool, in the mask)."""
+        users = self._plan(split).users
+        if users_mask is None:
+            return len(users)
+        return int(self._check_mask(users_mask)[users].sum())
+
+    def _check_mask(self, users_mask) -> np.ndarray:
+        mask = np.asarray(users_mask)
+        n = self.dataset.n_users
+        if mask.dtype != np.bool_ or mask.shape != (n,):
+            raise ValueError(f"users_mask must be a bool array [n_users={n}], got "
+                             f"{mask.dtype} {mask.shape}")
+        return mask
 
     def _plan(self, split: str) -> RankPlan | UserPlan:
         if split not in self._plans:
             raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
         return self._plans[split]
 
-    def _blocks(self, split: str) -> list[tuple[jax.Array, ...]]:
-        """Per-block device arrays for `split` (built once, then cached)."""
-        if split not in self._blocks_cache:
-            self._blocks_cache[split] = [tuple(jnp.asarray(a) for a in blk)
-                                         for blk in self._host_blocks(split)]
-        return self._blocks_cache[split]
+    def _mask_key(self, users_mask) -> str | None:
+        """A cache key for users_mask (None: every user)."""
+        if users_mask is None:
+            return None
+        return hashlib.sha1(np.packbits(self._check_mask(users_mask)).tobytes()).hexdigest()
 
-    def _host_blocks(self, split: str) -> list[tuple[np.ndarray, ...]]:
-        """Per-block host arrays for `split` (built once, then cached)."""
+    def _blocks(self, split: str, users_mask: np.ndarray | None = None
+                ) -> list[tuple[jax.Array, ...]]:
+        """Per-block device arrays for `split` (built once per mask, then cached)."""
+        key = split if users_mask is None else ("mask", split, self._mask_key(users_mask))
+        if key not in self._blocks_cache:
+            self._blocks_cache[key] = [tuple(jnp.asarray(a) for a in blk)
+                                       for blk in self._host_blocks(split, users_mask)]
+        return self._blocks_cache[key]
+
+    def _host_blocks(self, split: str, users_mask: np.ndarray | None = None
+                     ) -> list[tuple[np.ndarray, ...]]:
+        """Per-block host arrays for `split` (built once, then cached). With users_mask
+        [n_users] bool, the same arrays with n_truth zeroed for the users outside it: the
+        kernels give a user without truth weight 0, so the sums cover the mask's users
+        only, with the same blocks, shapes and compiled kernels."""
         key = ("host", split)
-        if key in self._blocks_cache:
-            return self._blocks_cache[key]
+        if key not in self._blocks_cache:
+            p = self._plan(split)
+            if self.method == "rank":
+                arrays = rank_block_arrays(p, self.block, self._width)
+            else:
+                arrays = user_block_arrays(p, self.block, self._width, self._width_truth)
+            self._blocks_cache[key] = [tuple(a[b] for a in arrays) for b in range(p.n_blocks)]
+        blocks = self._blocks_cache[key]
+        if users_mask is None:
+            return blocks
         p = self._plan(split)
-        if self.method == "rank":
-            arrays = rank_block_arrays(p, self.block, self._width)
-        else:
-            arrays = user_block_arrays(p, self.block, self._width, self._width_truth)
-        blocks = [tuple(a[b] for a in arrays) for b in range(p.n_blocks)]
-        self._blocks_cache[key] = blocks
-        return blocks
+        keep = np.zeros((p.n_blocks, self.block), np.float32)   # [n_blocks, rows]
+        keep[p.ublock, p.urow] = self._check_mask(users_mask)[p.users]
+        at = _N_TRUTH[self.method]
+        return [blk[:at] + (blk[at] * keep[b],) + blk[at + 1:] for b, blk in enumerate(blocks)]
 
-    def _device_blocks(self, split: str, devices: tuple) -> list[tuple[int, tuple]]:
+    def _device_blocks(self, split: str, devices: tuple, users_mask: np.ndarray | None = None
+                       ) -> list[tuple[int, tuple]]:
         """[(slot, arrays on devices[slot])] of the blocks this process evaluates when the
         blocks of `split` are dealt round-robin over `devices` (block b -> slot b % n)."""
-        key = ("dev", split, devices)
+        key = ("dev", split, devices, self._mask_key(users_mask))
         if key not in self._blocks_cache:
             here = jax.process_index()
             self._blocks_cache[key] = [
                 (b % len(devices), tuple(jax.device_put(a, devices[b % len(devices)])
                                          for a in blk))
-                for b, blk in enumerate(self._host_blocks(split))
+                for b, blk in enumerate(self._host_blocks(split, users_mask))
                 if devices[b % len(devices)].process_index == here]
         return self._blocks_cache[key]
 
     # -- evaluation
-    def evaluate_sums(self, user_emb, item_emb, split: str) -> jax.Array:
-        """Device array of metric sums over users (order: METRICS x ks); no host sync."""
+    def evaluate_sums(self, user_emb, item_emb, split: str,
+                      users_mask: np.ndarray | None = None) -> jax.Array:
+        """Device array of metric sums over users (order: METRICS x ks); no host sync.
+        users_mask [n_users] bool: sums over the mask's users only."""
         user_emb, item_emb = self._embs(user_emb, item_emb)
         fn = eval_rank_block if self.method == "rank" else eval_topk_block
         acc = jnp.asarray(np.zeros((len(METRICS) * len(self.ks),), np.float32))
-        for blk in self._blocks(split):
+        for blk in self._blocks(split, users_mask):
             acc = fn(acc, user_emb, item_emb, *blk, ks=self.ks)
         return acc
 
     def evaluate_sums_sharded(self, user_emb: jax.Array, item_emb: jax.Array,
-                              split: str) -> np.ndarray:
+                              split: str, users_mask: np.ndarray | None = None) -> np.ndarray:
         """Host float64 metric sums over users, the users split across devices.
 
         user_emb [n_users, d], item_emb [n_items, d]: fully replicated jax.Arrays over a
@@ -156,7 +190,7 @@ class Evaluator:
         those devices (sorted by id); each device scores its blocks against its own copy,
         each process sums its devices' sums, and the per-slot sums are added over
         processes in slot order, so every process (and a single process with the same
-        device count) gets the same numbers."""
+        device count) gets the same numbers. users_mask: as in evaluate_sums."""
         devices = tuple(sorted(user_emb.sharding.device_set, key=lambda d: d.id))
         copies = {s.device: s.data.astype(jnp.float32) for s in user_emb.addressable_shards}
         items = {s.device: s.data.astype(jnp.float32) for s in item_emb.addressable_shards}
@@ -164,7 +198,9 @@ class Evaluator:
         fn = eval_rank_block if self.method == "rank" else eval_topk_block
         width = len(METRICS) * len(self.ks)
         accs: dict[int, jax.Array] = {}
-        for slot, blk in self._device_blocks(split, devices):
+        blocks = (self._device_blocks(split, devices) if users_mask is None
+                  else self._device_blocks(split, devices, users_mask))
+        for slot, blk in blocks:
             dev = devices[slot]
             acc = accs.get(slot)
             if acc is None:
@@ -175,15 +211,18 @@ class Evaluator:
             per_slot[slot] = acc
         return sum_over_processes(per_slot).sum(axis=0)
 
-    def evaluate(self, user_emb, item_emb, split: str) -> dict[str, float]:
-        """{"recall@20": ..., ...} averaged over users with truth items in `split`.
-        A fully replicated jax.Array over several devices is evaluated with the users
-        split across them (evaluate_sums_sharded), otherwise on one device."""
-        n = self.n_evaluated(split)
+    def evaluate(self, user_emb, item_emb, split: str,
+                 users_mask: np.ndarray | None = None) -> dict[str, float]:
+        """{"recall@20": ..., ...} averaged over users with truth items in `split` (and,
+        given users_mask [n_users] bool, in the mask: evaluate/groups.py; 0.0 for every
+        metric when no user is left). A fully replicated jax.Array over several devices
+        is evaluated with the users split across them (evaluate_sums_sharded), otherwise
+        on one device."""
+        n = self.n_evaluated(split, users_mask)
         if isinstance(user_emb, jax.Array) and len(user_emb.sharding.device_set) > 1:
-            sums = self.evaluate_sums_sharded(user_emb, item_emb, split)
+            sums = self.evaluate_sums_sharded(user_emb, item_emb, split, users_mask)
         else:
-            sums = np.asarray(self.evaluate_sums(user_emb, item_emb, split),
+            sums = np.asarray(self.evaluate_sums(user_emb, item_emb, split, users_mask),
                               dtype=np.float64)
         return {key: float(s / max(n, 1)) for key, s in zip(metric_keys(self.ks), sums)}
 

@@ -63,7 +63,7 @@ def _l2_normalize_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)[:, None]
 
 
-def _topk_rows(scores: np.ndarray, k: int) -> np.ndarray:
+def topk_rows(scores: np.ndarray, k: int) -> np.ndarray:
     """Top-k column indices per row of scores [b, n] -> [b, k] (order within a row unspecified).
 
     Ties: lower column index wins. Fast path argpartition; rows whose k-th value is tied
@@ -87,6 +87,26 @@ def _topk_rows(scores: np.ndarray, k: int) -> np.ndarray:
         keep = (s > t) | (eq & (np.cumsum(eq, axis=1) <= need))
         part[tied] = np.nonzero(keep)[1].reshape(tied.size, k)
     return part
+
+
+def keep_top_k(sim: np.ndarray, k: int) -> np.ndarray:
+    """sim [n, n] -> a copy with the diagonal 0 and, in each row, every entry but its k
+    largest off-diagonal ones 0 (topk_rows: ties to the lower column). k <= 0 or
+    k >= n - 1: every off-diagonal entry is kept. The sparsified similarity of the
+    memory-based recommenders (model/memory.py)."""
+    sim = np.array(sim, copy=True)
+    n = sim.shape[0] if sim.ndim else 0
+    if sim.ndim != 2 or sim.shape[1] != n:
+        raise ValueError(f"sim must be [n, n], got shape {sim.shape}")
+    if 0 < k < n - 1:
+        np.fill_diagonal(sim, -np.inf)  # never its own neighbour
+        keep = topk_rows(sim, int(k))
+        out = np.zeros_like(sim)
+        rows = np.arange(n)[:, None]
+        out[rows, keep] = sim[rows, keep]
+        return out
+    np.fill_diagonal(sim, 0.0)
+    return sim
 
 
 def _finish(src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,7 +175,7 @@ def cosine_topk(features: np.ndarray, k: int, block: int = 2048,
         s = x[start:stop] @ x.T  # [b, n]; the only O(n)-wide buffer
         if not keep_self:
             s[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        out.append(_topk_rows(s, kk))
+        out.append(topk_rows(s, kk))
     return np.concatenate(out) if out else np.zeros((0, kk), np.int64)
 
 

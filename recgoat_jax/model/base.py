@@ -52,6 +52,29 @@ class Model(Protocol):
     diagnostics: Callable[[Params, Inputs, Batch], dict] | None
 
 
+class FittedModel(Protocol):
+    """A memory-based model (model/memory.py): nothing to learn by gradient. The trainer
+    (train/fit.py) calls `fit` once instead of running epochs, then evaluates `embed`
+    as for a Model; no optimizer, sampler or checkpoints. A model is fitted iff it has
+    a `fit` attribute that is not None (is_fitted)."""
+
+    needs: tuple[str, ...]
+
+    def fit(self, dataset, evaluator) -> tuple[Params, dict]:
+        """(params, info): params for `embed`; info, what the fit chose (e.g. a weight
+        picked on VALID with `evaluator`), recorded in results.json under "fit"."""
+        ...
+
+    def embed(self, params: Params, inputs: Inputs) -> tuple[jax.Array, jax.Array]:
+        """As Model.embed."""
+        ...
+
+
+def is_fitted(model) -> bool:
+    """True for a FittedModel (fit in one pass), False for a trained Model."""
+    return getattr(model, "fit", None) is not None
+
+
 def init_embedding(key: jax.Array, n: int, dim: int, init: str) -> jax.Array:
     """[n, dim] table. xavier: U(-b, b), b = sqrt(6 / (n + dim)) as torch's
     xavier_uniform_ (MMRec); normal: N(0, 0.1^2) (RecGOAT, docs/method.md)."""

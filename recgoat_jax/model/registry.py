@@ -4,7 +4,8 @@ trainer knows a model by name.
 The config classes (model/*_config.py, standard library only) are imported here; a
 model's own module (JAX, flax) only when `build_model` first builds it, so config.py asks
 `config_class` which dataclass a `model:` section is without importing JAX. A new model
-is a module with `build(cfg, shapes) -> model` (model/base.py protocol), a frozen config
+is a module with `build(cfg, shapes) -> model` (model/base.py: a Model, trained, or a
+FittedModel, fitted in one pass), a frozen config
 dataclass (its `model:` keys, `name` first, checks in CHOICES / RANGES) and one line in
 MODELS. The model modules import nothing from here.
 """
@@ -18,6 +19,7 @@ from typing import Any
 from recgoat_jax.errors import ConfigError, did_you_mean
 from recgoat_jax.model.freedom_config import FREEDOMConfig
 from recgoat_jax.model.lightgcn_config import LightGCNConfig, MFConfig
+from recgoat_jax.model.memory_config import BlendConfig, ItemKNNConfig
 from recgoat_jax.model.recgoat_config import RecGOATConfig
 
 
@@ -34,6 +36,9 @@ MODELS: dict[str, Entry] = {
     "lightgcn": Entry(LightGCNConfig, "lightgcn:build"),
     "freedom": Entry(FREEDOMConfig, "freedom:build"),
     "recgoat": Entry(RecGOATConfig, "recgoat:build"),
+    # memory-based: fitted in one pass, not trained (model/base.py FittedModel)
+    "itemknn": Entry(ItemKNNConfig, "memory:build_itemknn"),
+    "blend": Entry(BlendConfig, "memory:build_blend"),
 }
 
 

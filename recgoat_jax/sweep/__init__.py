@@ -1,7 +1,6 @@
 """Sweeps of training runs described as data: spec (a study's rows, grids, seeds),
 runner (tasks, reuse of finished runs, worker processes), choose (the grid point chosen
-on valid, mean +- std over seeds), report (JSON + Markdown), buckets (test metrics by
-user activity from a run's best checkpoint)."""
+on valid, mean +- std over seeds), report (JSON + Markdown)."""
 
 from recgoat_jax.sweep.spec import Data, Row, Study
 

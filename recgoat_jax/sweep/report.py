@@ -16,7 +16,7 @@ def study_record(study: Study) -> dict:
     """The study as data, for the JSON (what ran, without the code that ran it)."""
     return {"name": study.name, "title": study.title, "protocol": study.protocol,
             "seeds": list(study.seeds), "choose_on": f"valid {study.choose_on}",
-            "common": list(study.common), "buckets": [list(b) for b in study.buckets],
+            "common": list(study.common), "groups": study.groups,
             "datasets": {d.name: dict(d.builds) for d in study.datasets},
             "rows": {r.name: {"what": r.what, "model": r.model, "config": r.config,
                               "fixed": list(r.fixed), "grid": [list(p) for p in r.grid],

@@ -4,10 +4,10 @@ processes, each run's record left in its run directory.
     sweep(study, "runs/realdata", jobs=2)   # trains what is missing; returns the lookup
 
 Run directory <runs_dir>/<dataset>/<row>/p<point>_s<seed> (choose.run_key) holds
-train()'s files; results.json marks it finished (with the study's buckets, also
-buckets.json: test metrics by user activity from the best-valid checkpoint, after which
-the checkpoints are deleted); failed.txt marks a diverged run, a result too. An
-interrupted run resumes from its checkpoint. Two phases: what needs no choice (first
+train()'s files; results.json marks it finished (its "groups": test metrics by user
+activity, from the best checkpoint, which a study with groups keeps until the run is
+done); failed.txt marks a diverged run, a result too. An interrupted run resumes from its
+checkpoint. Two phases: what needs no choice (first
 seed over every grid point; every seed of one-point rows), then the other seeds at each
 row's chosen point and the ablations there, seed by seed.
 
@@ -34,8 +34,9 @@ CHECKPOINT = "run.checkpoint"  # the best-valid parameters for the bucket metric
 
 
 def lookup_in(runs_dirs: list[Path | str]):
-    """key -> results.json dict (+ "buckets") of the first runs dir holding the finished
-    run, {"failed": why} for a diverged one, None if none has it."""
+    """key -> results.json dict (+ "buckets": its test groups, or an older run's
+    buckets.json) of the first runs dir holding the finished run, {"failed": why} for a
+    diverged one, None if none has it."""
     dirs = [Path(d) for d in runs_dirs]
 
     def lookup(key: str) -> dict | None:
@@ -46,14 +47,11 @@ def lookup_in(runs_dirs: list[Path | str]):
             if res.is_file():
                 out = json.loads(res.read_text())
                 b = d / key / "buckets.json"
-                out["buckets"] = json.loads(b.read_text()) if b.is_file() else None
+                out["buckets"] = ((out.get("groups") or {}).get("test")
+                                  or (json.loads(b.read_text()) if b.is_file() else None))
                 return out
         return None
     return lookup
-
-
-def _done(res: dict | None, buckets: bool) -> bool:
-    return res is not None and ("failed" in res or not buckets or res["buckets"] is not None)
 
 
 def _task(study: Study, ds, row, point: int, seed, extra: list[str]) -> dict:
@@ -61,11 +59,11 @@ def _task(study: Study, ds, row, point: int, seed, extra: list[str]) -> dict:
     sets = [f"data.dataset={ds.builds[row.build]}", *(study.common if row.common else ()),
             *study.overrides(row, point)]
     sets += [] if seed is None else [f"train.seed={seed}"]
-    sets += [f"{CHECKPOINT}=true"] if study.buckets else []
+    keep = study.groups and row.common  # the best checkpoint, for the groups
+    sets += [f"{CHECKPOINT}=true"] if keep else []
     return {"key": run_key(ds.name, row.name, point, seed), "row": row.name,
             "model": row.model, "config": row.config or parent.config,
-            "overrides": sets + list(extra), "buckets": [list(b) for b in study.buckets],
-            "cost": row.cost}
+            "overrides": sets + list(extra), "drop_checkpoints": keep, "cost": row.cost}
 
 
 def tasks(study: Study, lookup, phase: int, extra: list[str] = ()) -> list[dict]:
@@ -89,7 +87,7 @@ def tasks(study: Study, lookup, phase: int, extra: list[str] = ()) -> list[dict]
             out += [(seeds.index(s), -row.cost, _task(study, ds, row, p, s, extra))
                     for p, s in pts]
     out.sort(key=lambda t: t[:2])
-    return [t for *_, t in out if not _done(lookup(t["key"]), bool(t["buckets"]))]
+    return [t for *_, t in out if lookup(t["key"]) is None]
 
 
 def sweep(study: Study, runs_dir: Path | str, jobs: int = 1, extra: list[str] = (),
@@ -152,28 +150,22 @@ def config_of(task: dict):
 
 
 def run_one(task: dict, runs_dir: Path) -> None:
-    """Trains one task (resuming from its checkpoint), then its bucket metrics."""
+    """Trains one task unless it is done (resuming from its checkpoint)."""
     from recgoat_jax.train.loop import train
 
     run_dir = runs_dir / task["key"]
-    if _done(lookup_in([runs_dir])(task["key"]), bool(task["buckets"])):
+    if lookup_in([runs_dir])(task["key"]) is not None:
         return
-    cfg = config_of(task)
     log = lambda s: print(f"[{task['key']}] {s}", flush=True)  # noqa: E731
-    if not (run_dir / "results.json").is_file():
-        try:
-            train(cfg, run_dir=run_dir, resume=(run_dir / "checkpoints").is_dir(),
-                  progress=False, log=log)
-        except FloatingPointError as e:  # a diverged run is a result: record it, go on
-            log(f"FAILED: {e}")
-            (run_dir / "failed.txt").write_text(f"{e}\n")
-            return
-    if task["buckets"]:
-        from recgoat_jax.sweep.buckets import best_checkpoint_buckets
-
-        buckets = best_checkpoint_buckets(cfg, run_dir, [tuple(b) for b in task["buckets"]])
-        (run_dir / "buckets.json").write_text(json.dumps(buckets, indent=2))
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # they have served
+    try:
+        train(config_of(task), run_dir=run_dir, resume=(run_dir / "checkpoints").is_dir(),
+              progress=False, log=log)
+    except FloatingPointError as e:  # a diverged run is a result: record it, go on
+        log(f"FAILED: {e}")
+        (run_dir / "failed.txt").write_text(f"{e}\n")
+        return
+    if task["drop_checkpoints"]:  # results.json holds the groups: they have served
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
 
 
 def work(spec: Path, runs_dir: Path) -> int:

@@ -37,7 +37,8 @@ class Row:
     seeds: tuple[int | None, ...] | None = None  # None: the study's
     cost: float = 1.0  # larger runs first, so the last worker is not left with a long one
     opt_in: bool = False  # runs only when asked for by name
-    common: bool = True  # the study's common overrides apply (not to a model without them)
+    common: bool = True  # the study's common overrides and checkpoints apply (a fitted
+    # model, itemknn / blend, reads no training keys: False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,9 +51,10 @@ class Data:
 @dataclasses.dataclass(frozen=True)
 class Study:
     """seeds: None trains with the config's own train.seed. common: overrides of every
-    run, before the row's. buckets: (lo, hi) train items per user, inclusive, for test
-    metrics by user activity ((): none). reuse: other runs directories whose finished
-    runs count as done. notes(dataset, summary rows) -> extra Markdown lines."""
+    run, before the row's. groups: report test metrics by user activity (results.json's
+    "groups", evaluate/groups.py's buckets; trained runs keep a best checkpoint for them,
+    deleted once the run is done). reuse: other runs directories whose finished runs
+    count as done. notes(dataset, summary rows) -> extra Markdown lines."""
     name: str
     title: str
     rows: tuple[Row, ...]
@@ -61,7 +63,7 @@ class Study:
     choose_on: str = "recall@20"
     metrics: tuple[str, ...] = ("recall@20", "ndcg@20")
     common: Point = ()
-    buckets: tuple[tuple[int, int], ...] = ()
+    groups: bool = False
     reuse: tuple[str, ...] = ()
     protocol: str = ""
     notes: Callable[[str, dict], list[str]] | None = dataclasses.field(default=None,

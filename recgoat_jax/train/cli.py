@@ -36,6 +36,7 @@ EPILOG = """examples:
   recgoat train --epochs 1 --quiet               # a quick check: only the results, on stdout
   recgoat train -q --epochs 1 > out.txt          # the table and the run directory in out.txt
   recgoat train --model lightgcn --dataset baby  # data/baby/, lightgcn.yaml
+  recgoat train --model itemknn                  # item kNN, fitted in one pass (itemknn.yaml)
   recgoat train --dataset data/mine              # RecGOAT, real-data defaults (recgoat.yaml)
   recgoat train --config my.yaml --set model.dim=128 --set train.lr=5e-4
   recgoat train --resume runs/demo-recgoat-20261127-120000
@@ -62,7 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help=f"where named datasets live (sets data.root; default: the config's, "
                         f"data, or ${ENV_DATA_ROOT})")
     p.add_argument("--model", help=f"model name (sets model.name): mf, lightgcn, freedom, "
-                                   f"recgoat; default {DEFAULT_MODEL} unless the config names one")
+                                   f"recgoat, or the fitted (no training) itemknn, blend; "
+                                   f"default {DEFAULT_MODEL} unless the config names one")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set model.dim=64 (repeatable)")
     p.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")

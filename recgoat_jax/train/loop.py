@@ -4,10 +4,14 @@ Run directory:
   config.yaml     the fully resolved config
   metrics.jsonl   one line per evaluation (epoch, loss parts, valid/test metrics, times,
                   and the model's evaluation-time "diagnostics" when it has the hook)
-  results.json    dataset, model, best_epoch, valid/test at the best valid epoch, times
+  results.json    dataset, model, best_epoch, valid/test at the best valid epoch, times,
+                  "groups": test metrics of the best checkpoint by user activity
+                  (train/rundir.py group_results; needs train.checkpoint)
   checkpoints/    orbax: latest (for --resume) and best (params at the best valid epoch),
                   logical (unpadded) arrays whatever train.model_parallel (Trainer.logical)
   tb/             TensorBoard event files of metrics.jsonl's scalars (train.tensorboard)
+
+A fitted (memory-based) model has no epochs: train() hands it to train/fit.py.
 
 Epochs are numbered from 0. Sampling for epoch e is a pure function of (seed, e) and the
 dropout key of epoch e is fold_in(key, e), so a resumed run repeats an uninterrupted one.
@@ -33,21 +37,18 @@ from recgoat_jax.batch import Batch
 from recgoat_jax.config import Config
 from recgoat_jax.data.dataset import Dataset
 from recgoat_jax.errors import TrainingDiverged
-from recgoat_jax.evaluate import format_table
-from recgoat_jax.provenance import versions  # results.json records them
+from recgoat_jax.model.base import is_fitted
+from recgoat_jax.train.builder import build_run
 from recgoat_jax.train.checkpoint import Checkpoints
 from recgoat_jax.train.distributed import is_main_process
 from recgoat_jax.train.parallel import maybe_initialize_distributed
 from recgoat_jax.train.resume import Progress, restore
+from recgoat_jax.train.rundir import (default_run_dir, group_results, groups_line,  # noqa: F401
+                                      log_data, print_results, versions)  # (re-exported)
 from recgoat_jax.train.step import zeros_acc
 from recgoat_jax.train.stopping import StopRule, early_best_warning, stop_reason
 from recgoat_jax.train.tensorboard import open_writer
 from recgoat_jax.train.trainer import Trainer
-
-
-def default_run_dir(cfg: Config, dataset_name: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{dataset_name}-{cfg.model.name}-{stamp}"
 
 
 def check_finite(epoch: int, losses: dict, cfg: Config, run_dir: Path | str = "") -> None:
@@ -71,14 +72,23 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     Status lines go to `log` (a callable), by default this module's logger at INFO; the
     results (the test table at the best valid epoch, the run directory) go to `out`, by
     default `log` too (`recgoat train` prints them to stdout). Progress bars (stderr) only
-    with `progress` and when stderr is a terminal."""
+    with `progress` and when stderr is a terminal. A fitted model (model/base.py
+    FittedModel) is fitted once instead (train/fit.py), with the same outputs."""
     log = log or logging.getLogger(__name__).info
     t0 = time.perf_counter()
     maybe_initialize_distributed(cfg)  # train.distributed: before any other JAX call
     main = is_main_process()  # process 0 alone logs and writes files (orbax: every process)
     if not main:
         log, progress = (lambda *a, **k: None), False
-    trainer = Trainer(cfg, dataset)
+    setup = build_run(cfg, dataset)
+    if is_fitted(setup.model):
+        from recgoat_jax.train.fit import fit  # a small module, only for fitted models
+
+        if resume:
+            log(f"--resume: {cfg.model.name} is fitted in one pass, nothing to resume; "
+                "fitting again")
+        return fit(setup, run_dir=run_dir, log=log, out=out if main else log)
+    trainer = Trainer(cfg, setup=setup)
     run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg, trainer.dataset.name))
     run_dir.mkdir(parents=True, exist_ok=True)
     log_setup(trainer, log)
@@ -139,8 +149,10 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     pool.shutdown(wait=False, cancel_futures=True)
     if tb is not None:
         tb.close()
+    groups = None
     if ckpt is not None:
         ckpt.wait()
+        groups = best_groups(trainer, ckpt, state)
         ckpt.close()
 
     results = {
@@ -153,6 +165,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
         "epoch_time_s_median": float(np.median(epoch_times)) if epoch_times else None,
         "eval_time_s_median": float(np.median(eval_times)) if eval_times else None,
         **run_facts(trainer)}
+    if groups is not None:
+        results["groups"] = groups
+        log(groups_line(groups, metric))
     results["run_dir"] = str(run_dir)
     warning = early_best_warning(done.best_epoch, epoch + 1, stopped_early, t)
     if warning:
@@ -161,19 +176,15 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     if main:
         (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     out = (out or log) if main else log  # the results: what the command produces
-    if results["test"]:
-        out(f"{trainer.dataset.name} / {cfg.model.name}: test at best valid epoch "
-            f"{done.best_epoch} (valid {metric} {done.best:.4f})")
-        out(format_table(results["test"], cfg.eval.ks))
-    out(f"run directory: {run_dir}")
+    print_results(out, f"{trainer.dataset.name} / {cfg.model.name}: test at best valid epoch "
+                  f"{done.best_epoch} (valid {metric} {done.best:.4f})", results["test"],
+                  cfg.eval.ks, run_dir)
     return results
 
 
 def log_setup(trainer: Trainer, log) -> None:
     """The status lines before training: the data summary, its notes, the allocator."""
-    log(trainer.dataset.summary())
-    for k, v in trainer.dataset.report.items():
-        log(f"  data note: {k} = {v}")
+    log_data(trainer.dataset, log)
     if hostmem.setting()["malloc"] == "tuned":  # set by the CLI (hostmem.reexec_tuned)
         log("host allocator: freed memory stays mapped (faster CPU steps, peak RSS up to "
             "1.6x in the trainings measured; RECGOAT_MALLOC=system for the C library's "
@@ -218,6 +229,16 @@ def evaluate_epoch(trainer: Trainer, state, epoch: int, losses: dict, epoch_s: f
     if trainer.diagnostics_fn is not None:
         row["diagnostics"] = trainer.diagnostics(state.params)
     return row
+
+
+def best_groups(trainer: Trainer, ckpt: Checkpoints, state) -> dict | None:
+    """results.json's "groups" (train/rundir.py group_results) for the params of the
+    `best` checkpoint; None when there is none."""
+    params, _ = ckpt.restore_best(trainer.logical(state.params))
+    if params is None:
+        return None
+    user_emb, item_emb = trainer.embed_fn(trainer.stored(params), trainer.inputs)
+    return group_results(trainer.evaluator, user_emb, item_emb)
 
 
 def save(ckpt: Checkpoints | None, trainer: Trainer, state, done: Progress, epoch: int,

@@ -17,7 +17,7 @@ from recgoat_jax.config import Config
 from recgoat_jax.data.dataset import Dataset
 from recgoat_jax.data.sampler import BPRSampler, EpochBatches
 from recgoat_jax.train import sharding as sharding_lib
-from recgoat_jax.train.builder import build_run
+from recgoat_jax.train.builder import RunSetup, build_run
 from recgoat_jax.train.parallel import DataParallel, to_host
 from recgoat_jax.train.step import init_state, make_train_step
 
@@ -30,12 +30,14 @@ class Trainer:
     """One run's RunSetup (cfg, dataset, shapes, model, tx, evaluator, init_key,
     dropout_key; inputs placed), its sampler, and the jitted step / embed / hooks."""
 
-    def __init__(self, cfg: Config, dataset: Dataset | None = None):
+    def __init__(self, cfg: Config, dataset: Dataset | None = None,
+                 setup: RunSetup | None = None):
+        """setup: build_run(cfg, dataset) when already built (then dataset is unused)."""
         # train.data_parallel: batch split over all devices, the rest replicated (parallel.py);
         # train.model_parallel > 1: tables row-sharded over the mesh's 'model' axis too.
         self.dp = (DataParallel(cfg.train.batch_size, model_parallel=cfg.train.model_parallel)
                    if cfg.train.data_parallel else None)
-        self.setup = setup = build_run(cfg, dataset)
+        self.setup = setup = setup if setup is not None else build_run(cfg, dataset)
         self.cfg, self.dataset, self.shapes = cfg, setup.dataset, setup.shapes
         self.model = setup.model
         self.tx, self.evaluator = setup.tx, setup.evaluator
