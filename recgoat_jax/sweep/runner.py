@@ -105,21 +105,24 @@ def sweep(study: Study, runs_dir: Path | str, jobs: int = 1, extra: list[str] = 
             log("phase 2 also runs the other seeds and ablations at points not chosen yet")
         if todo and not dry_run:
             log(f"phase {phase}: {len(todo)} runs over {jobs} worker(s) in {runs_dir}")
-            run_tasks(todo, jobs, runs_dir)
+            if run_tasks(todo, jobs, runs_dir):
+                log(f"phase {phase}: a run raised an error (traceback above); the report "
+                    "lists it as missing, a rerun tries it again")
     return lookup
 
 
-def run_tasks(todo: list[dict], jobs: int, runs_dir: Path) -> None:
-    """Runs `todo` over `jobs` worker processes; returns when all have exited."""
+def run_tasks(todo: list[dict], jobs: int, runs_dir: Path) -> int:
+    """Runs `todo` over `jobs` worker processes; when all have exited, the largest exit
+    code (0: every run finished or diverged)."""
     runs_dir.mkdir(parents=True, exist_ok=True)
     spec = runs_dir / f"tasks-{os.getpid()}-{int(time.time() * 1000)}.json"
     spec.write_text(json.dumps(todo))
     cmd = [sys.executable, "-m", "recgoat_jax.sweep.runner", str(spec), str(runs_dir)]
     procs = [subprocess.Popen(cmd) for _ in range(max(1, jobs))]
-    for p in procs:
-        p.wait()
+    codes = [p.wait() for p in procs]
     spec.unlink(missing_ok=True)
     shutil.rmtree(spec.with_suffix(".claims"), ignore_errors=True)
+    return max(codes)
 
 
 def claim(spec: Path, index: int) -> bool:
