@@ -94,8 +94,8 @@ def child_run(spec: dict) -> dict:
         data={"root": spec["data_root"]},
         model={"name": model, "dim": spec["dim"],
                **({"gat": {"heads": heads}} if model == "recgoat" else {})},
-        train={"batch_size": spec["batch_size"], "checkpoint": False, "mixed_precision": mp,
-               "data_parallel": spec["data_parallel"], "seed": spec["seed"]},
+        train={"batch_size": spec["batch_size"], "mixed_precision": mp, "seed": spec["seed"]},
+        run={"checkpoint": False, "data_parallel": spec["data_parallel"]},
         eval={"batch_users": spec["eval_batch_users"]})
     res["mixed_precision"] = bool(mp)
     res["data_parallel"] = spec["data_parallel"]
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto",
                     help="bf16 feature projections; auto = on for GPU/TPU, off on CPU")
     ap.add_argument("--data-parallel", action="store_true",
-                    help="train.data_parallel: split the batch over all devices")
+                    help="run.data_parallel: split the batch over all devices")
     ap.add_argument("--eval-runs", type=int, default=2,
                     help="full evaluations (first includes compile; 0 = skip) (2)")
     ap.add_argument("--eval-repeat-max-s", type=float, default=60.0,

@@ -142,7 +142,7 @@ def run_ours(args, data: dict, dim: int, epochs: int, tag: str) -> dict:
         shutil.rmtree(run_dir)
     sets = ["model.oat=reference", "model.cmcl=reference",
             "train.exclude_train_negatives=false", f"model.dim={dim}",
-            f"train.epochs={epochs}", "train.eval_every=1", "train.checkpoint=false"]
+            f"train.epochs={epochs}", "train.eval_every=1", "run.checkpoint=false"]
     cmd = [*prefix, sys.executable, "-m", "recgoat_jax", "train",
            "--config", str(args.ours_config),
            "--dataset", data["dir"], "--root", str(Path(args.cache) / "root"),

@@ -11,8 +11,8 @@ changes hit both; medians and minima are reported, and ratios of both.
   steps   the whole jitted train step (train/step.py) at a published shape (Baby by
           default) and --dim, batch --batch-size: the released code's variants
           (model.oat=reference, model.cmcl=reference, negatives from all items) and the
-          paper's (model.oat=paper, model.cmcl=paper, lambda_ot 0.1), both with the
-          published Baby loss weights (recgoat_jax/configs/recgoat_baby.yaml: lambda_cl
+          paper's (model.oat=paper, model.cmcl=paper, model.loss.ot_weight 0.1), both
+          with the published Baby loss weights (recgoat_baby.yaml: model.loss.cl_weight
           0.032, cl_rows 0 = the whole batch).
 
 Each program also gets XLA's cost analysis (FLOPs, bytes accessed) and the roofline time
@@ -170,8 +170,8 @@ def step_config(variant: str, args):
         ROOT / "recgoat_jax" / "configs" / "recgoat_baby.yaml", args.set,
         data={"root": args.data_root},
         model={"dim": args.dim, "gat": {"heads": heads}, **sets["model"]},
-        train={"batch_size": args.batch_size, "checkpoint": False, "mixed_precision": False,
-               "seed": args.seed, "tensorboard": False, **sets["train"]})
+        train={"batch_size": args.batch_size, "mixed_precision": False, "seed": args.seed,
+               **sets["train"]}, run={"checkpoint": False, "tensorboard": False})
 
 
 def bench_steps(args, ds, terms, peak_fps, log) -> list[dict]:
@@ -211,9 +211,9 @@ def bench_steps(args, ds, terms, peak_fps, log) -> list[dict]:
         r = {"variant": variant, "shape": args.shape, "dim": args.dim, "batch": args.batch_size,
              "loss_terms": [n for n, _, _ in tr.model.terms],
              "overrides": {"model.oat": cfg.model.oat, "model.cmcl": cfg.model.cmcl,
-                           "train.lambda_cl": cfg.train.lambda_cl,
-                           "train.lambda_ot": cfg.train.lambda_ot,
-                           "train.cl_rows": cfg.train.cl_rows,
+                           "model.loss.cl_weight": cfg.model.loss.cl_weight,
+                           "model.loss.ot_weight": cfg.model.loss.ot_weight,
+                           "model.loss.cl_rows": cfg.model.loss.cl_rows,
                            "train.exclude_train_negatives": cfg.train.exclude_train_negatives},
              "steps_per_epoch": host.n_steps, "impls": {}}
         term = next((t for t in terms if t["term"] == term_of[variant]), None)

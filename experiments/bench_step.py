@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto",
                     help="train.mixed_precision; auto = on for GPU/TPU, off on CPU")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override, e.g. train.lambda_cl=0.032 (repeatable)")
+                    help="config override, e.g. model.loss.cl_weight=0.032 (repeatable)")
     ap.add_argument("--matmul-n", type=int, default=0, help="peak matmul size (auto)")
     ap.add_argument("--data-root", default="data", help="kNN graphs are cached in ROOT/.cache")
     ap.add_argument("--seed", type=int, default=0)
@@ -116,8 +116,8 @@ def main(argv=None) -> int:
         return config_lib.make_config(
             None, args.set, data={"root": args.data_root},
             model={"name": "recgoat", "dim": args.dim, "gat": {"heads": heads}, **drop},
-            train={"batch_size": args.batch_size, "checkpoint": False,
-                   "mixed_precision": mp or "bf16" in suffixes, "seed": args.seed})
+            train={"batch_size": args.batch_size, "mixed_precision": mp or "bf16" in suffixes,
+                   "seed": args.seed}, run={"checkpoint": False})
 
     cfg = make_cfg(impls[0])
     tr = Trainer(cfg, ds)

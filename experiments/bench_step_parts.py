@@ -46,7 +46,7 @@ def fwd_bwd(f, diff_args, const_args=(), seed: int = 0):
 
 def measure_parts(tr, cfg, impls, state, batches, key, reps, log) -> list[dict]:
     """Each part of the step jitted alone (forward + backward), on the real inputs/params."""
-    m, t = cfg.model, cfg.train
+    m, t = cfg.model, cfg.model.loss
     params = state.params
     inputs = tr.inputs
     mods = tr.model.net.modalities
@@ -130,7 +130,7 @@ def measure_parts(tr, cfg, impls, state, batches, key, reps, log) -> list[dict]:
         o = _net_out(e_u=eu, z_items=zi, user_ego=ue, item_ego=ie)
         rows = recgoat_loss.batch_rows(o, b)
         return (recgoat_loss.bpr_term(o, rows, b)
-                + t.reg_weight * recgoat_loss.l2_term(o, rows, b))
+                + t.l2_weight * recgoat_loss.l2_term(o, rows, b))
     add("BPR + L2 (batch rows)", True, bpr_reg,
         (e_u, z_items, params["user_emb"], params["item_emb"]), (batch,))
 

@@ -261,8 +261,8 @@ def train_child(path: Path, shape: str, dim: int, batch: int, epochs: int) -> in
     accel = jax.devices()[0].platform != "cpu"
     heads = 8 if dim % 8 == 0 else 1
     overrides = [f"model.dim={dim}", f"model.gat.heads={heads}", f"train.epochs={epochs}",
-                 f"train.batch_size={batch}", "train.checkpoint=false",
-                 "train.tensorboard=false", "train.eval_every=1",
+                 f"train.batch_size={batch}", "run.checkpoint=false",
+                 "run.tensorboard=false", "train.eval_every=1",
                  f"train.mixed_precision={str(accel).lower()}",
                  f"data.root={ROOT / '.cache' / 'device-check'}"]
     cfg = config_lib.make_config(ROOT / "recgoat_jax" / "configs" / "recgoat_baby.yaml",

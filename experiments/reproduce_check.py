@@ -54,7 +54,7 @@ def run(name: str, data: dict, runs_dir: Path) -> list[dict]:
     from recgoat_jax.train.loop import train
 
     cfg_file, which, epochs = RUNS[name]
-    sets = [f"train.epochs={epochs}", "train.checkpoint=false", "train.tensorboard=false"]
+    sets = [f"train.epochs={epochs}", "run.checkpoint=false", "run.tensorboard=false"]
     if which is not None:
         sets.append(f"data.dataset={data[which]}")
     cfg = make_config(CONFIGS / cfg_file, sets)
