@@ -42,15 +42,16 @@ def main(name: str | None = None, argv: list[str] | None = None) -> int:
     if name is None:
         argv = list(sys.argv[1:] if argv is None else argv)
         if not argv or argv[0] not in STUDIES:
-            print(f"usage: python -m experiments.study {{{','.join(STUDIES)}}} [flags]; "
-                  "--help after the name for its flags", file=sys.stderr)
-            return 2
+            sys.exit(f"usage: python -m experiments.study {{{','.join(STUDIES)}}} [flags]")
         name, argv = argv[0], argv[1:]
     spec = importlib.import_module(f"experiments.studies.{name}")
     ap = argparse.ArgumentParser(prog=f"python -m experiments.study {name}",
                                  description=spec.__doc__, epilog=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", action="append", default=[], metavar="NAME[:BUILD]=DIR")
+    ap.add_argument("--data", action="append", default=[], metavar="NAME[:BUILD]=DIR",
+                    help="a dataset or another build of one (repeatable; default: " + ", ".join(
+                        f"{n}{'' if b == 'main' else ':' + b}={d}"
+                        for n, bs in spec.DATA.items() for b, d in bs.items()) + ")")
     ap.add_argument("--rows", help="comma-separated rows (default: all but opt-in ones)")
     ap.add_argument("--seeds", help="comma-separated, e.g. 0,1,2 (default: the study's)")
     ap.add_argument("--jobs", type=int, default=1, help="training processes at once")
