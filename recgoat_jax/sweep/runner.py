@@ -190,6 +190,9 @@ def work(spec: Path, runs_dir: Path) -> int:
 
 
 if __name__ == "__main__":
+    from recgoat_jax import hostmem
+
+    hostmem.reexec_tuned()  # the host allocator `recgoat train` runs with (once, first)
     ap = argparse.ArgumentParser(description="a sweep worker (started by run_tasks)")
     ap.add_argument("spec", type=Path)
     ap.add_argument("runs_dir", type=Path)
