@@ -1,6 +1,6 @@
 """Blockwise CMCL against the dense form it replaced, side by side in ONE process.
 
-The dense form (recgoat_jax.losses._dense_info_nce: the [B, B] logits held whole) is
+The dense form (recgoat_jax.infonce.dense_info_nce: the [B, B] logits held whole) is
 swapped in for the blockwise InfoNCE while a program is traced, so both run the same
 CMCL code otherwise. Programs alternate A B A B ... after one warm-up call each, so load
 changes hit both; medians and minima are reported, and ratios of both.
@@ -18,7 +18,7 @@ changes hit both; medians and minima are reported, and ratios of both.
 Each program also gets XLA's cost analysis (FLOPs, bytes accessed) and the roofline time
 it predicts on an H100 and a TPU v5e (experiments/roofline.py; labelled "predicted").
 XLA counts a while-loop body once, so the blockwise term is costed traced with its tile
-loops unrolled (losses.unrolled_tiles); a blockwise step's cost is its rolled cost plus
+loops unrolled (infonce.info_nce(..., unroll=True)); a blockwise step's cost is its rolled cost plus
 that difference for its CMCL term ("loop-corrected").
 
     python -m experiments.bench_cmcl                         # B 4096, d 64, Baby steps
@@ -45,7 +45,7 @@ import numpy as np
 from experiments import roofline
 from experiments.bench_common import FEATURE_DIMS, add_malloc, choose_malloc, cost, header, \
     matmul_peak, write_json
-from recgoat_jax import config as config_lib, losses
+from recgoat_jax import config as config_lib, infonce
 from recgoat_jax.model import alignment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,14 +56,17 @@ TILE: dict = {}  # block_rows / block_cols for the blockwise InfoNCE (--block-ro
 
 
 @contextlib.contextmanager
-def info_nce_impl(impl: str):
+def info_nce_impl(impl: str, unroll: bool = False):
     """alignment.info_nce (what both CMCL forms call) is the dense form while inside, or
-    the blockwise one with the --block-rows / --block-cols tile."""
+    the blockwise one with the --block-rows / --block-cols tile (unroll: its tile loops
+    written out, whatever the caller asks, for the cost analysis)."""
     saved = alignment.info_nce
     if impl == "dense":
-        alignment.info_nce = losses._dense_info_nce
-    elif TILE:
-        alignment.info_nce = functools.partial(losses.info_nce, **TILE)
+        alignment.info_nce = lambda a, b, tau, weight=None, **_: infonce.dense_info_nce(
+            a, b, tau, weight)
+    elif TILE or unroll:
+        alignment.info_nce = lambda *a, **k: infonce.info_nce(
+            *a, **{**k, **TILE, **({"unroll": True} if unroll else {})})
     try:
         yield
     finally:
@@ -128,7 +131,7 @@ def bench_terms(args, peak_fps, log) -> list[dict]:
         v_b, g_b = vals["blockwise"]
         err = max(float(jnp.max(jnp.abs(a - b))) / max(float(jnp.max(jnp.abs(a))), 1e-30)
                   for a, b in zip(g_d, g_b))
-        with losses.unrolled_tiles(), info_nce_impl("blockwise"):
+        with info_nce_impl("blockwise", unroll=True):
             unrolled = jax.jit(vg).lower(views).compile()
         times = alternate({impl: functools.partial(
             lambda c, v: jax.block_until_ready(c(v)), comp[impl], views) for impl in IMPLS},
@@ -252,9 +255,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tau", type=float, default=0.2)
     ap.add_argument("--cl-w", type=float, default=0.5)
     ap.add_argument("--block-rows", type=int, default=None,
-                    help="blockwise tile rows (default: losses.tile_shape's)")
+                    help="blockwise tile rows (default: infonce.tile_shape's)")
     ap.add_argument("--block-cols", type=int, default=None,
-                    help="blockwise tile columns (default: losses.tile_shape's)")
+                    help="blockwise tile columns (default: infonce.tile_shape's)")
     ap.add_argument("--reps", type=int, default=7, help="timed rounds per term (7)")
     ap.add_argument("--shape", default="baby", help="step data shape (baby)")
     ap.add_argument("--steps", default="released,paper",
@@ -274,7 +277,7 @@ def main(argv=None) -> int:
 
     TILE.update({k: v for k, v in (("block_rows", args.block_rows),
                                    ("block_cols", args.block_cols)) if v})
-    tile = losses.tile_shape(args.batch_size, args.batch_size, args.block_rows, args.block_cols)
+    tile = infonce.tile_shape(args.batch_size, args.batch_size, args.block_rows, args.block_cols)
     t0, load_start = time.perf_counter(), os.getloadavg()
     plat = jax.devices()[0].platform
     log = functools.partial(print, file=sys.stderr, flush=True)
