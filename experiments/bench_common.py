@@ -25,8 +25,7 @@ MALLOC_HELP = ("host allocator (recgoat_jax/hostmem.py): auto = what `recgoat tr
 def header(note: str | None = None, load_start=None, device_platform: str | None = None,
            **kw) -> dict:
     """provenance.header: command, date, note, commit, machine, versions, allocator."""
-    return provenance.header(note=note, load_start=load_start,
-                             device_platform=device_platform, **kw)
+    return provenance.header(None, note, load_start, device_platform, **kw)
 
 
 def add_malloc(ap) -> None:

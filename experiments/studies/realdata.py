@@ -24,6 +24,8 @@ recgoat_user_template) and the blend model (item kNN + user-text kNN, weight on 
 
 from __future__ import annotations
 
+import dataclasses
+
 from recgoat_jax.sweep import Row, Study
 
 DATA = {"ml100k-dev": {"main": "data/ml100k-dev"},
@@ -142,8 +144,6 @@ def extra(summary: dict) -> dict:
 def study(datasets, args=None) -> Study:
     """The study on `datasets`; a dataset with a `text` build also gets the template one
     (its main build) for recgoat_user_template."""
-    import dataclasses
-
     datasets = tuple(dataclasses.replace(d, builds={**d.builds, "text_template": d.builds["main"]})
                      if "text" in d.builds else d for d in datasets)
     return Study("realdata", "Real-data results: every model tuned on VALID only",

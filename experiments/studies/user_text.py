@@ -32,8 +32,7 @@ ROWS = tuple(r for r in realdata.ROWS if r.name in ("lightgcn", "freedom", "recg
 
 
 def study(datasets, args=None) -> Study:
-    base = realdata.study(datasets)
-    return dataclasses.replace(base, name="user_text", rows=ROWS,
+    return dataclasses.replace(realdata.study(datasets), name="user_text", rows=ROWS,
                                title="RecGOAT with real user text (issue 22)")
 
 
