@@ -1,30 +1,35 @@
 """One config schema: frozen dataclasses, YAML files, `--set key=value` overrides.
 
-Sections data / train / eval (classes here) and model, the chosen model's own dataclass
-(model.name -> model/registry.py -> model/<name>_config.py). An unknown key, a wrong type
-or a bad value is a ConfigError naming the key; each section class declares CHOICES
-{field: allowed values} and RANGES {field: (test, what is expected)}; floats must be finite."""
+Sections data / train / eval / run (classes here) and model, the chosen model's own
+dataclass (model.name -> the table in model/configs.py -> model/<name>_config.py), which
+also holds the model's loss weights. An unknown key, a wrong type or a bad value is a
+ConfigError naming the key, and so is a key that moved (MOVED_KEYS, MOVED_MODEL_KEYS, the
+model classes' FORMER_KEYS); each section class declares CHOICES {field: allowed values}
+and RANGES {field: (test, what is expected)}; floats must be finite."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
 import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
 
-from recgoat_jax.errors import ConfigError, did_you_mean
-
-
 from recgoat_jax.config_checks import (BELOW_1, INITS, KNN_BACKENDS,  # noqa: F401 (re-exported)
-                                       NON_NEGATIVE, POSITIVE, UNIT, at_least)
+                                       NON_NEGATIVE, POSITIVE, UNIT, at_least, check_range,
+                                       coerce)
+from recgoat_jax.errors import ConfigError, did_you_mean
+from recgoat_jax.model import configs as model_configs
 
 # model keys that moved into a group -> their new place (a one-line error names it)
 MOVED_MODEL_KEYS = {"knn_k": "knn.k", "user_knn_k": "knn.user_k", "knn_backend": "knn.backend",
                     "gat_layers": "gat.layers", "gat_heads": "gat.heads", "item_gat": "gat.on_items"}
+# keys that moved to another section, whatever the model (a one-line error names the new
+# place); the train keys that became a model's own loss settings are each model config
+# class's FORMER_KEYS instead (the new place depends on the model)
+MOVED_KEYS = {f"train.{k}": f"run.{k}" for k in (
+    "checkpoint", "tensorboard", "data_parallel", "distributed", "model_parallel")}
 DEFAULT_MODEL = "lightgcn"  # model.name when a config names none
 
 
@@ -38,16 +43,14 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
+    """How every model is trained. A model's own loss weights are in its model section
+    (RecGOAT: model.loss; LightGCN / MF: model.emb_loss_weight; FREEDOM:
+    model.mm_bpr_weight); where a run writes and on which devices it runs is `run`."""
+
     epochs: int = 1000
     batch_size: int = 2048
     lr: float = 1e-3
     seed: int = 999
-    reg_weight: float = 1e-4
-    lambda_cl: float = 0.0
-    lambda_ot: float = 0.0
-    cl_tau: float = 0.2
-    cl_w: float = 0.5
-    cl_rows: int = 0  # CMCL on the first cl_rows rows of each batch (0 = all; InfoNCE costs B^2)
     exclude_train_negatives: bool = True  # MMRec: negatives avoid the user's train items
     drop_last: bool = False  # False: the last batch is padded with masked examples
     eval_every: int = 1
@@ -57,20 +60,29 @@ class TrainConfig:
     patience: int = 20
     min_epochs: int = 0
     warmup_steps: int = 2000
-    checkpoint: bool = True
+    # bf16 matmuls, fp32 params and losses; only models whose config class lists it in
+    # HONOURS have a bf16 path (MODEL_SPECIFIC: true for another model is an error)
+    mixed_precision: bool = False
+
+    RANGES: ClassVar[dict] = {
+        "epochs": at_least(1), "batch_size": at_least(1), "lr": POSITIVE, "seed": at_least(0),
+        "eval_every": at_least(1), "patience": at_least(1), "min_epochs": at_least(0),
+        "warmup_steps": at_least(0)}
+    # keys only some models read -> what a model lacks without it (the error's words)
+    MODEL_SPECIFIC: ClassVar[dict] = {"mixed_precision": "mixed-precision (bf16) path"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Run-time switches: what a run writes besides metrics, and its devices / processes."""
+
+    checkpoint: bool = True  # orbax `latest` / `best` in <run_dir>/checkpoints/
     tensorboard: bool = True  # event files of metrics.jsonl's scalars in <run_dir>/tb/
-    mixed_precision: bool = False  # bf16 matmuls, fp32 params and losses
     data_parallel: bool = False  # split the batch over all local devices
     distributed: bool = False  # jax.distributed.initialize() (multi-process / multi-host)
     model_parallel: int = 1  # data_parallel: size of the mesh's 'model' axis (row-sharded tables)
 
-    RANGES: ClassVar[dict] = {
-        "epochs": at_least(1), "batch_size": at_least(1), "lr": POSITIVE, "seed": at_least(0),
-        "reg_weight": NON_NEGATIVE, "lambda_cl": NON_NEGATIVE, "lambda_ot": NON_NEGATIVE,
-        "cl_tau": POSITIVE, "cl_w": UNIT, "cl_rows": at_least(0),  # 0: all rows
-        "eval_every": at_least(1), "patience": at_least(1), "min_epochs": at_least(0),
-        "warmup_steps": at_least(0),
-        "model_parallel": at_least(1)}  # must also divide the device count
+    RANGES: ClassVar[dict] = {"model_parallel": at_least(1)}  # must also divide the device count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,11 +95,8 @@ class EvalConfig:
 
 
 def model_class(name: str) -> type:
-    """The config dataclass of model `name` (model/registry.py); ConfigError if unknown."""
-    # imported here: the model config modules import this module's checks
-    from recgoat_jax.model import registry
-
-    return registry.config_class(name)
+    """The config dataclass of model `name` (model/configs.py); ConfigError if unknown."""
+    return model_configs.config_class(name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +106,7 @@ class Config:
     model: Any = dataclasses.field(default_factory=lambda: model_class(DEFAULT_MODEL)())
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    run: RunConfig = RunConfig()
     run_dir: str = ""  # default: runs/<dataset>-<model>-<timestamp>
 
 
@@ -117,86 +127,11 @@ def _numeric_fields(cls: type, prefix: str = "") -> list[str]:
 
 
 def sections() -> list[tuple[str, type]]:
-    """(prefix, class) of every section of the schema: data, train, eval and each
+    """(prefix, class) of every section of the schema: data, train, eval, run and each
     registered model's config (all under 'model.')."""
-    from recgoat_jax.model import registry
-
-    return ([("data.", DataConfig), ("train.", TrainConfig), ("eval.", EvalConfig)]
-            + [("model.", registry.MODELS[n].config) for n in registry.names()])
-
-
-def _check_range(key: str, value: Any, check: tuple | None) -> None:
-    """ConfigError unless every number in value is finite and passes check (test, expected)."""
-    test, expected = check or (None, "")
-    if isinstance(value, tuple):
-        if key == "eval.ks" and not value:
-            raise ConfigError(f"config key {key!r}: expected at least one K, got []")
-        for v in value:
-            num = v[1] if isinstance(v, tuple) else v
-            if isinstance(num, (int, float)) and not isinstance(num, bool):
-                _check_one(key, num, test, expected, shown=list(value) if not isinstance(
-                    v, tuple) else dict(value))
-        return
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        _check_one(key, value, test, expected, shown=value)
-
-
-def _check_one(key, v, test, expected, shown) -> None:
-    if isinstance(v, float) and not math.isfinite(v):
-        raise ConfigError(f"config key {key!r}: expected a finite number, got {shown!r}")
-    if test is not None and not test(v):
-        raise ConfigError(f"config key {key!r}: expected {expected}, got {shown!r}")
-
-
-def _coerce(value: Any, tp: Any, key: str, allowed: tuple = ()) -> Any:
-    """Checks/converts a YAML value to the dataclass field type (allowed: its CHOICES)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, args[0], key)
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        inner = args[0]
-        if typing.get_origin(inner) is tuple:  # pairs, e.g. init_weights
-            if isinstance(value, dict):
-                value = list(value.items())
-            return tuple(tuple(_coerce(v, a, key) for v, a in zip(p, typing.get_args(inner)))
-                         for p in value)
-        return tuple(_coerce(v, inner, key) for v in value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}") from None
-        if f != int(f):
-            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
-        return int(f)
-    if tp is float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}") from None
-    if tp is str:
-        if isinstance(value, bool) and "on" in allowed:
-            return "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
-        return str(value)
-    raise ConfigError(f"config key {key!r}: unsupported type {tp}")
+    return ([("data.", DataConfig), ("train.", TrainConfig), ("eval.", EvalConfig),
+             ("run.", RunConfig)]
+            + [("model.", model_configs.MODELS[n].config) for n in model_configs.names()])
 
 
 def _build(cls: type, values: dict, prefix: str, model: str = "") -> Any:
@@ -212,8 +147,7 @@ def _build(cls: type, values: dict, prefix: str, model: str = "") -> Any:
             group, _, leaf = moved.partition(".")
             if group in fields and leaf in {f.name for f in dataclasses.fields(hints[group])}:
                 # a config written before the groups
-                raise ConfigError(f"config key {full!r} is now 'model.{moved}'; "
-                                  f"rename it there (e.g. --set model.{moved}={value})")
+                raise ConfigError(_rename(full, f"model.{moved}", value))
             raise ConfigError(_unknown_key(key, full, fields, prefix, model))
         tp = hints[key]
         if cls is Config and key == "model":
@@ -224,11 +158,11 @@ def _build(cls: type, values: dict, prefix: str, model: str = "") -> Any:
             kwargs[key] = _build(tp, value, full + ".", model)
         else:
             allowed = getattr(cls, "CHOICES", {}).get(key, ())
-            kwargs[key] = _coerce(value, tp, full, allowed)
+            kwargs[key] = coerce(value, tp, full, allowed)
             if allowed and kwargs[key] not in allowed:
                 raise ConfigError(f"config key {full!r}: expected one of {', '.join(allowed)}, "
                                   f"got {kwargs[key]!r}")
-            _check_range(full, kwargs[key], getattr(cls, "RANGES", {}).get(key))
+            check_range(full, kwargs[key], getattr(cls, "RANGES", {}).get(key))
     return cls(**kwargs)
 
 
@@ -236,7 +170,7 @@ def _build_model(values: Any) -> Any:
     """The model section: the dataclass of model.name (default DEFAULT_MODEL), built."""
     if not isinstance(values, dict):
         raise ConfigError("config key 'model': expected a mapping")
-    name = _coerce(values.get("name", DEFAULT_MODEL), str, "model.name")
+    name = coerce(values.get("name", DEFAULT_MODEL), str, "model.name")
     return _build(model_class(name), {**values, "name": name}, "model.", model=name)
 
 
@@ -246,9 +180,7 @@ def _unknown_key(key: str, full: str, fields, prefix: str, model: str) -> str:
     hint = did_you_mean(key, fields, prefix)
     if not model:
         return f"unknown config key {full!r}; {hint or 'known keys here: ' + ', '.join(sorted(fields))}"
-    from recgoat_jax.model import registry
-
-    owners = [m for m in registry.models_with_key(key) if m != model] if prefix == "model." else []
+    owners = [m for m in model_configs.models_with_key(key) if m != model] if prefix == "model." else []
     where = ""
     if owners:
         names = owners[0] if len(owners) == 1 else f"{', '.join(owners[:-1])} and {owners[-1]}"
@@ -327,12 +259,81 @@ def make_config(path: str | Path | None = None, overrides: list[str] = (), **top
         values = _merge(values, parse_override(o))
     for k, v in top.items():
         values = _merge(values, {k: v})
-    return _check_metric(_build(Config, values, ""))
+    return _build_config(values)
 
 
 def replace(cfg: Config, **sections: dict) -> Config:
     """Returns cfg with some fields of some sections replaced: replace(cfg, model={'dim': 8})."""
-    return _check_metric(_build(Config, _merge(to_dict(cfg), sections), ""))
+    return _build_config(_merge(to_dict(cfg), sections))
+
+
+def _build_config(values: dict) -> Config:
+    """The Config of nested values: moved keys, then every section, then the checks
+    across sections (eval.metric, the train keys only some models read)."""
+    _check_moved(values)
+    return _check_model_specific(_check_metric(_build(Config, values, "")))
+
+
+def _model_name(values: dict) -> str:
+    model = values.get("model")
+    name = model.get("name", DEFAULT_MODEL) if isinstance(model, dict) else DEFAULT_MODEL
+    return coerce(name, str, "model.name")
+
+
+def _check_moved(values: dict) -> None:
+    """A one-line ConfigError for a key that moved out of its section: to `run`
+    (MOVED_KEYS), or a former train key that is now a model's own setting (the model
+    config classes' FORMER_KEYS: {old key: (new key under model., what it weighs)})."""
+    for section, keys in values.items():
+        if not isinstance(keys, dict) or section == "model":
+            continue
+        for key, value in keys.items():
+            full = f"{section}.{key}"
+            if full in MOVED_KEYS:
+                raise ConfigError(_rename(full, MOVED_KEYS[full], value))
+            owners = {n: e.config for n, e in model_configs.MODELS.items()
+                      if full in getattr(e.config, "FORMER_KEYS", {})}
+            if not owners:
+                continue
+            name = _model_name(values)
+            cls = model_class(name)
+            if name in owners:
+                raise ConfigError(_rename(full, "model." + cls.FORMER_KEYS[full][0], value))
+            new, what = next(iter(owners.values())).FORMER_KEYS[full]
+            theirs = ", ".join(f"{c.__name__.removesuffix('Config')}'s is "
+                               f"model.{c.FORMER_KEYS[full][0]}" for c in owners.values())
+            raise ConfigError(f"config key {full!r}: {name} has no {what} ({theirs})")
+
+
+def _rename(old: str, new: str, value: Any) -> str:
+    shown = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    return f"config key {old!r} is now {new!r}; rename it there (e.g. --set {new}={shown})"
+
+
+def _check_model_specific(cfg: Config) -> Config:
+    """ConfigError when a key is changed from its default for a model that does not read
+    it: a TrainConfig.MODEL_SPECIFIC key the model's config class does not list in
+    HONOURS, or any train / run key for a model fitted in one pass (its config class has
+    FITTED true: nothing is trained, checkpointed or spread over devices)."""
+    if getattr(type(cfg.model), "FITTED", False):
+        for section, cls in (("train", TrainConfig), ("run", RunConfig)):
+            for f in dataclasses.fields(cls):
+                value, default = getattr(getattr(cfg, section), f.name), getattr(cls(), f.name)
+                if value != default:
+                    raise ConfigError(
+                        f"config key '{section}.{f.name}': {cfg.model.name} is fitted in one "
+                        f"pass, not trained, and reads no {section} key; leave it at its "
+                        f"default ({str(default).lower() if isinstance(default, bool) else default})")
+    honours = getattr(type(cfg.model), "HONOURS", ())
+    for key, what in TrainConfig.MODEL_SPECIFIC.items():
+        value, default = getattr(cfg.train, key), getattr(TrainConfig(), key)
+        if value != default and f"train.{key}" not in honours:
+            readers = [n for n, e in model_configs.MODELS.items()
+                       if f"train.{key}" in getattr(e.config, "HONOURS", ())]
+            raise ConfigError(f"config key 'train.{key}': {cfg.model.name} has no {what} "
+                              f"(only {', '.join(readers) or 'no model'} reads it); "
+                              f"leave it {str(default).lower()}")
+    return cfg
 
 
 # the metric table (evaluate/metrics.py computes them in this order); here so that a

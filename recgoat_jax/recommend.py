@@ -118,15 +118,15 @@ def load_run(run_dir: str | Path, checkpoint: str = "best",
     overrides = [f"data.dataset={dataset}"] if dataset else []
     overrides += [f"data.root={root}"] if root else []
     # inference runs on one device of one process, whatever the run was trained with
-    overrides += ["train.data_parallel=false", "train.distributed=false"]
+    overrides += ["run.data_parallel=false", "run.distributed=false"]
     cfg = config_lib.make_config(cfg_path, overrides)
     setup = build_run(cfg)
     if is_fitted(setup.model):
-        params, _ = setup.model.fit(setup.dataset, setup.evaluator)
+        params, _ = setup.model.fit(setup.inputs, setup.evaluator)
         return LoadedRun(setup, params, 0, "fit")
     if no_ckpt:
         raise UserError(f"{ckpt_dir}: no '{checkpoint}' checkpoint (was the run trained with "
-                        "train.checkpoint false, or stopped before its first evaluation?)")
+                        "run.checkpoint false, or stopped before its first evaluation?)")
     like_state = setup.abstract_state()  # structure only: params, or the whole train state
     ckpts = Checkpoints(run_dir)
     try:

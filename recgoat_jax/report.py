@@ -72,10 +72,12 @@ def read_run(run_dir: str | Path) -> dict:
 
 
 def config_differences(runs: list[dict]) -> list[str]:
-    """The config keys whose values are not the same in every run (run_dir aside)."""
-    keys = sorted(set().union(*(r["config"] for r in runs)))
+    """The config keys that every run has and whose values are not the same in all of them
+    (run_dir aside). A key only some runs have (another model's section) is left out: its
+    difference is model.name's."""
+    keys = sorted(set.intersection(*(set(r["config"]) for r in runs))) if runs else []
     return [k for k in keys if k != "run_dir"
-            and len({json.dumps(r["config"].get(k), sort_keys=True) for r in runs}) > 1]
+            and len({json.dumps(r["config"][k], sort_keys=True) for r in runs}) > 1]
 
 
 def _num(v) -> str:
@@ -98,7 +100,7 @@ def report_table(runs: list[dict], groups: bool = False) -> str:
             + [f"test R@20 {label}" for label in labels] + ["time"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
-        differs = ", ".join(f"{k}={r['config'].get(k)}" for k in diff) or "-"
+        differs = ", ".join(f"{k}={r['config'][k]}" for k in diff) or "-"
         cells = [Path(r["run"]).name + (" (partial)" if r["partial"] else ""), differs,
                  "fitted" if r["fitted"] else
                  "-" if r["best_epoch"] is None else str(r["best_epoch"])]
@@ -106,7 +108,8 @@ def report_table(runs: list[dict], groups: bool = False) -> str:
         cells += [_num(r["groups"].get(label, {}).get(METRICS[0])) for label in labels]
         cells.append("-" if r["time_s"] is None else f"{r['time_s']:.0f}s")
         lines.append("| " + " | ".join(cells) + " |")
-    if len(runs) > 1 and not diff:
+    same = [{k: v for k, v in r["config"].items() if k != "run_dir"} for r in runs]
+    if len(runs) > 1 and all(c == same[0] for c in same):
         lines.append("(the runs' configs are identical)")
     return "\n".join(lines)
 
@@ -115,8 +118,8 @@ EPILOG = """examples:
   recgoat report runs/demo-recgoat-20260101-120000   # table + RUN/curves.png
   recgoat report runs/demo-* --plots plots/  # plots/<run>.png each, plots/compare.png
   recgoat report runs/a runs/b --json --no-plots > cmp.json
-Columns: the config keys whose values differ between the runs, the best VALID epoch,
-valid/test Recall@20 and NDCG@20 at that epoch (results.json), wall time; with
+Columns: the config keys that all the runs have and whose values differ, the best VALID
+epoch, valid/test Recall@20 and NDCG@20 at that epoch (results.json), wall time; with
 --groups, test Recall@20 per group of users by train items (results.json "groups").
 A fitted model (itemknn, blend) shows "fitted" as its best epoch and has no curves.
 Curves (PNG, 1200x360, from metrics.jsonl): the train loss parts and valid Recall@20 /

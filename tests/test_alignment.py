@@ -9,7 +9,7 @@ import optax
 import pytest
 from scipy.special import logsumexp
 
-from recgoat_jax.losses import info_nce
+from recgoat_jax.infonce import info_nce
 from recgoat_jax.model import alignment as A
 
 I, D = 64, 8

@@ -3,6 +3,7 @@ lookup, the range check of every numeric config key, the non-finite loss message
 --resume shape-change error, the unused-id warning, `report`, and packaging."""
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -171,11 +172,12 @@ def test_messages_name_the_commands_of_the_install(tmp_path, monkeypatch):
     from recgoat_jax.data.load import resolve_dataset_dir
     from recgoat_jax.features import hf
     assert errors.source_checkout() == ROOT  # the tests run from the checkout
-    checkout = str(pytest.raises(UserError, resolve_dataset_dir, "bbay", tmp_path).value)
-    assert "`make data DATASET=bbay` then `make features DATASET=bbay`" in checkout
+    # a name close to none known: the commands name it as given ('bbay' would get 'baby')
+    checkout = str(pytest.raises(UserError, resolve_dataset_dir, "qzx", tmp_path).value)
+    assert "`make data DATASET=qzx` then `make features DATASET=qzx`" in checkout
     monkeypatch.setattr(errors, "source_checkout", lambda: None)
     pip = str(pytest.raises(UserError, resolve_dataset_dir, "bbay", tmp_path).value)
-    assert ("`recgoat data --dataset bbay` then `recgoat features --dataset bbay` "
+    assert ("`recgoat data --dataset baby` then `recgoat features --dataset baby` "
             "(recgoat data --help)") in pip and "make " not in pip
     assert "--dataset bbay: no such directory" in str(pytest.raises(
         UserError, resolve_dataset_dir, "bbay", tmp_path, option="--dataset").value)
@@ -194,6 +196,30 @@ def test_help_and_messages_use_the_current_flag_names():
         text = f.read_text()
         for stale in ("--model PATH", "pass --model", "(cli data", "--no-progress` ("):
             assert stale not in text, f"{f}: {stale!r}"
+
+
+def test_unknown_model_is_the_first_line_printed(tmp_path):
+    """`recgoat train --model lightgcnn`: the error is the only line (no 'config: (none)'
+    line about a config search for a model that does not exist)."""
+    r = _run("train", "--model", "lightgcnn", cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: config key 'model.name': unknown model 'lightgcnn'; did you mean 'lightgcn'? "
+        "expected one of "), lines
+
+
+def test_dataset_typo_hint_names_the_close_dataset_in_every_command(tmp_path):
+    """A typo of an existing dataset: the message suggests the close name, and every
+    command it prints (make data / make features) names that dataset, not the typo."""
+    (tmp_path / "data" / "debian-deps-dev").mkdir(parents=True)
+    for args in (("train", "--dataset", "debian-deps-de"),
+                 ("features", "--dataset", "debian-deps-de")):
+        r = _run(*args, cwd=tmp_path)
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 2 and "(did you mean 'debian-deps-dev'?)" in last, last
+        commands = re.findall(r"`([^`]*)`", last)
+        assert commands and all(c.endswith("DATASET=debian-deps-dev") for c in commands), last
 
 
 def test_missing_dataset_answers_before_jax_is_imported(tmp_path):
@@ -243,7 +269,7 @@ def test_recgoat_without_config_is_the_full_model():
     cfg = make_config(path)
     assert (cfg.model.name, cfg.model.oat, cfg.model.cmcl, cfg.model.fusion) == (
         "recgoat", "paper", "paper", "residual")
-    assert cfg.train.lambda_ot == 0.1 and cfg.train.lr == 0.005  # values of recgoat.yaml
+    assert cfg.model.loss.ot_weight == 0.1 and cfg.train.lr == 0.005  # values of recgoat.yaml
 
 
 def test_train_prints_the_config_it_uses():
@@ -276,10 +302,13 @@ def test_dataset_alias_finds_the_directory(tmp_path):
     ("train.epochs=0", "'train.epochs': expected an integer >= 1, got 0"),
     ("train.patience=0", "'train.patience': expected an integer >= 1, got 0"),
     ("train.eval_every=0", "'train.eval_every': expected an integer >= 1"),
-    ("train.reg_weight=-1e-4", "'train.reg_weight': expected a number >= 0"),
-    ("train.lambda_cl=-0.1", "'train.lambda_cl': expected a number >= 0"),
-    ("train.cl_tau=0", "'train.cl_tau': expected a number > 0"),
-    ("train.cl_w=1.5", "'train.cl_w': expected a number in [0, 1]"),
+    ("model.loss.l2_weight=-1e-4", "'model.loss.l2_weight': expected a number >= 0"),
+    ("model.loss.cl_weight=-0.1", "'model.loss.cl_weight': expected a number >= 0"),
+    ("model.loss.cl_tau=0", "'model.loss.cl_tau': expected a number > 0"),
+    ("model.loss.cl_w=1.5", "'model.loss.cl_w': expected a number in [0, 1]"),
+    ("model.loss.cl_rows=-1", "'model.loss.cl_rows': expected an integer >= 0"),
+    ("model.loss.ot_weight=-1", "'model.loss.ot_weight': expected a number >= 0"),
+    ("run.model_parallel=0", "'run.model_parallel': expected an integer >= 1"),
     ("train.seed=-1", "'train.seed': expected an integer >= 0"),
     ("model.dropout=1.0", "'model.dropout': expected a number in [0, 1), got 1.0"),
     ("model.dropout=-0.1", "'model.dropout': expected a number in [0, 1)"),
@@ -294,6 +323,7 @@ def test_dataset_alias_finds_the_directory(tmp_path):
     ("model.init_weights=[[text,-0.5]]", "'model.init_weights': expected a number >= 0"),
     ("model.init_weights=[[text,.inf]]", "'model.init_weights': expected a finite number"),
     ("model.mm_image_weight=2", "'model.mm_image_weight': expected a number in [0, 1]"),
+    ("model.mm_bpr_weight=-1", "'model.mm_bpr_weight': expected a number >= 0"),
     ("eval.ks=[5,0]", "'eval.ks': expected an integer >= 1, got [5, 0]"),
     ("eval.ks=[]", "'eval.ks': expected at least one K"),
     ("eval.batch_users=0", "'eval.batch_users': expected an integer >= 1"),
@@ -324,7 +354,7 @@ def test_every_numeric_key_has_a_range():
 
 def test_range_edges_are_accepted():
     cfg = make_config(overrides=["model.name=recgoat", "model.dropout=0", "model.n_layers=0",
-                                 "train.cl_rows=0", "train.epochs=1", "train.patience=1",
+                                 "model.loss.cl_rows=0", "train.epochs=1", "train.patience=1",
                                  "model.ot.paper.tau=1"])
     assert (cfg.model.dropout, cfg.train.epochs, cfg.model.ot.paper.tau) == (0.0, 1, 1.0)
 
@@ -335,8 +365,29 @@ def test_train_names_another_models_key(capsys):
     assert cli.main(["train", "--set", "model.knn.k=5", "--model", "lightgcn"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == ("error: unknown config key 'model.knn': not a key of lightgcn "
-                       "(freedom and recgoat have it); lightgcn's keys: dim, init, n_layers, "
-                       "name")
+                       "(freedom and recgoat have it); lightgcn's keys: dim, emb_loss_weight, "
+                       "init, n_layers, name")
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--model", "lightgcn", "--set", "train.lambda_cl=0.5"],
+     "error: config key 'train.lambda_cl': lightgcn has no contrastive loss (RecGOAT's is "
+     "model.loss.cl_weight)"),
+    (["--model", "recgoat", "--set", "train.lambda_cl=0.5"],
+     "error: config key 'train.lambda_cl' is now 'model.loss.cl_weight'; rename it there "
+     "(e.g. --set model.loss.cl_weight=0.5)"),
+    (["--model", "freedom", "--set", "train.reg_weight=0.001"],
+     "error: config key 'train.reg_weight' is now 'model.mm_bpr_weight'; rename it there "
+     "(e.g. --set model.mm_bpr_weight=0.001)"),
+    (["--model", "mf", "--set", "train.checkpoint=false"],
+     "error: config key 'train.checkpoint' is now 'run.checkpoint'; rename it there "
+     "(e.g. --set run.checkpoint=false)"),
+])
+def test_train_names_a_moved_key_in_one_line(capsys, args, line):
+    """Keys that left train (issue 28): one line, before any dataset or JAX work."""
+    assert cli.main(["train", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == line and "Traceback" not in "\n".join(err)
 
 
 # ---------------------------------------------------------------- training errors

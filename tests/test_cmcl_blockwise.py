@@ -1,5 +1,5 @@
-"""Blockwise InfoNCE (losses.info_nce, weighted_row_logsumexp) against the dense form it
-replaced (losses._dense_info_nce), and both CMCL forms built on it.
+"""Blockwise InfoNCE (infonce.info_nce, weighted_row_logsumexp) against the dense form it
+replaced (infonce.dense_info_nce), and both CMCL forms built on it.
 
 Tolerances (float32; inputs standard normal, so no two logits tie): the loss to rtol 2e-6
 plus atol 1e-6 (the blockwise and dense sums round differently; a 1-row batch's loss is
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from recgoat_jax import losses
+from recgoat_jax import infonce
 from recgoat_jax.model import alignment as A
 
 RTOL_VALUE = 2e-6
@@ -63,10 +63,10 @@ def test_info_nce_equals_dense(b, br, bc):
     """Fixed shift and streamed row maximum, with every 5th row padding (weight 0)."""
     a, bb, w = _inputs(b, 16, seed=b + br, zero_rows=range(0, b, 5)[1:])
     fixed, online, ref = _value_and_grads(
-        [lambda x, y: losses.info_nce(x, y, 0.2, w, block_rows=br, block_cols=bc),
-         lambda x, y: losses.info_nce(x, y, 0.2, w, block_rows=br, block_cols=bc,
+        [lambda x, y: infonce.info_nce(x, y, 0.2, w, block_rows=br, block_cols=bc),
+         lambda x, y: infonce.info_nce(x, y, 0.2, w, block_rows=br, block_cols=bc,
                                       online_max=True),
-         lambda x, y: losses._dense_info_nce(x, y, 0.2, w)], a, bb)
+         lambda x, y: infonce.dense_info_nce(x, y, 0.2, w)], a, bb)
     _assert_close(fixed, ref)
     _assert_close(online, ref)
 
@@ -78,8 +78,8 @@ def test_info_nce_small_and_large_tau(tau):
     streamed (across 3 column tiles); tau 1: the fixed shift."""
     a, bb, w = _inputs(90, 8, seed=3)
     got, ref = _value_and_grads(
-        [lambda x, y: losses.info_nce(x, y, tau, w, block_rows=32, block_cols=32),
-         lambda x, y: losses._dense_info_nce(x, y, tau, w)], a, bb)
+        [lambda x, y: infonce.info_nce(x, y, tau, w, block_rows=32, block_cols=32),
+         lambda x, y: infonce.dense_info_nce(x, y, tau, w)], a, bb)
     _assert_close(got, ref)
 
 
@@ -91,11 +91,11 @@ def test_masked_rows_and_a_fully_masked_tile():
     b, br, bc = 80, 16, 20
     a, bb, w = _inputs(b, 8, seed=4, zero_rows=list(range(60, 80)) + [3, 17])
     a2 = a.at[60:].set(7.0 * a[60:] + 1.0)
-    fs = [functools.partial(losses.info_nce, tau=0.2, weight=w, block_rows=br, block_cols=bc,
+    fs = [functools.partial(infonce.info_nce, tau=0.2, weight=w, block_rows=br, block_cols=bc,
                             online_max=om) for om in (False, True)]
     fixed, online, moved, ref = _value_and_grads(
         [lambda x, y, x2: fs[0](x, y), lambda x, y, x2: fs[1](x, y),
-         lambda x, y, x2: fs[1](x2, y), lambda x, y, x2: losses._dense_info_nce(x, y, 0.2, w)],
+         lambda x, y, x2: fs[1](x2, y), lambda x, y, x2: infonce.dense_info_nce(x, y, 0.2, w)],
         a, bb, a2)
     ref = (ref[0], ref[1][:2])  # d/dx, d/dy
     for v, (gx, gy, _) in (fixed, online):
@@ -106,7 +106,7 @@ def test_masked_rows_and_a_fully_masked_tile():
 
 def test_all_rows_masked_is_finite_zero():
     a, bb, w = _inputs(12, 4, seed=5, zero_rows=range(12))
-    out = _value_and_grads([functools.partial(losses.info_nce, tau=0.2, weight=w, block_rows=5,
+    out = _value_and_grads([functools.partial(infonce.info_nce, tau=0.2, weight=w, block_rows=5,
                                               block_cols=5, online_max=om)
                             for om in (False, True)], a, bb)
     for v, (ga, gb) in out:
@@ -120,11 +120,11 @@ def test_no_weight_and_bf16_inputs():
     a16, b16 = a.astype(jnp.bfloat16), bb.astype(jnp.bfloat16)
     up = lambda x: x.astype(jnp.float32)
     got, ref, got16, ref16 = _value_and_grads(
-        [lambda x, y, *_: losses.info_nce(x, y, 0.2, block_rows=16),
-         lambda x, y, *_: losses._dense_info_nce(x, y, 0.2),
+        [lambda x, y, *_: infonce.info_nce(x, y, 0.2, block_rows=16),
+         lambda x, y, *_: infonce.dense_info_nce(x, y, 0.2),
          # bf16 views are computed in float32: the dense form on the same rounded rows
-         lambda x, y, x16, y16: losses.info_nce(x16, y16, 0.2, block_rows=16),
-         lambda x, y, x16, y16: losses._dense_info_nce(up(x16), up(y16), 0.2)],
+         lambda x, y, x16, y16: infonce.info_nce(x16, y16, 0.2, block_rows=16),
+         lambda x, y, x16, y16: infonce.dense_info_nce(up(x16), up(y16), 0.2)],
         a, bb, a16, b16)
     _assert_close(got, ref)
     assert got16[0].dtype == jnp.float32
@@ -144,28 +144,28 @@ def _largest_buffer(f, *args) -> int:
 def test_no_batch_by_batch_array_in_value_or_gradient(br, bc):
     b = 1024
     a, bb, w = _inputs(b, 8, seed=7)
-    grad = jax.value_and_grad(lambda x, y: losses.info_nce(x, y, 0.2, w, block_rows=br,
+    grad = jax.value_and_grad(lambda x, y: infonce.info_nce(x, y, 0.2, w, block_rows=br,
                                                            block_cols=bc), argnums=(0, 1))
     assert _largest_buffer(grad, a, bb) <= br * min(bc, b) < b * b
-    dense = jax.value_and_grad(lambda x, y: losses._dense_info_nce(x, y, 0.2, w),
+    dense = jax.value_and_grad(lambda x, y: infonce.dense_info_nce(x, y, 0.2, w),
                                argnums=(0, 1))
     assert _largest_buffer(dense, a, bb) >= b * b  # the check sees the dense form's array
 
 
 @pytest.mark.slow  # compiles its own blockwise and dense programs: ~1.5-3.5 s on a cold cache
 def test_unrolled_tiles_same_value_and_full_cost():
-    """losses.unrolled_tiles (for XLA's cost analysis, which counts a loop body once)
-    computes the same loss and counts every tile: >= 3 products of 2 B^2 d FLOPs."""
+    """info_nce(unroll=True) (for XLA's cost analysis, which counts a loop body once)
+    computes the same loss and counts every tile: >= 3 products of 2 B^2 d FLOPs. The
+    switch is an argument, so the two forms are two traces without clearing any cache."""
     b, d = 128, 16
     a, bb, w = _inputs(b, d, seed=8)
 
-    def f(x, y):
-        return losses.info_nce(x, y, 0.2, w, block_rows=32)
+    def f(x, y, unroll=False):
+        return infonce.info_nce(x, y, 0.2, w, block_rows=32, unroll=unroll)
 
-    vg = jax.value_and_grad(f, argnums=(0, 1))
-    rolled = jax.jit(vg).lower(a, bb).compile()
-    with losses.unrolled_tiles():
-        unrolled = jax.jit(vg).lower(a, bb).compile()
+    rolled = jax.jit(jax.value_and_grad(f, argnums=(0, 1))).lower(a, bb).compile()
+    unrolled = jax.jit(jax.value_and_grad(lambda x, y: f(x, y, unroll=True),
+                                          argnums=(0, 1))).lower(a, bb).compile()
     np.testing.assert_allclose(float(unrolled(a, bb)[0]), float(rolled(a, bb)[0]), rtol=1e-6)
     flops = unrolled.cost_analysis()["flops"]
     assert flops >= 3 * 2 * b * b * d
@@ -195,7 +195,7 @@ def test_cmcl_forms_equal_their_dense_versions(monkeypatch, form):
                                     e_u=u, z_pos=zi, w=0.5)
 
     views = _views(b, d, seed=9)
-    tiled = functools.partial(losses.info_nce, block_rows=16, block_cols=20)
+    tiled = functools.partial(infonce.info_nce, block_rows=16, block_cols=20)
 
     def with_info_nce(fn):  # the loss with alignment.info_nce swapped while it is traced
         def run(*x):
@@ -203,6 +203,7 @@ def test_cmcl_forms_equal_their_dense_versions(monkeypatch, form):
             return loss(*x)
         return run
 
-    got, ref = _value_and_grads([with_info_nce(lambda x, y, tau, wt: tiled(x, y, tau, wt)),
-                                 with_info_nce(losses._dense_info_nce)], *views)
+    got, ref = _value_and_grads([with_info_nce(lambda x, y, tau, wt, **_: tiled(x, y, tau, wt)),
+                                 with_info_nce(lambda x, y, tau, wt, **_:
+                                               infonce.dense_info_nce(x, y, tau, wt))], *views)
     _assert_close(got, ref)

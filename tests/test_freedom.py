@@ -16,6 +16,7 @@ from recgoat_jax.config import ConfigError, make_config
 from recgoat_jax.data import synthetic
 from recgoat_jax.graphs import mm_adj
 from recgoat_jax.graphs.bipartite import dense_adjacency, edge_list
+from recgoat_jax.model.base import Shapes
 from recgoat_jax.model.edge_pruning import prune_adjacency, sample_keep
 from recgoat_jax.model.freedom import FREEDOM
 from recgoat_jax.model.registry import build_model
@@ -120,7 +121,7 @@ def test_mm_adj_equals_dense_reference_random(block):
 # ----------------------------------------------------------------------------- (2) forward
 
 
-def _setup(seed=0, dim=4, n_ui_layers=2, mm_layers=1, dropout=0.8, reg_weight=1e-3):
+def _setup(seed=0, dim=4, n_ui_layers=2, mm_layers=1, dropout=0.8, mm_bpr_weight=1e-3):
     train, adj = small_graph(seed)
     rng = np.random.default_rng(seed)
     feats = {"image": rng.normal(size=(9, 5)).astype(np.float32),
@@ -130,7 +131,7 @@ def _setup(seed=0, dim=4, n_ui_layers=2, mm_layers=1, dropout=0.8, reg_weight=1e
               "item_features": {m: jnp.asarray(f) for m, f in feats.items()},
               "ui_edge_list": {k: jnp.asarray(v) for k, v in edge_list(train, 12, 9).items()}}
     model = FREEDOM(12, 9, (("image", 5), ("text", 3)), dim, n_ui_layers, mm_layers, dropout,
-                    reg_weight)
+                    mm_bpr_weight)
     params = model.init(jax.random.PRNGKey(seed), inputs)
     return model, params, inputs, train, feats
 
@@ -257,7 +258,7 @@ def test_keep_frequency_follows_degree_weights():
 
 @pytest.mark.slow
 def test_loss_equals_numpy():
-    model, params, inputs, train, _ = _setup(seed=2, reg_weight=0.3)
+    model, params, inputs, train, _ = _setup(seed=2, mm_bpr_weight=0.3)
     params = jax.tree_util.tree_map(lambda x: x * 3.0, params)  # larger scores: a real test
     batch = Batch(users=jnp.array([0, 3, 7, 11]), pos=jnp.array([1, 4, 0, 8]),
                   neg=jnp.array([2, 2, 5, 6]), weight=jnp.array([1.0, 1.0, 1.0, 0.0]))
@@ -297,7 +298,7 @@ def test_train_end_to_end(tmp_path):
                             feature_dims={"text": 16, "image": 24}, seed=0, name="tiny")
     cfg = make_config(CONFIGS / "freedom.yaml", [  # pruning 0.8 (MMRec's; freedom.yaml: 0.5)
         "model.dim=16", "model.freedom_dropout=0.8", "train.epochs=2", "train.batch_size=256",
-        "train.lr=0.01", "eval.ks=[5,10,20]", "train.checkpoint=false", f"data.root={tmp_path}"])
+        "train.lr=0.01", "eval.ks=[5,10,20]", "run.checkpoint=false", f"data.root={tmp_path}"])
     res = train(cfg, run_dir=tmp_path / "run", dataset=ds, progress=False, log=lambda s: None)
     assert res["model"] == "freedom" and res["epochs_run"] == 2
     assert all(math.isfinite(v) for v in res["test"].values()) and res["test"]["recall@20"] > 0
@@ -334,15 +335,16 @@ def test_shipped_freedom_configs():
         m, t = cfg.model, cfg.train
         assert (m.name, m.dim, m.n_layers, m.mm_layers, m.knn.k, m.mm_image_weight,
                 m.freedom_dropout, m.init) == ("freedom", 64, 2, 1, 10, 0.1, 0.8, "xavier")
-        assert (t.lr, t.batch_size, t.seed, t.epochs, t.patience, t.reg_weight) == \
+        assert (t.lr, t.batch_size, t.seed, t.epochs, t.patience, m.mm_bpr_weight) == \
             (1e-3, 2048, 999, 1000, 20, 1e-4)
         # and the model built from it carries them (config -> model wiring)
-        model = build_model(cfg, {"n_users": 5, "n_items": 7, "user_feature_dim": None,
-                                  "item_feature_dims": {"image": 3, "text": 4}})
+        model = build_model(cfg, Shapes(n_users=5, n_items=7,
+                                        item_feature_dims={"image": 3, "text": 4}))
         assert isinstance(model, FREEDOM)
         assert (model.dim, model.n_ui_layers, model.mm_layers, model.dropout,
-                model.reg_weight, model.init_name) == (m.dim, m.n_layers, m.mm_layers,
-                                                       m.freedom_dropout, t.reg_weight, m.init)
+                model.mm_bpr_weight, model.init_name) == (m.dim, m.n_layers, m.mm_layers,
+                                                          m.freedom_dropout, m.mm_bpr_weight,
+                                                          m.init)
         assert model.feature_dims == (("image", 3), ("text", 4))
     general = make_config(CONFIGS / "freedom.yaml")
     assert dataclasses.replace(general.model, freedom_dropout=0.8) == cfg.model

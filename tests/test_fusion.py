@@ -85,7 +85,7 @@ def test_unknown_fusion_and_missing_modality():
 
 def test_residual_fusion_starts_as_the_id_vector_and_adds_weighted_content():
     e, z = _data()
-    mod = make_fusion("residual", D, ("image", "text"), dropout=0.1, residual_init=0.0)
+    mod = make_fusion("residual", D, ("image", "text"), dropout=0.1)
     p = mod.init(jax.random.PRNGKey(0), e, z)["params"]
     # w = 0: exactly the ID item vector (LightGCN's scoring), and w still gets a gradient
     np.testing.assert_array_equal(np.asarray(mod.apply({"params": p}, e, z)), e)

@@ -11,7 +11,8 @@ import pytest
 from recgoat_jax.batch import Batch
 from recgoat_jax.config import make_config
 from recgoat_jax.data.synthetic import generate
-from recgoat_jax.graphs.inputs import model_inputs, shapes_of
+from recgoat_jax.graphs.inputs import model_inputs
+from recgoat_jax.model.base import Shapes
 from recgoat_jax.model.recgoat import build
 
 from gat_reference import per_edge_gat
@@ -21,16 +22,16 @@ pytestmark = pytest.mark.slow
 
 VARIANTS = {
     # user branch on (user GAT), paper OAT map, paper CMCL
-    "paper": dict(model={"oat": "paper", "cmcl": "paper", "user_branch": "on"},
-                  train={"lambda_cl": 0.5}),
+    "paper": dict(model={"oat": "paper", "cmcl": "paper", "user_branch": "on",
+                         "loss": {"cl_weight": 0.5}}),
     # the same plus the paper's OT term (ott-jax Sinkhorn divergence: slow to compile)
     "paper+ot": dict(model={"oat": "paper", "cmcl": "paper", "user_branch": "on",
-                            "ot": {"paper": {"batch_items": 24, "iterations": 10}}},
-                     train={"lambda_cl": 0.5, "lambda_ot": 0.5}),
+                            "ot": {"paper": {"batch_items": 24, "iterations": 10}},
+                            "loss": {"cl_weight": 0.5, "ot_weight": 0.5}}),
     # released code's OAT (stop-gradient plan) and CMCL, LightGCN ID encoder
     "reference": dict(model={"oat": "reference", "cmcl": "reference", "user_branch": "on",
-                             "ot": {"reference": {"iterations": 5}}},
-                      train={"lambda_cl": 0.5}),
+                             "ot": {"reference": {"iterations": 5}},
+                             "loss": {"cl_weight": 0.5}}),
 }
 
 
@@ -45,9 +46,8 @@ def _loss_and_grad(ds, root, variant, mixed_precision=False, hlo=None):
     cfg = make_config(None, [], data={"root": str(root)},
                       model={"name": "recgoat", "dim": 16, "gat": {"heads": 4},
                              "knn": {"k": 4, "user_k": 3}, **v["model"]},
-                      train={"batch_size": 32, "mixed_precision": mixed_precision,
-                             **v["train"]})
-    model = build(cfg, shapes_of(ds))
+                      train={"batch_size": 32, "mixed_precision": mixed_precision})
+    model = build(cfg, Shapes.of(ds))
     inputs = model_inputs(model, ds, cfg)
     params = model.init(jax.random.PRNGKey(0), inputs)
     rng = np.random.default_rng(0)

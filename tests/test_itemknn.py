@@ -1,6 +1,6 @@
-"""The fitted (memory-based) models itemknn and blend (model/memory.py, train/fit.py)
-against independent loops on a tiny hand-made dataset, and their run through train()
-and the CLI.
+"""The fitted (memory-based) models itemknn and blend (model/memory.py, their score
+inputs graphs/similarity.py, train/fit.py) against independent loops on a tiny hand-made
+dataset, and their run through train(), recommend and the CLI.
 
 Scores are sums of cosines: two mathematically equal scores are equal in the float32 the
 evaluator ranks (up to a rounding-boundary accident, not a BLAS choice), and the loops
@@ -17,8 +17,7 @@ from recgoat_jax.config import make_config
 from recgoat_jax.data import synthetic
 from recgoat_jax.data.dataset import CSR, Dataset
 from recgoat_jax.errors import DataError
-from recgoat_jax.evaluate import Evaluator
-from recgoat_jax.model.memory import Blend, ItemKNN
+from recgoat_jax.train.builder import build_run
 from recgoat_jax.train.loop import train
 
 TRAIN = {0: [0, 1, 2], 1: [1, 2], 2: [0, 3, 4], 3: [2, 4, 5], 4: [5, 6], 5: [0, 1, 6],
@@ -93,15 +92,27 @@ def _slow_recall(scores, split: dict, k: int) -> float:
 
 
 # ------------------------------------------------------------------ the models
+def _cfg(model, **sets):
+    return make_config(overrides=[f"model.name={model}", "eval.ks=[1,3,5]",
+                                  "eval.metric=recall@3"] + [f"{k}={v}" for k, v in sets.items()])
+
+
+def _fit(ds, model, **sets):
+    """(setup, params, info): the model built by build_run (inputs included), fitted."""
+    setup = build_run(_cfg(model, **sets), ds)
+    params, info = setup.model.fit(setup.inputs, setup.evaluator)
+    return setup, params, info
+
+
 @pytest.mark.parametrize("k", [0, 2])
 def test_itemknn_recall_equals_a_loop(k):
-    ds = _dataset()
-    ev = Evaluator(ds, ks=(1, 3))
-    model = ItemKNN(N_ITEMS, k)
-    params, info = model.fit(ds, ev)
-    np.testing.assert_allclose(params["scores"], _slow_itemknn(k), rtol=1e-6, atol=1e-7)
+    setup, params, info = _fit(_dataset(), "itemknn", **{"model.k": k})
+    assert params == {} and info == {"k": k}
+    user_emb, item_emb = setup.model.embed(params, setup.inputs)
+    np.testing.assert_allclose(np.asarray(user_emb) @ np.asarray(item_emb).T, _slow_itemknn(k),
+                               rtol=1e-6, atol=1e-7)
     for split, rows in (("valid", VALID), ("test", TEST)):
-        got = ev.evaluate(*model.embed(params, {}), split)
+        got = setup.evaluator.evaluate(user_emb, item_emb, split)
         for kk in (1, 3):
             assert got[f"recall@{kk}"] == pytest.approx(_slow_recall(_slow_itemknn(k), rows, kk),
                                                         abs=1e-6), (split, kk)
@@ -109,17 +120,18 @@ def test_itemknn_recall_equals_a_loop(k):
 
 def test_blend_weight_zero_is_itemknn_and_w_is_the_valid_best():
     ds = _dataset()
-    ev = Evaluator(ds, ks=(1, 3), method="rank")
     weights = (0.0, 0.5, 1.0, 3.0)
-    knn_params, _ = ItemKNN(N_ITEMS, 0).fit(ds, ev)
-    zero_params, zero = Blend(N_ITEMS, 0, 3, (0.0,), "recall@3").fit(ds, ev)
-    assert zero["weight"] == 0.0
-    knn = ItemKNN(N_ITEMS).embed(knn_params, {})
-    blend0 = Blend(N_ITEMS).embed(zero_params, {})
+    knn, knn_params, _ = _fit(ds, "itemknn")
+    zero, zero_params, zero_info = _fit(ds, "blend", **{"model.weights": "[0.0]",
+                                                       "model.user_k": 3})
+    assert zero_info["weight"] == 0.0
+    ev = knn.evaluator
     for split in ("valid", "test"):   # min-max per row keeps each user's order
-        assert ev.evaluate(*blend0, split) == pytest.approx(ev.evaluate(*knn, split), abs=1e-7)
+        assert ev.evaluate(*zero.model.embed(zero_params, zero.inputs), split) == \
+            pytest.approx(ev.evaluate(*knn.model.embed(knn_params, knn.inputs), split), abs=1e-7)
 
-    params, info = Blend(N_ITEMS, 0, 3, weights, "recall@3").fit(ds, ev)
+    setup, params, info = _fit(ds, "blend", **{"model.weights": list(weights),
+                                               "model.user_k": 3})
     co, text = _minmax(_slow_itemknn(0)), _minmax(_slow_user_text(ds.user_features, 3))
     slow = {w: _slow_recall([[a + w * b for a, b in zip(ra, rb)] for ra, rb in zip(co, text)],
                             VALID, 3) for w in weights}
@@ -129,20 +141,18 @@ def test_blend_weight_zero_is_itemknn_and_w_is_the_valid_best():
     assert slow[info["weight"]] == pytest.approx(max(slow.values()), abs=1e-9)
     assert len(set(slow.values())) > 1  # the grid is not flat: the choice means something
     want = [[a + info["weight"] * b for a, b in zip(ra, rb)] for ra, rb in zip(co, text)]
-    np.testing.assert_allclose(params["scores"], want, rtol=1e-6, atol=1e-6)
+    user_emb, item_emb = setup.model.embed(params, setup.inputs)
+    np.testing.assert_allclose(np.asarray(user_emb) @ np.asarray(item_emb).T, want,
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_blend_without_user_features_is_a_one_line_data_error():
-    ds = _dataset(user_features=False)
-    with pytest.raises(DataError, match=r"needs user features: no user_feat\.npy"):
-        Blend(N_ITEMS).fit(ds, Evaluator(ds, ks=(3,)))
+    with pytest.raises(DataError, match=r"needs user features: no user_feat\.npy .* "
+                                        r"dataset 'hand'"):
+        build_run(_cfg("blend"), _dataset(user_features=False))
 
 
 # ------------------------------------------------------------------ runs
-def _cfg(model, **sets):
-    return make_config(overrides=[f"model.name={model}", "eval.ks=[1,3,5]",
-                                  "eval.metric=recall@3"] + [f"{k}={v}" for k, v in sets.items()])
-
 
 def test_itemknn_run_writes_the_run_directory(tmp_path):
     ds = _dataset()
@@ -194,3 +204,10 @@ def test_recommend_refits_a_fitted_run(tmp_path):
     test = {u: set(data.test.row(u).tolist()) for u in range(data.n_users) if data.test.row(u).size}
     recall = np.mean([len(set(lists[u]) & t) / len(t) for u, t in test.items()])
     assert recall == pytest.approx(res["test"]["recall@5"], abs=1e-6)
+
+
+def test_minmax_rows_by_hand():
+    from recgoat_jax.graphs.similarity import minmax_rows
+
+    s = np.array([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0], [-2.0, 0.0, 2.0]])
+    np.testing.assert_array_equal(minmax_rows(s), [[0, 1, 0.5], [0, 0, 0], [0, 0.5, 1]])

@@ -57,7 +57,7 @@ def test_custom_gradient_equals_dense_gradient():
 
 
 def test_loss_hand_computed_mf():
-    m = MF(2, 3, dim=2, reg_weight=0.1)
+    m = MF(2, 3, dim=2, emb_loss_weight=0.1)
     params = {"user": jnp.array([[1.0, 0.0], [0.0, 2.0]]),
               "item": jnp.array([[1.0, 1.0], [0.0, -1.0], [3.0, 0.0]])}
     batch = Batch(users=jnp.array([0, 1, 0]), pos=jnp.array([0, 0, 2]),

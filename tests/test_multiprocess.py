@@ -3,15 +3,15 @@ train exactly what one process on 4 devices trains, also with row-sharded tables
 
 Each process is this file run as a script (XLA_FLAGS must be set before jax is imported).
 Dataset: 199 users x 125 items, both odd, so model_parallel=2 pads both tables.
-Runs, all train() with train.data_parallel on 4 devices in total:
+Runs, all train() with run.data_parallel on 4 devices in total:
   ref     1 process x 4 devices: a small RecGOAT (2 epochs) and LightGCN (3 epochs),
           model_parallel=1
-  multi   2 processes x 2 devices, train.distributed: the same RecGOAT run; LightGCN with
+  multi   2 processes x 2 devices, run.distributed: the same RecGOAT run; LightGCN with
           model_parallel=2 on a 2 x 2 mesh whose 'model' axis spans the two processes
           (lightgcn_mp2: stopped after epoch 0, checkpoints written); then the LightGCN
           run killed (os._exit in both processes) right after epoch 0's checkpoint
   resume  2 processes: --resume of the killed LightGCN run and of lightgcn_mp2
-Only the two runs that resume write checkpoints (train.checkpoint=false elsewhere: saves
+Only the two runs that resume write checkpoints (run.checkpoint=false elsewhere: saves
 cost time and nothing reads them).
 The tests compare loss curves, valid/test metrics (evaluation deals user blocks over the
 4 devices and sums over processes) and final params, and check that process 1 never
@@ -45,6 +45,7 @@ N_DEV = 4  # in total: 1 x 4 (reference) and 2 x 2
 N_USERS, N_ITEMS = 197, 123
 EPOCHS = {"lightgcn": 3, "recgoat": 2}
 TIMEOUT_S = 240
+RUN_KEYS = ("checkpoint", "tensorboard", "data_parallel", "distributed", "model_parallel")
 
 
 # ---------------------------------------------------------------------------- pytest side
@@ -233,13 +234,15 @@ def _cfg(model: str, **train):
     model = model.removesuffix("_mp2")  # lightgcn_mp2: the run dir of the sharded run
     m = {"name": model, "dim": 16, "n_layers": 2}
     if model == "recgoat":  # as tests/test_parallel.py: GAT branch, paper OAT, dropout
-        m.update(gat={"heads": 2, "layers": 1}, knn={"k": 5}, dropout=0.3, oat="paper")
-        train.setdefault("lambda_cl", 0.1)
-    t = {"batch_size": 64, "lr": 1e-3, "seed": 3, "epochs": EPOCHS[model],
-         "data_parallel": True, "patience": 50,
-         "distributed": int(os.environ.get("JAX_NUM_PROCESSES", "1")) > 1, **train}
+        m.update(gat={"heads": 2, "layers": 1}, knn={"k": 5}, dropout=0.3, oat="paper",
+                 loss={"cl_weight": 0.1})
+    run = {"data_parallel": True,
+           "distributed": int(os.environ.get("JAX_NUM_PROCESSES", "1")) > 1,
+           **{k: train.pop(k) for k in RUN_KEYS if k in train}}
+    t = {"batch_size": 64, "lr": 1e-3, "seed": 3, "epochs": EPOCHS[model], "patience": 50,
+         **train}
     # batch_users 64: several evaluation blocks, so both processes score some
-    return config_lib.make_config(None, [], model=m, train=t,
+    return config_lib.make_config(None, [], model=m, train=t, run=run,
                                   eval={"ks": [10, 20], "batch_users": 64})
 
 
@@ -327,8 +330,8 @@ def main(mode: str, out: Path) -> None:
     trainer.Trainer.evaluate = keep_and_evaluate
     device_blocks = ev.Evaluator._device_blocks
 
-    def counted(self, split, devices):
-        blocks = device_blocks(self, split, devices)
+    def counted(self, split, devices, *users_mask):  # a mask: results.json's groups
+        blocks = device_blocks(self, split, devices, *users_mask)
         if split == "valid" and report["counting_eval"]:
             report["eval_blocks"] = len(blocks)
             report["eval_blocks_total"] = len(self._host_blocks(split))

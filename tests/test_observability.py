@@ -310,10 +310,10 @@ def test_missing_tensorboardx_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails
     with pytest.raises(UserError) as e:
         tensorboard.EventWriter(tmp_path, [])
-    assert str(e.value) == ("train.tensorboard: tensorboardX is not installed (pip install "
+    assert str(e.value) == ("run.tensorboard: tensorboardX is not installed (pip install "
                             "tensorboardX==2.6.5), or turn it off with --no-tensorboard / "
-                            "--set train.tensorboard=false")
-    cfg = config_lib.make_config(overrides=["train.tensorboard=false"])
+                            "--set run.tensorboard=false")
+    cfg = config_lib.make_config(overrides=["run.tensorboard=false"])
     assert tensorboard.open_writer(cfg, tmp_path, []) is None  # off: never imported
 
 

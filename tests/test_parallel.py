@@ -135,11 +135,12 @@ def test_sharded_train_loop_equals_replicated(report):
     # restore_best into a model_parallel=1 trainer evaluates to the run's best valid row
     for k, v in r["best_valid_row"].items():
         assert r["best_valid_restored"][k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
+    assert r["groups_test_recall"] == pytest.approx(r["test_recall"], rel=1e-5, abs=1e-7)
 
 
 def test_model_parallel_not_dividing_devices_is_config_error(report):
     msg = report["sharded"]["bad_model_parallel"]
-    assert msg.startswith("ConfigError:") and "train.model_parallel" in msg, msg
+    assert msg.startswith("ConfigError:") and "run.model_parallel" in msg, msg
 
 
 def test_mixed_precision_projection_is_bf16():
@@ -173,17 +174,22 @@ def _tiny_dataset():
                     feature_dims={"text": 16, "image": 32}, seed=0, name="tiny")
 
 
+RUN_KEYS = ("checkpoint", "tensorboard", "data_parallel", "distributed", "model_parallel")
+
+
 def _cfg(model: str, **train):
+    """train: train keys and run keys (RUN_KEYS go to the run section)."""
     from recgoat_jax import config as config_lib
 
     m = {"name": model, "dim": 16, "n_layers": 2}
     if model == "recgoat":
-        # GAT branch on, paper OAT map, dropout on; the batch Sinkhorn term (lambda_ot) is
+        # GAT branch on, paper OAT map, dropout on; the batch Sinkhorn term (ot_weight) is
         # left out to keep compile time down (it is batch-local, like BPR).
-        m.update(gat={"heads": 2, "layers": 1}, knn={"k": 5}, dropout=0.3, oat="paper")
-        train.setdefault("lambda_cl", 0.1)
-    t = {"batch_size": 64, "checkpoint": False, "lr": 1e-3, "seed": 3, **train}
-    return config_lib.make_config(None, [], model=m, train=t,
+        m.update(gat={"heads": 2, "layers": 1}, knn={"k": 5}, dropout=0.3, oat="paper",
+                 loss={"cl_weight": 0.1})
+    run = {"checkpoint": False, **{k: train.pop(k) for k in RUN_KEYS if k in train}}
+    t = {"batch_size": 64, "lr": 1e-3, "seed": 3, **train}
+    return config_lib.make_config(None, [], model=m, train=t, run=run,
                                   eval={"ks": [10, 20], "batch_users": 256})
 
 
@@ -299,8 +305,8 @@ def _sharded(out: dict):
     for name in ("lightgcn", "recgoat"):
         runs = {}
         for mp in (1, N_MODEL):
-            cfg = config_lib.replace(_cfg(name), train={"data_parallel": True,
-                                                         "model_parallel": mp})
+            cfg = config_lib.replace(_cfg(name), run={"data_parallel": True,
+                                                       "model_parallel": mp})
             tr = Trainer(cfg, ds)
             state = tr.init_state()
             init = jax.device_get(tr.logical(state.params))
@@ -345,8 +351,8 @@ def _sharded(out: dict):
         }
     res["loop"] = _sharded_loop(ds)
     try:
-        Trainer(config_lib.replace(_cfg("lightgcn"), train={"data_parallel": True,
-                                                            "model_parallel": 3}), ds)
+        Trainer(config_lib.replace(_cfg("lightgcn"), run={"data_parallel": True,
+                                                          "model_parallel": 3}), ds)
         res["bad_model_parallel"] = "no error"
     except ConfigError as e:
         res["bad_model_parallel"] = f"ConfigError: {e}"
@@ -366,12 +372,11 @@ def _sharded_loop(ds) -> dict:
     from recgoat_jax.train.trainer import Trainer
 
     def cfg(mp, epochs):
-        return config_lib.replace(_cfg("lightgcn"), train={
-            "epochs": epochs, "data_parallel": True, "model_parallel": mp,
-            "checkpoint": True})
+        return config_lib.replace(_cfg("lightgcn"), train={"epochs": epochs}, run={
+            "data_parallel": True, "model_parallel": mp, "checkpoint": True})
 
     quiet = dict(dataset=ds, progress=False, log=lambda *a: None)
-    tr1 = Trainer(config_lib.replace(_cfg("lightgcn"), train={"data_parallel": False}), ds)
+    tr1 = Trainer(config_lib.replace(_cfg("lightgcn"), run={"data_parallel": False}), ds)
     loop, restored = {}, {}
     with tempfile.TemporaryDirectory() as d:
         for mp in (1, N_MODEL):
@@ -391,6 +396,13 @@ def _sharded_loop(ds) -> dict:
             if mp > 1:
                 loop["model_parallel"] = r["model_parallel"]
                 loop["best_valid_row"] = rows[r["best_epoch"]]["valid"]
+                # results.json's groups: the best checkpoint, evaluated over the devices
+                # with a users mask per group; together they are the whole test average
+                g = r["groups"]["test"]
+                loop["groups_test_recall"] = sum(
+                    x["n_users"] * x.get("recall@20", 0.0) for x in g.values()) / sum(
+                    x["n_users"] for x in g.values())
+                loop["test_recall"] = r["test"]["recall@20"]
             ck = Checkpoints(run)
             state, _ = ck.restore_latest(tr1.init_state())
             best, _ = ck.restore_best(tr1.init_state().params)
@@ -410,7 +422,7 @@ def _loop(ds, out: dict):
     from recgoat_jax import config as config_lib
     from recgoat_jax.train.loop import train
 
-    cfg = config_lib.replace(_cfg("lightgcn"), train={"epochs": 1, "data_parallel": True})
+    cfg = config_lib.replace(_cfg("lightgcn"), train={"epochs": 1}, run={"data_parallel": True})
     with tempfile.TemporaryDirectory() as d:
         res = train(cfg, run_dir=d, dataset=ds, progress=False, log=lambda *a: None)
         row = json.loads((Path(d) / "metrics.jsonl").read_text().splitlines()[0])

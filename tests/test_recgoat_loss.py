@@ -166,24 +166,29 @@ def test_weighted_sum_composes_in_order():
 
 @pytest.mark.parametrize("sets,expect", [
     ([], {"bpr": 1.0, "reg": 1e-4}),
-    (["train.lambda_cl=0.05", "train.lambda_ot=0.1"],
+    (["model.loss.cl_weight=0.05", "model.loss.ot_weight=0.1"],
      {"bpr": 1.0, "reg": 1e-4, "cmcl": 0.05, "ot": 0.1}),
-    (["train.lambda_cl=0.05", "model.cmcl=none", "train.lambda_ot=0.1", "model.oat=reference"],
+    (["model.loss.cl_weight=0.05", "model.cmcl=none", "model.loss.ot_weight=0.1",
+      "model.oat=reference"],
      {"bpr": 1.0, "reg": 1e-4}),
-    (["train.lambda_cl=0.2", "model.cmcl=reference", "train.reg_weight=0.01"],
+    (["model.loss.cl_weight=0.2", "model.cmcl=reference", "model.loss.l2_weight=0.01"],
      {"bpr": 1.0, "reg": 0.01, "cmcl": 0.2}),
 ])
 def test_loss_terms_follow_the_config(sets, expect):
-    cfg = make_config(overrides=["model.name=recgoat", "train.reg_weight=1e-4", *sets])
+    cfg = make_config(overrides=["model.name=recgoat", "model.loss.l2_weight=1e-4", *sets])
     terms = loss_terms(cfg, ("image", "text"))
     assert {n: w for n, w, _ in terms} == expect
     fns = {n: f for n, _, f in terms}
     if "cmcl" in fns:
         want = RL.CMCL_TERMS[cfg.model.cmcl]
-        assert fns["cmcl"].func is want and fns["cmcl"].keywords["n_rows"] == cfg.train.cl_rows
+        assert fns["cmcl"].func is want and fns["cmcl"].keywords["n_rows"] == cfg.model.loss.cl_rows
     if "ot" in fns:
         assert fns["ot"].keywords["n_items"] == cfg.model.ot.paper.batch_items
     assert "ot" not in {n for n, _, _ in loss_terms(cfg, ())}  # no modality, no OT term
+    if "cmcl" in fns:  # rolled tiles unless the caller asks (cost analysis)
+        assert fns["cmcl"].keywords["unroll_tiles"] is False
+        unrolled = {n: f for n, _, f in loss_terms(cfg, ("image", "text"), unroll_tiles=True)}
+        assert unrolled["cmcl"].keywords["unroll_tiles"] is True
 
 
 def test_diagnostics_lemma_and_oat_passthrough():

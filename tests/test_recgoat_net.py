@@ -12,17 +12,18 @@ from recgoat_jax.graphs.bipartite import dense_adjacency
 from recgoat_jax.model import recgoat_parts
 from recgoat_jax.model.fusion import fusion_factory
 from recgoat_jax.model.recgoat import RecGOATNet
+from recgoat_jax.model.recgoat_config import GATConfig
 
 from graph_helpers import small_graph as _graph
 
 
-def _tiny_net(fusion: str = "residual", residual_init: float = 0.0, **kw) -> RecGOATNet:
+def _tiny_net(fusion: str = "residual", **kw) -> RecGOATNet:
     """RecGOAT over the 12 x 9 test graph: d 8, 2 heads, 3 LightGCN layers, no OAT."""
-    return RecGOATNet(n_users=12, n_items=9, dim=8, modalities=("text",), heads=2,
+    return RecGOATNet(n_users=12, n_items=9, dim=8, modalities=("text",), gat=GATConfig(heads=2),
                       encode_ui=functools.partial(recgoat_parts.lightgcn_ui, n_layers=3),
                       align=recgoat_parts.no_align,
                       make_fusion=fusion_factory(fusion, 8, ("text",), {"text": 0.5},
-                                                 name="fusion", residual_init=residual_init),
+                                                 name="fusion"),
                       **kw)
 
 
@@ -42,7 +43,7 @@ def _recgoat_user_branch():
               "user_features": jnp.asarray(rng.standard_normal((12, 5)), jnp.float32),
               "item_features": {"text": jnp.asarray(rng.standard_normal((9, 6)), jnp.float32)},
               "item_knn": {"text": (jnp.arange(9, dtype=jnp.int32),) * 2}}
-    net = _tiny_net("oat", user_branch=True)
+    net = _tiny_net("oat", user_gat=True)
     out = net.apply({"params": _init(net, inputs)}, inputs)
     return train, out
 
@@ -77,7 +78,7 @@ def test_residual_fusion_starts_as_the_id_backbone():
     inputs = {"adjacency": adj,
               "item_features": {"text": jnp.asarray(rng.standard_normal((9, 6)), jnp.float32)},
               "item_knn": {"text": (jnp.arange(9, dtype=jnp.int32),) * 2}}
-    net = _tiny_net(residual_init=0.0)
+    net = _tiny_net()
     params = _init(net, inputs)
     out = net.apply({"params": params}, inputs)
     ue, ie = (np.asarray(x, np.float64) for x in (out.user_ego, out.item_ego))

@@ -1,6 +1,8 @@
 """model/registry.py (model name -> its config class and build) and graphs/inputs.py (the
 inputs a model's `needs` name), on a tiny generated dataset; no training."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from recgoat_jax.data import synthetic
 from recgoat_jax.errors import ConfigError
 from recgoat_jax.graphs import inputs as gi
 from recgoat_jax.model import registry
+from recgoat_jax.model.base import Shapes
 from recgoat_jax.model.freedom import FREEDOM
 from recgoat_jax.model.lightgcn import LightGCN
 from recgoat_jax.model.recgoat import RecGOAT
@@ -45,7 +48,7 @@ def _cfg(name, *sets):
 ])
 def test_build_model_and_its_inputs(tiny, name, cls, sets, needs):
     cfg = _cfg(name, *sets)
-    model = registry.build_model(cfg, gi.shapes_of(tiny))
+    model = registry.build_model(cfg, Shapes.of(tiny))
     assert isinstance(model, cls) and tuple(model.needs) == needs
     inputs = gi.build_inputs(model.needs, tiny, cfg)
     assert set(inputs) == set(needs)
@@ -56,19 +59,23 @@ def test_build_model_and_its_inputs(tiny, name, cls, sets, needs):
 def test_registry_names_and_errors(tiny):
     assert registry.names() == ["blend", "freedom", "itemknn", "lightgcn", "mf", "recgoat"]
     with pytest.raises(ConfigError, match="unknown model 'nope'; expected one of blend"):
-        registry.build_model(_cfg("nope"), gi.shapes_of(tiny))  # (raised by make_config)
+        registry.build_model(_cfg("nope"), Shapes.of(tiny))  # (raised by make_config)
     assert registry.config_class("recgoat").__name__ == "RecGOATConfig"
     assert registry.models_with_key("knn") == ["freedom", "recgoat"]
-    shapes = {**gi.shapes_of(tiny), "item_feature_dims": {}}
+    shapes = dataclasses.replace(Shapes.of(tiny), item_feature_dims={})
     with pytest.raises(ConfigError, match="freedom needs item features"):
         registry.build_model(_cfg("freedom"), shapes)
 
 
 def test_inputs_shapes(tiny):
     cfg = _cfg("recgoat")
-    # every input RecGOAT may need, and FREEDOM's frozen item-item graph from its config
-    got = gi.build_inputs(sorted(set(gi.BUILDERS) - {"mm_adj"}), tiny, cfg)
-    got.update(gi.build_inputs(["mm_adj"], tiny, _cfg("freedom")))
+    # every input RecGOAT may need, and FREEDOM's frozen item-item graph and the fitted
+    # models' score matrices from their configs
+    own = {"mm_adj": _cfg("freedom"), "item_knn_scores": make_config(overrides=[
+        "model.name=itemknn"]), "blend_scores": make_config(overrides=["model.name=blend"])}
+    got = gi.build_inputs(sorted(set(gi.BUILDERS) - set(own)), tiny, cfg)
+    for name, c in own.items():
+        got.update(gi.build_inputs([name], tiny, c))
     n_u, n_i = tiny.n_users, tiny.n_items
     s, r = got["ui_edges"]
     n_edges = len(tiny.train.to_pairs()[0])
@@ -81,6 +88,7 @@ def test_inputs_shapes(tiny):
     assert got["user_features"].shape == (n_u, 4)
     assert got["mm_adj"]["fwd"][2].shape == (n_i + 1,)  # CSR indptr
     assert got["ui_edge_list"]["users"].shape == (n_edges,)
+    assert got["item_knn_scores"].shape == got["blend_scores"]["users"].shape == (n_u, n_i)
     bf = gi.features_bf16(got)
     assert bf["item_features"]["text"].dtype == "bfloat16" and bf["adjacency"] is got["adjacency"]
     with pytest.raises(ValueError, match="unknown model input"):
@@ -89,7 +97,7 @@ def test_inputs_shapes(tiny):
 
 def test_recgoat_edge_dropout_prunes_the_training_graph_only(tiny):
     cfg = _cfg("recgoat", "model.user_branch=off", "model.edge_dropout=0.75")
-    model = registry.build_model(cfg, gi.shapes_of(tiny))
+    model = registry.build_model(cfg, Shapes.of(tiny))
     assert "ui_edge_list" in model.needs and model.pre_epoch is not None
     inputs = gi.build_inputs(model.needs, tiny, cfg)
     pruned = jax.jit(model.pre_epoch)(inputs, jax.random.PRNGKey(3))
@@ -104,10 +112,10 @@ def test_recgoat_edge_dropout_prunes_the_training_graph_only(tiny):
     di = np.bincount(items[keep], minlength=tiny.n_items)
     np.testing.assert_allclose(data[keep], 1 / np.sqrt(du[users[keep]] * di[items[keep]]), rtol=1e-5)
     assert registry.build_model(_cfg("recgoat", "model.user_branch=off"),
-                                gi.shapes_of(tiny)).pre_epoch is None
+                                Shapes.of(tiny)).pre_epoch is None
     with pytest.raises(ConfigError, match="model.edge_dropout"):
         registry.build_model(_cfg("recgoat", "model.ui_encoder=gat", "model.edge_dropout=0.5"),
-                             gi.shapes_of(tiny))
+                             Shapes.of(tiny))
 
 
 def test_a_model_registered_from_outside_the_package(tiny, monkeypatch):
@@ -117,11 +125,23 @@ def test_a_model_registered_from_outside_the_package(tiny, monkeypatch):
     built = []
 
     def build(cfg, shapes):
-        built.append((cfg.model.name, cfg.model.dim, shapes["n_users"]))
-        return LightGCN(shapes["n_users"], shapes["n_items"], cfg.model.dim, 1)
+        built.append((cfg.model.name, cfg.model.dim, shapes.n_users))
+        return LightGCN(shapes.n_users, shapes.n_items, cfg.model.dim, 1)
 
     monkeypatch.setitem(registry.MODELS, "my_lightgcn",
                         registry.Entry(LightGCNConfig, build))
     cfg = make_config(overrides=["model.name=my_lightgcn", "model.dim=6"])
-    model = registry.build_model(cfg, gi.shapes_of(tiny))
+    model = registry.build_model(cfg, Shapes.of(tiny))
     assert built == [("my_lightgcn", 6, tiny.n_users)] and (model.dim, model.n_layers) == (6, 1)
+
+
+def test_shapes_record_of_a_dataset(tiny):
+    """Shapes.of reads sizes only; build_model converts a mapping of the same fields (what
+    callers outside the package passed before the record)."""
+    s = Shapes.of(tiny)
+    assert (s.n_users, s.n_items, s.user_feature_dim) == (tiny.n_users, tiny.n_items, 4)
+    assert dict(s.item_feature_dims) == {"text": 6, "image": 5}
+    assert gi.shapes_of(tiny) == s
+    as_dict = dataclasses.asdict(s)
+    m = registry.build_model(_cfg("lightgcn"), as_dict)
+    assert (m.n_users, m.n_items) == (tiny.n_users, tiny.n_items)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +208,23 @@ def test_image_features_import_and_compute(toy, tmp_path):
     assert rep["items_without_image"] == 2 and feat.shape == (n, 4)
     assert feat[0, 0] == ord(asins[0][-1]) and feat[n - 2, 0] == ord("d")
     np.testing.assert_allclose(feat[n - 1], feat[[i for i in range(n) if i not in (n - 3, n - 1)]].mean(0))
+
+
+def test_without_a_bar_each_encoded_chunk_logs_a_line(toy, tmp_path, caplog):
+    """No progress bar (stderr is a log file, or --no-progress): one status line per chunk
+    encoded (30 texts in chunks of 8: 4), after a line saying how many are left; a rerun
+    that reuses every chunk says nothing about chunks."""
+    work = tmp_path / "work"
+    with caplog.at_level(logging.INFO, logger="recgoat_jax.features.chunks"):
+        tf.build_text_features(toy, encoder=FakeEncoder(), work_dir=work, chunk_size=8,
+                               batch_size=3, progress=False, out_name="f.npy")
+    lines = [r.getMessage() for r in caplog.records if r.name == "recgoat_jax.features.chunks"]
+    assert lines[0] == "item text: encoding 4 of 4 chunks (0 reused), 8 rows each"
+    assert [ln.split(",")[0] + "," + ln.split(",")[1] for ln in lines[1:]] == [
+        "item text: chunk 1/4 done, 8/30 rows", "item text: chunk 2/4 done, 16/30 rows",
+        "item text: chunk 3/4 done, 24/30 rows", "item text: chunk 4/4 done, 30/30 rows"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="recgoat_jax.features.chunks"):
+        tf.build_text_features(toy, encoder=FakeEncoder(), work_dir=work, chunk_size=8,
+                               progress=False, out_name="f.npy")
+    assert [r for r in caplog.records if r.name == "recgoat_jax.features.chunks"] == []

@@ -31,7 +31,8 @@ def _cfg(model="lightgcn", epochs=6, **extra):
             "train.patience=50", "train.warmup_steps=0"]  # stopping rule: test_stopping.py
     if model == "recgoat":
         sets += ["model.gat.heads=2", "model.knn.k=3", "model.knn.user_k=3",
-                 "train.lambda_cl=0.05", "train.lambda_ot=0.1", "model.ot.paper.batch_items=32",
+                 "model.loss.cl_weight=0.05", "model.loss.ot_weight=0.1",
+                 "model.ot.paper.batch_items=32",
                  "model.ot.paper.iterations=20"]
     sets += [f"{k}={v}" for k, v in extra.items()]
     return make_config(overrides=sets)
@@ -161,7 +162,7 @@ def test_recgoat_diagnostics_logged_at_evaluation(tiny, tmp_path):
     """The Lemma 3.3 and reference-OAT values come from the evaluation-time diagnostics
     hook (metrics.jsonl "diagnostics"), not from the differentiated step (train/...)."""
     cfg = _cfg("recgoat", epochs=2, **{"model.oat": "reference", "model.cmcl": "reference",
-                                       "train.lambda_ot": 0, "train.checkpoint": "false"})
+                                       "model.loss.ot_weight": 0, "run.checkpoint": "false"})
     train(cfg, run_dir=tmp_path / "run", dataset=tiny, progress=False, log=lambda s: None)
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2
@@ -183,8 +184,8 @@ def test_min_epochs_defers_early_stopping(tiny, tmp_path):
     # keeps training to 6 epochs, and the best epoch is still the best valid one.
     rows_of = lambda run: [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     # no checkpoints, no TensorBoard (tensorboardX imports torch: ~2 s): a fast test
-    short = train(_cfg(epochs=8, **{"train.patience": 1, "train.checkpoint": "false",
-                                    "train.tensorboard": "false"}),
+    short = train(_cfg(epochs=8, **{"train.patience": 1, "run.checkpoint": "false",
+                                    "run.tensorboard": "false"}),
                   run_dir=tmp_path / "a", dataset=tiny, progress=False, log=lambda s: None)
     rows = rows_of(tmp_path / "a")
     assert short["stopped_early"] and short["epochs_run"] < 6
@@ -192,7 +193,7 @@ def test_min_epochs_defers_early_stopping(tiny, tmp_path):
     vals = [r["valid"]["recall@20"] for r in rows]
     assert vals[-1] <= max(vals[:-1]) and all(b > a for a, b in zip(vals[:-2], vals[1:-1]))
     longer = train(_cfg(epochs=8, **{"train.patience": 1, "train.min_epochs": 6,
-                                     "train.checkpoint": "false", "train.tensorboard": "false"}),
+                                     "run.checkpoint": "false", "run.tensorboard": "false"}),
                    run_dir=tmp_path / "b", dataset=tiny, progress=False, log=lambda s: None)
     rows = rows_of(tmp_path / "b")
     assert longer["epochs_run"] >= 6 and [r["epoch"] for r in rows][:6] == list(range(6))

@@ -16,6 +16,8 @@ from recgoat_jax.graphs.bipartite import dense_adjacency
 from recgoat_jax.model import recgoat_parts
 from recgoat_jax.model.fusion import fusion_factory
 from recgoat_jax.model.recgoat import USER_CF_INIT, RecGOATNet, build
+from recgoat_jax.model.base import Shapes
+from recgoat_jax.model.recgoat_config import GATConfig
 
 from graph_helpers import exact_cosine_features, small_graph
 
@@ -66,7 +68,7 @@ def test_cf_branch_adds_the_neighbours_mean_after_lightgcn():
     inputs = {"adjacency": adj, "user_knn_rows": jnp.asarray(nbrs),
               "item_features": {"text": jnp.ones((9, 4), jnp.float32)},
               "item_knn": {"text": (jnp.arange(9, dtype=jnp.int32),) * 2}}
-    net = RecGOATNet(n_users=12, n_items=9, dim=8, modalities=("text",), heads=2,
+    net = RecGOATNet(n_users=12, n_items=9, dim=8, modalities=("text",), gat=GATConfig(heads=2),
                      encode_ui=functools.partial(recgoat_parts.lightgcn_ui, n_layers=2),
                      align=recgoat_parts.no_align,
                      make_fusion=fusion_factory("residual", 8, ("text",), {}, name="fusion"),
@@ -89,9 +91,9 @@ def test_cf_branch_adds_the_neighbours_mean_after_lightgcn():
 
 
 def _shapes(source):
-    return {"n_users": 12, "n_items": 9, "item_feature_dims": {"text": 4},
-            "user_feature_dim": None if source == "none" else 5,
-            "user_feature_source": None if source == "none" else source}
+    return Shapes(n_users=12, n_items=9, item_feature_dims={"text": 4},
+                  user_feature_dim=None if source == "none" else 5,
+                  user_feature_source=None if source == "none" else source)
 
 
 @pytest.mark.parametrize("branch,source,cf,gat", [
@@ -106,7 +108,7 @@ def _shapes(source):
 def test_user_branch_resolution(branch, source, cf, gat):
     cfg = make_config(overrides=["model.name=recgoat", f"model.user_branch={branch}"])
     model = build(cfg, _shapes(source))
-    assert (model.net.user_cf, model.net.user_branch) == (cf, gat)
+    assert (model.net.user_cf, model.net.user_gat) == (cf, gat)
     assert ("user_knn_rows" in model.needs) == cf and ("user_knn" in model.needs) == gat
 
 

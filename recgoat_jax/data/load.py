@@ -22,7 +22,7 @@ from recgoat_jax.config import DataConfig, canonical_dataset, dataset_names
 from recgoat_jax.data import synthetic
 from recgoat_jax.data.dataset import Dataset
 from recgoat_jax.data.formats import read_dataset
-from recgoat_jax.errors import DataError, build_dataset_hint, command_hint, did_you_mean
+from recgoat_jax.errors import DataError, build_dataset_hint, close_matches, command_hint
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,9 @@ def resolve_dataset_dir(
         if (Path(root) / n).is_dir() and not _looks_like_path(dataset):
             under_root = Path(root) / n
             break
+    close = _close_names(dataset, root) if must_exist else []
+    # every command the message prints names the close dataset, not the typo
+    named = close[0] if len(close) == 1 else dataset
     if option is not None:
         if here.is_dir():
             return here
@@ -80,12 +83,12 @@ def resolve_dataset_dir(
             # "data/toy" or "./x" is a path to create; a bare name lives under root
             return here if (len(here.parts) > 1 or dataset.startswith(".")) else under_root
         raise DataError(f"{option} {dataset}: no such directory, and no {under_root}/"
-                        f"{_suggestion(dataset, root)}: set --root, or build it first with "
-                        f"{command_hint('data', dataset)}")
+                        f"{_suggestion(close)}: set --root, or build it first with "
+                        f"{command_hint('data', named)}")
     if _looks_like_path(dataset):
         if not here.is_dir() and must_exist:
             raise DataError(
-                f"dataset directory '{dataset}' not found{_suggestion(dataset, root)}: "
+                f"dataset directory '{dataset}' not found{_suggestion(close)}: "
                 "expected a directory with <name>.inter (MMRec layout) or "
                 "train.txt/valid.txt/test.txt"
             )
@@ -97,11 +100,11 @@ def resolve_dataset_dir(
     if not must_exist:
         return under_root
     raise DataError(
-        f"dataset '{dataset}' not found{_suggestion(dataset, root)}: expected "
+        f"dataset '{dataset}' not found{_suggestion(close)}: expected "
         f"{under_root / (dataset + '.inter')} (MMRec layout) "
         f"or train.txt/valid.txt/test.txt there (+ text_feat.npy, image_feat.npy): copy MMRec's "
         f"preprocessed '{dataset}' folder into {under_root}/, or build it from raw Amazon dumps with "
-        f"{build_dataset_hint(dataset)}"
+        f"{build_dataset_hint(named)}"
     )
 
 
@@ -119,22 +122,25 @@ def known_datasets(root: str | os.PathLike = "data") -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _suggestion(dataset: str, root: str | os.PathLike) -> str:
-    """" (did you mean ...?)" for a dataset that was not found: a registered name or a
-    directory under root for a bare name, a sibling directory for a path; '' if none is
-    close."""
+def _close_names(dataset: str, root: str | os.PathLike) -> list[str]:
+    """The names close to a dataset that was not found, as it would be given: a registered
+    name or a directory under root for a bare name, a sibling directory (with its parent)
+    for a path; [] if none is close."""
     if _looks_like_path(dataset):
         here = Path(dataset).expanduser()
         try:
             siblings = [p.name for p in here.parent.iterdir() if p.is_dir()]
         except OSError:
-            return ""
-        hint = did_you_mean(here.name, [s for s in siblings if s != here.name],
-                            prefix=str(here.parent) + os.sep)
-    else:
-        hint = did_you_mean(dataset, [n for n in known_datasets(root)
-                                      if n not in dataset_names(dataset)])
-    return f" ({hint})" if hint else ""
+            return []
+        return [str(here.parent / m)
+                for m in close_matches(here.name, [s for s in siblings if s != here.name])]
+    return close_matches(dataset, [n for n in known_datasets(root)
+                                   if n not in dataset_names(dataset)])
+
+
+def _suggestion(close: list[str]) -> str:
+    """" (did you mean 'x'?)" for the close names; '' if there are none."""
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def _demo_meta() -> dict:

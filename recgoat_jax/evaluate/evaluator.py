@@ -124,49 +124,71 @@ class Evaluator:
 
     def _blocks(self, split: str, users_mask: np.ndarray | None = None
                 ) -> list[tuple[jax.Array, ...]]:
-        """Per-block device arrays for `split` (built once per mask, then cached)."""
-        key = split if users_mask is None else ("mask", split, self._mask_key(users_mask))
-        if key not in self._blocks_cache:
-            self._blocks_cache[key] = [tuple(jnp.asarray(a) for a in blk)
-                                       for blk in self._host_blocks(split, users_mask)]
-        return self._blocks_cache[key]
-
-    def _host_blocks(self, split: str, users_mask: np.ndarray | None = None
-                     ) -> list[tuple[np.ndarray, ...]]:
-        """Per-block host arrays for `split` (built once, then cached). With users_mask
-        [n_users] bool, the same arrays with n_truth zeroed for the users outside it: the
-        kernels give a user without truth weight 0, so the sums cover the mask's users
-        only, with the same blocks, shapes and compiled kernels."""
-        key = ("host", split)
-        if key not in self._blocks_cache:
-            p = self._plan(split)
-            if self.method == "rank":
-                arrays = rank_block_arrays(p, self.block, self._width)
-            else:
-                arrays = user_block_arrays(p, self.block, self._width, self._width_truth)
-            self._blocks_cache[key] = [tuple(a[b] for a in arrays) for b in range(p.n_blocks)]
-        blocks = self._blocks_cache[key]
+        """Per-block device arrays for `split` (built once, then cached); with users_mask,
+        the same arrays but a masked n_truth (_masked_n_truth, cached per mask)."""
+        if split not in self._blocks_cache:
+            self._blocks_cache[split] = [tuple(jnp.asarray(a) for a in blk)
+                                         for blk in self._host_blocks(split)]
+        blocks = self._blocks_cache[split]
         if users_mask is None:
             return blocks
+        key = ("mask", split, self._mask_key(users_mask))
+        if key not in self._blocks_cache:
+            self._blocks_cache[key] = [jnp.asarray(n)
+                                       for n in self._masked_n_truth(split, users_mask)]
+        return self._swap_n_truth(blocks, self._blocks_cache[key])
+
+    def _host_blocks(self, split: str) -> list[tuple[np.ndarray, ...]]:
+        """Per-block host arrays for `split` (built once, then cached)."""
+        key = ("host", split)
+        if key in self._blocks_cache:
+            return self._blocks_cache[key]
+        p = self._plan(split)
+        if self.method == "rank":
+            arrays = rank_block_arrays(p, self.block, self._width)
+        else:
+            arrays = user_block_arrays(p, self.block, self._width, self._width_truth)
+        blocks = [tuple(a[b] for a in arrays) for b in range(p.n_blocks)]
+        self._blocks_cache[key] = blocks
+        return blocks
+
+    def _masked_n_truth(self, split: str, users_mask: np.ndarray) -> list[np.ndarray]:
+        """Each block's n_truth (host) with 0 for the users outside users_mask [n_users]:
+        the kernels give a user without truth weight 0, so the sums cover the mask's users
+        only, with the same blocks, shapes and compiled kernels."""
         p = self._plan(split)
         keep = np.zeros((p.n_blocks, self.block), np.float32)   # [n_blocks, rows]
         keep[p.ublock, p.urow] = self._check_mask(users_mask)[p.users]
         at = _N_TRUTH[self.method]
-        return [blk[:at] + (blk[at] * keep[b],) + blk[at + 1:] for b, blk in enumerate(blocks)]
+        return [blk[at] * keep[b] for b, blk in enumerate(self._host_blocks(split))]
+
+    def _swap_n_truth(self, blocks: list[tuple], n_truths: list) -> list[tuple]:
+        at = _N_TRUTH[self.method]
+        return [blk[:at] + (n,) + blk[at + 1:] for blk, n in zip(blocks, n_truths)]
 
     def _device_blocks(self, split: str, devices: tuple, users_mask: np.ndarray | None = None
                        ) -> list[tuple[int, tuple]]:
         """[(slot, arrays on devices[slot])] of the blocks this process evaluates when the
-        blocks of `split` are dealt round-robin over `devices` (block b -> slot b % n)."""
-        key = ("dev", split, devices, self._mask_key(users_mask))
+        blocks of `split` are dealt round-robin over `devices` (block b -> slot b % n);
+        users_mask: as in _blocks."""
+        here = jax.process_index()
+        mine = lambda b: devices[b % len(devices)].process_index == here  # noqa: E731
+        key = ("dev", split, devices)
         if key not in self._blocks_cache:
-            here = jax.process_index()
             self._blocks_cache[key] = [
                 (b % len(devices), tuple(jax.device_put(a, devices[b % len(devices)])
                                          for a in blk))
-                for b, blk in enumerate(self._host_blocks(split, users_mask))
-                if devices[b % len(devices)].process_index == here]
-        return self._blocks_cache[key]
+                for b, blk in enumerate(self._host_blocks(split)) if mine(b)]
+        blocks = self._blocks_cache[key]
+        if users_mask is None:
+            return blocks
+        mkey = ("dev-mask", split, devices, self._mask_key(users_mask))
+        if mkey not in self._blocks_cache:
+            self._blocks_cache[mkey] = [
+                jax.device_put(n, devices[b % len(devices)])
+                for b, n in enumerate(self._masked_n_truth(split, users_mask)) if mine(b)]
+        swapped = self._swap_n_truth([blk for _, blk in blocks], self._blocks_cache[mkey])
+        return [(slot, blk) for (slot, _), blk in zip(blocks, swapped)]
 
     # -- evaluation
     def evaluate_sums(self, user_emb, item_emb, split: str,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,6 +21,8 @@ import numpy as np
 
 from recgoat_jax.data.atomic import save_npy_atomic, write_json_atomic
 from recgoat_jax.errors import DataError, UserError
+
+log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 
@@ -94,6 +98,10 @@ def encode_chunked(
         from tqdm import tqdm
 
         bar = tqdm(total=n, initial=n - sum(len(p) for _, p, _ in todo), unit="it", desc=desc)
+    elif todo:  # no bar (stderr is a log file, or --no-progress): a status line per chunk
+        log.info(f"{desc}: encoding {len(todo)} of {n_chunks} chunks "
+                 f"({stats['reused_chunks']} reused), {chunk_size} rows each")
+    done, start = n - sum(len(p) for _, p, _ in todo), time.perf_counter()
     try:
         for c, part, digest in todo:
             order = (sorted(range(len(part)), key=lambda j: sort_key(part[j]), reverse=True)
@@ -118,6 +126,10 @@ def encode_chunked(
             manifest["chunks"][f"{c:05d}"] = {"sha256": digest, "rows": len(part)}
             write_json_atomic(man_path, manifest)
             stats["encoded_chunks"] += 1
+            done += len(part)
+            if bar is None:
+                log.info(f"{desc}: chunk {c + 1}/{n_chunks} done, {done}/{n} rows, "
+                         f"{time.perf_counter() - start:.1f} s")
     finally:
         if bar is not None:
             bar.close()

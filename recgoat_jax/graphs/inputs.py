@@ -10,6 +10,9 @@ One builder per input name, all module-level (no import inside a function):
   user_knn       (senders, receivers) user-user kNN (graphs/knn.py, cached)
   user_knn_rows  [U, k] each user's nearest other users by user features (cached)
   item_features  {modality: [I, D_m]}; user_features [U, D_u]
+  item_knn_scores  [U, I] item kNN scores R S^T (model.k; graphs/similarity.py)
+  blend_scores   {"items", "users"}: [U, I] item kNN (model.k) and user-feature user kNN
+                 (model.user_k) scores, each min-max scaled per user (the blend's parts)
 """
 
 from __future__ import annotations
@@ -22,21 +25,15 @@ import numpy as np
 
 from recgoat_jax.config import Config
 from recgoat_jax.data.dataset import Dataset
-from recgoat_jax.graphs import knn, mm_adj
+from recgoat_jax.graphs import knn, mm_adj, similarity
 from recgoat_jax.graphs.bipartite import edge_list, normalized_adjacency
+from recgoat_jax.model.base import Shapes
 
 
-def shapes_of(dataset: Dataset) -> dict:
-    """What a model's build(cfg, shapes) may read: {"n_users", "n_items",
-    "item_feature_dims": {m: D_m}, "user_feature_dim": D_u or None}."""
-    return {
-        "n_users": dataset.n_users,
-        "n_items": dataset.n_items,
-        "item_feature_dims": {m: int(v.shape[1]) for m, v in dataset.item_features.items()},
-        "user_feature_dim": None if dataset.user_features is None
-        else int(dataset.user_features.shape[1]),
-        "user_feature_source": dataset.user_feature_source,
-    }
+def shapes_of(dataset: Dataset) -> Shapes:
+    """Shapes.of(dataset) (model/base.py), under its former name for callers outside the
+    package."""
+    return Shapes.of(dataset)
 
 
 def _edges(pair) -> tuple:
@@ -142,6 +139,23 @@ def mm_adj_input(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
     return {k: tuple(jnp.asarray(a) for a in v) for k, v in adj.items()}
 
 
+def item_knn_scores(dataset: Dataset, cfg: Config, cache_dir: str | None):
+    """[n_users, n_items] float32: item kNN scores (similarity.item_knn_scores, model.k)."""
+    r = similarity.interaction_matrix(dataset.train, dataset.n_items)
+    return jnp.asarray(similarity.item_knn_scores(r, cfg.model.k), jnp.float32)
+
+
+def blend_scores(dataset: Dataset, cfg: Config, cache_dir: str | None) -> dict:
+    """{"items": minmax_rows(item kNN scores, model.k), "users": minmax_rows(user kNN
+    scores over the user features, model.user_k)}, each [n_users, n_items] float32
+    (scaled in float64, then cast)."""
+    r = similarity.interaction_matrix(dataset.train, dataset.n_items)
+    items = similarity.minmax_rows(similarity.item_knn_scores(r, cfg.model.k))
+    users = similarity.minmax_rows(
+        similarity.user_knn_scores(r, dataset.user_features, cfg.model.user_k))
+    return {"items": jnp.asarray(items, jnp.float32), "users": jnp.asarray(users, jnp.float32)}
+
+
 BUILDERS: dict[str, Callable] = {
     "adjacency": adjacency,
     "ui_edges": ui_edges,
@@ -152,6 +166,8 @@ BUILDERS: dict[str, Callable] = {
     "item_knn": item_knn,
     "user_knn": user_knn,
     "user_knn_rows": user_knn_rows,
+    "item_knn_scores": item_knn_scores,
+    "blend_scores": blend_scores,
 }
 
 

@@ -25,7 +25,8 @@ from ott.problems.linear import linear_problem
 from ott.solvers.linear import implicit_differentiation, sinkhorn
 from ott.tools import sinkhorn_divergence
 
-from recgoat_jax.losses import info_nce, l2_normalize
+from recgoat_jax.infonce import info_nce
+from recgoat_jax.losses import l2_normalize
 from recgoat_jax.model.precision import matmul
 
 _HI = jax.lax.Precision.HIGHEST
@@ -252,17 +253,21 @@ def cmcl_paper(
     tau: float = 0.2,
     w: float = 0.5,
     weight: jax.Array | None = None,
+    *,
+    unroll_tiles: bool = False,
 ) -> jax.Array:
     """Paper CMCL: (1 - w) InfoNCE(e_u, z_pos) + w mean_m InfoNCE(z_m, z_unified).
 
     z_mods: list of [B, d] modality views of the positive items; z_unified: [B, d] fused
     item vectors of the same items; e_u: [B, d] users; z_pos: [B, d] their positive
-    items (usually z_unified itself); weight: [B] (0 = padding).
+    items (usually z_unified itself); weight: [B] (0 = padding); unroll_tiles: the
+    InfoNCE tile loops written out (infonce.info_nce's unroll, for cost analysis).
     """
-    l_ui = info_nce(e_u, z_pos, tau, weight)
+    l_ui = info_nce(e_u, z_pos, tau, weight, unroll=unroll_tiles)
     if not z_mods:
         return l_ui
-    l_mod = sum(info_nce(zm, z_unified, tau, weight) for zm in z_mods) / len(z_mods)
+    l_mod = sum(info_nce(zm, z_unified, tau, weight, unroll=unroll_tiles)
+                for zm in z_mods) / len(z_mods)
     return (1.0 - w) * l_ui + w * l_mod
 
 
@@ -277,13 +282,15 @@ def cmcl_reference(
     e_u: jax.Array | None = None,
     z_pos: jax.Array | None = None,
     w: float = 0.5,
+    *,
+    unroll_tiles: bool = False,
 ) -> jax.Array:
     """Released-code CMCL modality term: mean over present pairs and over {pos, neg} of (1 - InfoNCE(a, b)).
 
     views_pos / views_neg: name -> [B, d] for the positive / negative items, names among
     "id", "image", "text"; pairs (id, image), (id, text), (image, text) whose two views
     are present. With e_u and z_pos given, returns the released total
-    (1 - w) InfoNCE(e_u, z_pos) + w * that term.
+    (1 - w) InfoNCE(e_u, z_pos) + w * that term. unroll_tiles: as in cmcl_paper.
 
     WARNING: this reproduces a probable bug in the released code. Minimising 1 - InfoNCE
     MAXIMISES InfoNCE, i.e. pushes the modality views APART instead of aligning them
@@ -294,13 +301,14 @@ def cmcl_reference(
     for views in (views_pos, views_neg):
         for a, b in _REFERENCE_PAIRS:
             if a in views and b in views:
-                terms.append(1.0 - info_nce(views[a], views[b], tau, weight))
+                terms.append(1.0 - info_nce(views[a], views[b], tau, weight,
+                                            unroll=unroll_tiles))
     l_mod = sum(terms) / len(terms) if terms else jnp.zeros(())
     if e_u is None:
         return l_mod
     if z_pos is None:
         raise ValueError("cmcl_reference: e_u given without z_pos")
-    return (1.0 - w) * info_nce(e_u, z_pos, tau, weight) + w * l_mod
+    return (1.0 - w) * info_nce(e_u, z_pos, tau, weight, unroll=unroll_tiles) + w * l_mod
 
 
 def lemma_bound(z_m: jax.Array, z: jax.Array, cmcl_loss: jax.Array, tau: float, batch: int):

@@ -1,7 +1,7 @@
 """What the trainer and evaluator expect of a model (pure functions over pytrees).
 
 Every model (MF, LightGCN, FREEDOM, RecGOAT) is a frozen dataclass built once by its
-module's `build(cfg, shapes)` (listed in model/registry.py), holding only static
+module's `build(cfg, shapes: Shapes)` (listed in model/configs.py), holding only static
 choices; its params are a pytree returned by `init` and passed to every function.
 
 inputs: a dict of device arrays built once by graphs/inputs.py from the model's `needs`
@@ -16,7 +16,8 @@ batch: a recgoat_jax.batch.Batch: users, pos, neg [B] int32, weight [B] float32 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+import dataclasses
+from typing import Any, Callable, Mapping, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,39 @@ from recgoat_jax.batch import Batch
 
 Params = Any
 Inputs = dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Shapes:
+    """What a model's build(cfg, shapes) may know of its dataset: sizes, not data
+    (`Shapes.of(dataset)`).
+
+    item_feature_dims: {modality: D_m}, the item feature widths in the dataset's order;
+    user_feature_dim: D_u, None without user features; user_feature_source: where the
+    user features came from (Dataset.user_feature_source: "user_text",
+    "template_profile", "llm_profile"), None when unknown or absent; dataset: its name
+    (for error messages).
+    """
+
+    n_users: int
+    n_items: int
+    item_feature_dims: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    user_feature_dim: int | None = None
+    user_feature_source: str | None = None
+    dataset: str = ""
+
+    @classmethod
+    def of(cls, dataset) -> Shapes:
+        """The shapes of anything with n_users, n_items, item_features {m: [I, D_m]},
+        user_features [U, D_u] or None and user_feature_source (data/dataset.py Dataset;
+        read by attribute, so the model floor does not import data/)."""
+        users = dataset.user_features
+        return cls(n_users=int(dataset.n_users), n_items=int(dataset.n_items),
+                   item_feature_dims={m: int(v.shape[1])
+                                      for m, v in dataset.item_features.items()},
+                   user_feature_dim=None if users is None else int(users.shape[1]),
+                   user_feature_source=dataset.user_feature_source,
+                   dataset=str(getattr(dataset, "name", "")))
 
 
 class Model(Protocol):
@@ -60,9 +94,11 @@ class FittedModel(Protocol):
 
     needs: tuple[str, ...]
 
-    def fit(self, dataset, evaluator) -> tuple[Params, dict]:
-        """(params, info): params for `embed`; info, what the fit chose (e.g. a weight
-        picked on VALID with `evaluator`), recorded in results.json under "fit"."""
+    def fit(self, inputs: Inputs, evaluator) -> tuple[Params, dict]:
+        """(params, info) from the model's inputs (its `needs`, e.g. score matrices
+        graphs/inputs.py builds from the train split) in one pass: params for `embed`;
+        info, what the fit chose (e.g. a weight picked on VALID with `evaluator`),
+        recorded in results.json under "fit"."""
         ...
 
     def embed(self, params: Params, inputs: Inputs) -> tuple[jax.Array, jax.Array]:

@@ -7,7 +7,7 @@ LightGCN over the user-item graph that is pruned once per epoch during training:
   users, items = LightGCN layer mean over 0..n_ui_layers (model/lightgcn.py `propagate`)
   output: users [U, d], items + h [I, d]
 
-Loss = BPR(users, items + h) + reg_weight * sum_m BPR(users, proj_m(feat_m)) with
+Loss = BPR(users, items + h) + mm_bpr_weight * sum_m BPR(users, proj_m(feat_m)) with
 proj_m a Linear D_m -> d over a TRAINABLE copy feat_m [I, D_m] of modality m's raw
 features (nn.Embedding.from_pretrained(freeze=False) in MMRec). No L2 term (MMRec has none).
 
@@ -30,9 +30,10 @@ import jax
 import jax.numpy as jnp
 
 from recgoat_jax import losses
+from recgoat_jax.batch import Batch
 from recgoat_jax.config import Config
 from recgoat_jax.errors import ConfigError
-from recgoat_jax.model.base import init_embedding
+from recgoat_jax.model.base import Shapes, init_embedding
 from recgoat_jax.model.edge_pruning import prune_inputs
 from recgoat_jax.model.lightgcn import csr_matmul, no_adjacency_grad, propagate
 
@@ -63,7 +64,7 @@ class FREEDOM:
     n_ui_layers: int = 2
     mm_layers: int = 1
     dropout: float = 0.8  # edge pruning ratio; <= 0: the full adjacency
-    reg_weight: float = 1e-4
+    mm_bpr_weight: float = 1e-4  # model.mm_bpr_weight
     init_name: str = "xavier"
 
     diagnostics = None  # optional hook (model/base.py): none; pre_epoch: below
@@ -106,7 +107,7 @@ class FREEDOM:
         """inputs with adjacency data replaced by the epoch's pruned graph (dropout > 0)."""
         return prune_inputs(inputs, key, self.dropout, self.n_users, self.n_items)
 
-    def loss(self, params, inputs, batch, key):
+    def loss(self, params, inputs, batch: Batch, key):
         del key  # the epoch's pruning arrives through inputs (pre_epoch)
         user_emb, item_emb = self.forward(params, inputs)
         u, p, n, w = batch.users, batch.pos, batch.neg, batch.weight
@@ -118,15 +119,15 @@ class FREEDOM:
             fp = feat[p] @ proj["w"] + proj["b"]  # = (feat @ W + b)[p]
             fn = feat[n] @ proj["w"] + proj["b"]
             mm = mm + losses.bpr(jnp.sum(eu * fp, -1), jnp.sum(eu * fn, -1), w)
-        return losses.weighted_sum([("bpr", 1.0, bpr), ("mm_bpr", self.reg_weight, mm)])
+        return losses.weighted_sum([("bpr", 1.0, bpr), ("mm_bpr", self.mm_bpr_weight, mm)])
 
 
-def build(cfg: Config, shapes: dict) -> FREEDOM:
+def build(cfg: Config, shapes: Shapes) -> FREEDOM:
     """cfg.model: model/freedom_config.py FREEDOMConfig."""
-    dims = tuple(shapes["item_feature_dims"].items())
+    dims = tuple(shapes.item_feature_dims.items())
     if not dims:
         raise ConfigError("config key 'model.name': freedom needs item features "
                           "(<modality>_feat.npy); the dataset has none")
     m = cfg.model
-    return FREEDOM(shapes["n_users"], shapes["n_items"], dims, m.dim, m.n_layers, m.mm_layers,
-                   m.freedom_dropout, cfg.train.reg_weight, m.init)
+    return FREEDOM(shapes.n_users, shapes.n_items, dims, m.dim, m.n_layers, m.mm_layers,
+                   m.freedom_dropout, m.mm_bpr_weight, m.init)

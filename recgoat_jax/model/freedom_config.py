@@ -1,7 +1,6 @@
 """The `model:` section of FREEDOM (model/freedom.py; Zhou & Shen, MM 2023; MMRec freedom.py).
 
-Standard library only, so a config is checked at load without importing JAX. FREEDOM
-also uses train.reg_weight, the weight of its modality BPR term.
+Standard library only, so a config is checked at load without importing JAX.
 """
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from recgoat_jax.config_checks import BELOW_1, INITS, KNN_BACKENDS, UNIT, at_least
+from recgoat_jax.config_checks import BELOW_1, INITS, KNN_BACKENDS, NON_NEGATIVE, UNIT, at_least
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +32,10 @@ class FREEDOMConfig:
     mm_layers: int = 1  # propagation layers over the frozen item-item graph: n_mm_layers
     mm_image_weight: float = 0.1  # item-item graph = w * image kNN + (1 - w) * text kNN
     freedom_dropout: float = 0.8  # degree-sensitive edge pruning ratio (0: none)
+    mm_bpr_weight: float = 1e-4  # weight of the modality BPR term (MMRec's reg_weight)
 
+    FORMER_KEYS: ClassVar[dict] = {"train.reg_weight": ("mm_bpr_weight", "modality BPR loss")}
     CHOICES: ClassVar[dict] = {"init": INITS}
     RANGES: ClassVar[dict] = {
-        "dim": at_least(1), "n_layers": at_least(0),
+        "dim": at_least(1), "n_layers": at_least(0), "mm_bpr_weight": NON_NEGATIVE,
         "mm_layers": at_least(0), "mm_image_weight": UNIT, "freedom_dropout": BELOW_1}

@@ -11,8 +11,8 @@ with unit-norm rows. Modalities are taken in the order of the `modalities` attri
   concat : z = normalize(Dropout(LayerNorm(Linear_{(M+1)d->d}([e, zhat_1, ..., zhat_M]))))
   residual (not in the paper; docs/results.md, real data):
            z = e + Dropout(sum_m w_m zhat_m), no LayerNorm, no unit rows, w_m learnable
-           scalars initialised to `w_init` (0: the model starts as its ID backbone
-           and content enters only as far as BPR finds it useful).
+           scalars initialised to 0 (the model starts as its ID backbone and content
+           enters only as far as BPR finds it useful).
 
 sum/concat keep the released code's LayerNorm + dropout after the Linear, so the three
 ablation arms differ only in how the parts are combined. LayerNorm eps 1e-5 (torch).
@@ -70,10 +70,9 @@ class OATFusion(nn.Module):
 
 class ResidualFusion(nn.Module):
     """z = e + Dropout(sum_m w_m zhat_m): the ID item vector keeps its scale and direction
-    (LightGCN's scoring), content is an additive correction; w_m learnable, init `w_init`."""
+    (LightGCN's scoring), content is an additive correction; w_m learnable from 0."""
 
     modalities: Sequence[str] | None = None
-    w_init: float = 0.0
     dropout: float = 0.1
 
     @nn.compact
@@ -82,7 +81,7 @@ class ResidualFusion(nn.Module):
         names = _order(self.modalities, zhats)
         content = jnp.zeros_like(e_items)
         for m in names:
-            w = self.param(f"w_{m}", nn.initializers.constant(float(self.w_init)), ())
+            w = self.param(f"w_{m}", nn.initializers.zeros, ())
             content = content + w * zhats[m]
         return e_items + nn.Dropout(self.dropout)(content, deterministic=deterministic)
 
@@ -119,7 +118,6 @@ def fusion_factory(
     init_weights: Mapping[str, float] | None = None,
     dropout: float = 0.1,
     name: str | None = None,
-    residual_init: float = 0.0,
 ) -> Callable[[], nn.Module]:
     """The fusion module's constructor, chosen once by name: "oat" | "sum" | "concat" |
     "residual". Call it inside a parent's compact method to create the (named) submodule
@@ -132,7 +130,7 @@ def fusion_factory(
     if kind == "concat":
         return functools.partial(ConcatFusion, dim, mods, dropout, name=name)
     if kind == "residual":
-        return functools.partial(ResidualFusion, mods, residual_init, dropout, name=name)
+        return functools.partial(ResidualFusion, mods, dropout, name=name)
     raise ValueError(f"unknown fusion {kind!r}; expected oat, sum, concat or residual")
 
 

@@ -1,8 +1,8 @@
 """LightGCN and MF-BPR, the ID-only baselines.
 
 LightGCN: E(l+1) = A_hat E(l) over the bipartite train graph, output = mean of
-E(0..L). MF-BPR is the L = 0 case. Loss = BPR + reg_weight * L2 of the batch's ego
-embeddings (MMRec's EmbLoss by default).
+E(0..L). MF-BPR is the L = 0 case. Loss = BPR + emb_loss_weight * L2 of the batch's
+ego embeddings (model.emb_loss_weight; MMRec's EmbLoss by default).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import jax.numpy as jnp
 from jax.experimental import sparse as jsparse
 
 from recgoat_jax import losses
+from recgoat_jax.batch import Batch
 from recgoat_jax.config import Config
-from recgoat_jax.model.base import init_embedding
+from recgoat_jax.model.base import Shapes, init_embedding
 
 
 def csr_matmul(csr, x: jax.Array, n_rows: int) -> jax.Array:
@@ -75,7 +76,7 @@ class LightGCN:
     dim: int = 64
     n_layers: int = 3
     init_name: str = "xavier"
-    reg_weight: float = 1e-4
+    emb_loss_weight: float = 1e-4  # model.emb_loss_weight
     reg_mode: str = "mmrec"
 
     pre_epoch = None  # no optional hooks (model/base.py)
@@ -96,7 +97,7 @@ class LightGCN:
             return params["user"], params["item"]
         return propagate(inputs["adjacency"], params["user"], params["item"], self.n_layers)
 
-    def loss(self, params, inputs, batch, key):
+    def loss(self, params, inputs, batch: Batch, key):
         del key  # deterministic model
         user_emb, item_emb = self.embed(params, inputs)
         u, p, n, w = batch.users, batch.pos, batch.neg, batch.weight
@@ -106,22 +107,22 @@ class LightGCN:
         reg = losses.emb_l2(params["user"][u], params["item"][p], params["item"][n],
                             weight=w, mode=self.reg_mode)
         return losses.weighted_sum([("bpr", 1.0, losses.bpr(pos, neg, w)),
-                                    ("reg", self.reg_weight, reg)])
+                                    ("reg", self.emb_loss_weight, reg)])
 
 
 def MF(n_users: int, n_items: int, dim: int = 64, init_name: str = "xavier",
-       reg_weight: float = 1e-4, reg_mode: str = "mmrec") -> LightGCN:
+       emb_loss_weight: float = 1e-4, reg_mode: str = "mmrec") -> LightGCN:
     """MF-BPR: LightGCN with no propagation (score = ego user . ego item)."""
-    return LightGCN(n_users, n_items, dim, 0, init_name, reg_weight, reg_mode)
+    return LightGCN(n_users, n_items, dim, 0, init_name, emb_loss_weight, reg_mode)
 
 
-def build(cfg: Config, shapes: dict) -> LightGCN:
+def build(cfg: Config, shapes: Shapes) -> LightGCN:
     """cfg.model: model/lightgcn_config.py LightGCNConfig."""
-    return LightGCN(shapes["n_users"], shapes["n_items"], cfg.model.dim, cfg.model.n_layers,
-                    cfg.model.init, cfg.train.reg_weight)
+    return LightGCN(shapes.n_users, shapes.n_items, cfg.model.dim, cfg.model.n_layers,
+                    cfg.model.init, cfg.model.emb_loss_weight)
 
 
-def build_mf(cfg: Config, shapes: dict) -> LightGCN:
+def build_mf(cfg: Config, shapes: Shapes) -> LightGCN:
     """cfg.model: model/lightgcn_config.py MFConfig."""
-    return MF(shapes["n_users"], shapes["n_items"], cfg.model.dim, cfg.model.init,
-              cfg.train.reg_weight)
+    return MF(shapes.n_users, shapes.n_items, cfg.model.dim, cfg.model.init,
+              cfg.model.emb_loss_weight)

@@ -1,7 +1,6 @@
 """The `model:` sections of LightGCN and MF-BPR (model/lightgcn.py).
 
-Standard library only, so a config is checked at load without importing JAX. Both use
-train.reg_weight (MMRec's EmbLoss weight) besides these keys.
+Standard library only, so a config is checked at load without importing JAX.
 """
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from recgoat_jax.config_checks import INITS, at_least
+from recgoat_jax.config_checks import INITS, NON_NEGATIVE, at_least
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,9 +17,12 @@ class LightGCNConfig:
     dim: int = 64
     n_layers: int = 3  # propagation layers; the output is the mean of layers 0..n_layers
     init: str = "xavier"  # xavier (MMRec: Xavier-uniform) | normal (N(0, 0.1^2))
+    emb_loss_weight: float = 1e-4  # MMRec's EmbLoss (unsquared norms) of the batch's ego rows
 
+    FORMER_KEYS: ClassVar[dict] = {"train.reg_weight": ("emb_loss_weight", "embedding loss")}
     CHOICES: ClassVar[dict] = {"init": INITS}
-    RANGES: ClassVar[dict] = {"dim": at_least(1), "n_layers": at_least(0)}
+    RANGES: ClassVar[dict] = {"dim": at_least(1), "n_layers": at_least(0),
+                              "emb_loss_weight": NON_NEGATIVE}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +32,8 @@ class MFConfig:
     name: str = "mf"
     dim: int = 64
     init: str = "xavier"  # xavier (MMRec: Xavier-uniform) | normal (N(0, 0.1^2))
+    emb_loss_weight: float = 1e-4  # MMRec's EmbLoss (unsquared norms) of the batch's ego rows
 
+    FORMER_KEYS: ClassVar[dict] = {"train.reg_weight": ("emb_loss_weight", "embedding loss")}
     CHOICES: ClassVar[dict] = {"init": INITS}
-    RANGES: ClassVar[dict] = {"dim": at_least(1)}
+    RANGES: ClassVar[dict] = {"dim": at_least(1), "emb_loss_weight": NON_NEGATIVE}

@@ -17,6 +17,7 @@ class ItemKNNConfig:
     name: str = "itemknn"
     k: int = 0  # neighbours kept per item (its k largest cosines); 0: every item
 
+    FITTED: ClassVar[bool] = True  # no train / run key is read (config._check_model_specific)
     RANGES: ClassVar[dict] = {"k": at_least(0)}
 
 
@@ -30,5 +31,6 @@ class BlendConfig:
     user_k: int = 20  # neighbours per user by cosine of the user features
     weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)  # the grid of w
 
+    FITTED: ClassVar[bool] = True
     RANGES: ClassVar[dict] = {"k": at_least(0), "user_k": at_least(1),
                               "weights": NON_NEGATIVE}

@@ -8,7 +8,7 @@
                   z_u is added to e_u
   modality m      Linear + GAT over the item-item kNN graph of m      -> z_m [I, d]
   OAT             reference: zhat_m = z_m (T + Delta_m), T a stop-gradient Sinkhorn plan
-                  paper:     zhat_m = z_m (I + Delta_m) + lambda_ot * Sinkhorn divergence
+                  paper:     zhat_m = z_m (I + Delta_m) + ot_weight * Sinkhorn divergence
                   none:      zhat_m = z_m
   fusion          oat / sum / concat                                  -> z_i [I, d] (unit rows)
                   residual: z_i = e_i + sum_m w_m zhat_m (not normalised; ours, real data)
@@ -16,9 +16,10 @@
   edge pruning    model.edge_dropout > 0: FREEDOM's degree-sensitive pruning of the
                   user-item graph, redrawn each epoch (pre_epoch; not in the paper)
 
-Loss = BPR + lambda_reg * L2(ego) + lambda_cl * CMCL (+ lambda_ot * L_OT): named weighted
-terms (model/recgoat_loss.py) picked once by `build`. The whole forward runs over all
-nodes in every step (as the released code does), inside the one jitted step.
+Loss = BPR + l2_weight * L2(ego) + cl_weight * CMCL (+ ot_weight * L_OT), weights from
+model.loss: named weighted terms (model/recgoat_loss.py) picked once by `build`. The whole
+forward runs over all nodes in every step (as the released code does), inside the one
+jitted step.
 
 RecGOAT is, like LightGCN, MF and FREEDOM, a frozen dataclass of pure functions over a
 params pytree (docs/architecture.md, design notes); flax linen is used only inside, in
@@ -36,16 +37,18 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from recgoat_jax import losses
+from recgoat_jax.batch import Batch
 from recgoat_jax.config import Config
 from recgoat_jax.errors import ConfigError
 from recgoat_jax.model import recgoat_loss, recgoat_parts
-from recgoat_jax.model.base import init_embedding
+from recgoat_jax.model.base import Shapes, init_embedding
 from recgoat_jax.model.edge_pruning import prune_inputs
 from recgoat_jax.model.fusion import fusion_factory
 from recgoat_jax.model.gat import ModalityEncoder
+from recgoat_jax.model.recgoat_config import GATConfig
+from recgoat_jax.model.recgoat_types import NetOutput
 
 
 # the collaborative user branch's gate at init (learned from there): the value screened
@@ -53,36 +56,14 @@ from recgoat_jax.model.gat import ModalityEncoder
 USER_CF_INIT = 0.5
 
 
-@struct.dataclass
-class NetOutput:
-    """What RecGOATNet computes (U users, I items, d = model.dim, m a modality; float32).
-
-    user_ego [U, d], item_ego [I, d]: the ID embedding tables (parameters).
-    e_u [U, d]: users of the ID branch, plus z_user when the user branch is on.
-    e_i [I, d]: items of the ID branch.
-    z_user [U, d] or None: the user branch's output (None when it is off).
-    z {m: [I, d]}: modality encoder outputs; zhat {m: [I, d]}: the same after OAT.
-    z_items [I, d]: the fused items (unit rows, except residual fusion).
-    diag {name: scalar}: the aligner's statistics (reference OAT), for `diagnostics`.
-    """
-
-    user_ego: jax.Array
-    item_ego: jax.Array
-    e_u: jax.Array
-    e_i: jax.Array
-    z_user: jax.Array | None
-    z: dict
-    zhat: dict
-    z_items: jax.Array
-    diag: dict
-
-
 class RecGOATNet(nn.Module):
     """All RecGOAT parameters; __call__(inputs, deterministic) -> NetOutput.
 
     encode_ui, align and make_fusion are the parts chosen by `build`
     (model/recgoat_parts.py, fusion.fusion_factory); they create their submodules inside
-    this module's scope (ui_gat_<l>, oat_<m>, fusion).
+    this module's scope (ui_gat_<l>, oat_<m>, fusion). The other fields are the config's
+    (model.dim, model.gat, model.dropout; init_name is model.init, a flax Module having its
+    own `init`); the user side is model.user_branch resolved by `build` into two switches.
     """
 
     n_users: int
@@ -93,12 +74,14 @@ class RecGOATNet(nn.Module):
     align: Callable
     make_fusion: Callable
     init_name: str = "normal"
-    gat_layers: int = 1
-    heads: int = 8
+    gat: GATConfig = GATConfig()  # layers and heads of every GAT encoder; on_items
     dropout: float = 0.1
-    item_gat: bool = True
-    user_branch: bool = False  # the paper's GAT branch (needs inputs["user_knn"])
-    user_cf: bool = False  # the collaborative branch (needs inputs["user_knn_rows"])
+    # the paper's GAT branch over the user-user kNN graph of the user features (or of the
+    # ego rows without them): needs inputs["user_knn"]
+    user_gat: bool = False
+    # the collaborative branch, the mean ID vector of each user's nearest users by user
+    # features: needs inputs["user_knn_rows"]
+    user_cf: bool = False
     compute_dtype: Any = jnp.float32
 
     @nn.compact
@@ -109,10 +92,10 @@ class RecGOATNet(nn.Module):
                               (self.n_items, self.dim))
         # User-user branch: LLM-profile features if given, else the ego embeddings.
         z_user = None
-        if self.user_branch:
+        if self.user_gat:
             feats = inputs.get("user_features", user_ego)
             s, r = inputs["user_knn"]
-            z_user = ModalityEncoder(self.dim, self.gat_layers, self.heads, self.dropout,
+            z_user = ModalityEncoder(self.dim, self.gat.layers, self.gat.heads, self.dropout,
                                      name="user_encoder")(feats.astype(self.compute_dtype), s, r,
                                                           deterministic=deterministic)
             z_user = z_user.astype(jnp.float32)
@@ -133,8 +116,8 @@ class RecGOATNet(nn.Module):
         for m in self.modalities:
             s, r = inputs["item_knn"][m]
             x = inputs["item_features"][m].astype(self.compute_dtype)
-            z[m] = ModalityEncoder(self.dim, self.gat_layers, self.heads, self.dropout,
-                                   use_gat=self.item_gat, name=f"encoder_{m}")(
+            z[m] = ModalityEncoder(self.dim, self.gat.layers, self.gat.heads, self.dropout,
+                                   use_gat=self.gat.on_items, name=f"encoder_{m}")(
                 x, s, r, deterministic=deterministic).astype(jnp.float32)
             zhat[m], d = self.align(m, z[m], e_i)
             diag.update(d)
@@ -182,44 +165,48 @@ class RecGOAT:
         out = self.forward(params, inputs)
         return out.e_u, out.z_items
 
-    def loss(self, params, inputs, batch, key):
+    def loss(self, params, inputs, batch: Batch, key):
         out = self.forward(params, inputs, key)
         rows = recgoat_loss.batch_rows(out, batch)
         return losses.weighted_sum([(name, w, term(out, rows, batch))
                                     for name, w, term in self.terms])
 
-    def diagnostics(self, params, inputs, batch) -> dict:
+    def diagnostics(self, params, inputs, batch: Batch) -> dict:
         """Evaluation-time diagnostics (recgoat_loss.diagnostics) in eval mode."""
         return recgoat_loss.diagnostics(self.forward(params, inputs), batch,
                                         modalities=self.net.modalities, tau=self.cl_tau)
 
 
-def loss_terms(cfg: Config, modalities: tuple[str, ...]) -> tuple:
-    """The named weighted terms of cfg (see model/recgoat_loss.py)."""
-    m, t = cfg.model, cfg.train
-    terms = [("bpr", 1.0, recgoat_loss.bpr_term), ("reg", t.reg_weight, recgoat_loss.l2_term)]
-    if m.cmcl != "none" and t.lambda_cl > 0:
-        terms.append(("cmcl", t.lambda_cl, functools.partial(
-            recgoat_loss.CMCL_TERMS[m.cmcl], modalities=modalities, tau=t.cl_tau, w=t.cl_w,
-            n_rows=t.cl_rows)))
-    if m.oat == "paper" and t.lambda_ot > 0 and modalities:
+def loss_terms(cfg: Config, modalities: tuple[str, ...], unroll_tiles: bool = False) -> tuple:
+    """The named weighted terms of cfg (see model/recgoat_loss.py). unroll_tiles: CMCL's
+    InfoNCE with its tile loops written out, for XLA's cost analysis only (a caller
+    replaces a built model's terms: dataclasses.replace(model, terms=loss_terms(...)))."""
+    m, loss = cfg.model, cfg.model.loss
+    terms = [("bpr", 1.0, recgoat_loss.bpr_term),
+             ("reg", loss.l2_weight, recgoat_loss.l2_term)]
+    if m.cmcl != "none" and loss.cl_weight > 0:
+        terms.append(("cmcl", loss.cl_weight, functools.partial(
+            recgoat_loss.CMCL_TERMS[m.cmcl], modalities=modalities, tau=loss.cl_tau,
+            w=loss.cl_w, n_rows=loss.cl_rows, unroll_tiles=unroll_tiles)))
+    if m.oat == "paper" and loss.ot_weight > 0 and modalities:
         ot = m.ot.paper
-        terms.append(("ot", t.lambda_ot, functools.partial(
+        terms.append(("ot", loss.ot_weight, functools.partial(
             recgoat_loss.ot_term, modalities=modalities, n_items=ot.batch_items,
             epsilon=ot.epsilon, tau=ot.tau, iterations=ot.iterations)))
     return tuple(terms)
 
 
-def build(cfg: Config, shapes: dict) -> RecGOAT:
+def build(cfg: Config, shapes: Shapes) -> RecGOAT:
     """RecGOAT for cfg (cfg.model: model/recgoat_config.py RecGOATConfig, validated by
-    config.py) and the dataset's shapes (graphs/inputs.py shapes_of)."""
-    m, t = cfg.model, cfg.train
-    mods = tuple(shapes["item_feature_dims"])
-    has_user_features = shapes.get("user_feature_dim") is not None
+    config.py) and the dataset's shapes."""
+    m = cfg.model
+    bf16 = cfg.train.mixed_precision  # RecGOAT honours it (RecGOATConfig.HONOURS)
+    mods = tuple(shapes.item_feature_dims)
+    has_user_features = shapes.user_feature_dim is not None
     branch = m.user_branch
     if branch == "cf_if_text":  # real user text, not profiles written from train items
-        branch = "cf" if shapes.get("user_feature_source") == "user_text" else "off"
-    user_branch = {"auto": has_user_features, "on": True}.get(branch, False)
+        branch = "cf" if shapes.user_feature_source == "user_text" else "off"
+    user_gat = {"auto": has_user_features, "on": True}.get(branch, False)
     user_cf = branch == "cf"
     if user_cf and not has_user_features:
         raise ConfigError("config key 'model.user_branch': cf needs user features "
@@ -229,27 +216,26 @@ def build(cfg: Config, shapes: dict) -> RecGOAT:
                                                    heads=m.gat.heads, dropout=m.dropout)
     ref = m.ot.reference
     net = RecGOATNet(
-        n_users=shapes["n_users"], n_items=shapes["n_items"], dim=m.dim, modalities=mods,
+        n_users=shapes.n_users, n_items=shapes.n_items, dim=m.dim, modalities=mods,
         encode_ui=encode_ui,
-        align=recgoat_parts.aligner(m.oat, dim=m.dim, scale=ref.cost_scale,
+        align=recgoat_parts.aligner(m.oat, dim=m.dim, cost_scale=ref.cost_scale,
                                     epsilon=ref.epsilon, iterations=ref.iterations,
-                                    compute_dtype=jnp.bfloat16 if t.mixed_precision else None),
+                                    compute_dtype=jnp.bfloat16 if bf16 else None),
         make_fusion=fusion_factory(m.fusion, m.dim, mods, dict(m.init_weights), m.dropout,
                                    name="fusion"),
-        init_name=m.init, gat_layers=m.gat.layers, heads=m.gat.heads, dropout=m.dropout,
-        item_gat=m.gat.on_items, user_branch=user_branch, user_cf=user_cf,
-        compute_dtype=jnp.bfloat16 if t.mixed_precision else jnp.float32)
+        init_name=m.init, gat=m.gat, dropout=m.dropout, user_gat=user_gat, user_cf=user_cf,
+        compute_dtype=jnp.bfloat16 if bf16 else jnp.float32)
     needs = ["item_features", "item_knn", ui_input]
     if m.edge_dropout > 0:
         if m.ui_encoder != "lightgcn":
             raise ConfigError("config key 'model.edge_dropout': edge pruning needs "
                               "model.ui_encoder=lightgcn")
         needs.append("ui_edge_list")
-    if user_branch:
+    if user_gat:
         needs.append("user_knn")
         if has_user_features:
             needs.append("user_features")
     if user_cf:
         needs.append("user_knn_rows")
-    return RecGOAT(net, needs=tuple(needs), terms=loss_terms(cfg, mods), cl_tau=t.cl_tau,
+    return RecGOAT(net, needs=tuple(needs), terms=loss_terms(cfg, mods), cl_tau=m.loss.cl_tau,
                    edge_dropout=m.edge_dropout)

@@ -1,8 +1,7 @@
 """The `model:` section of RecGOAT (model/recgoat.py; docs/method.md explains every key).
 
-Standard library only, so a config is checked at load without importing JAX. RecGOAT
-also reads from train: reg_weight, lambda_cl, cl_tau, cl_w, cl_rows, lambda_ot and
-mixed_precision.
+Standard library only, so a config is checked at load without importing JAX. RecGOAT's
+loss weights are its own (model.loss); from train it also reads mixed_precision.
 """
 
 from __future__ import annotations
@@ -11,13 +10,13 @@ import dataclasses
 from typing import ClassVar
 
 from recgoat_jax.config_checks import (BELOW_1, INITS, KNN_BACKENDS, NON_NEGATIVE, POSITIVE,
-                                at_least)
+                                       UNIT, at_least)
 
 
 @dataclasses.dataclass(frozen=True)
 class PaperOT:
     """model.oat=paper: L_OT, a Sinkhorn divergence between the batch's aligned modality
-    rows and their ID rows (alignment.paper_ot_loss), weighted by train.lambda_ot."""
+    rows and their ID rows (alignment.paper_ot_loss), weighted by model.loss.ot_weight."""
 
     epsilon: float = 0.05  # on L2-normalised rows (costs in [0, 4])
     iterations: int = 200  # iteration cap (stops earlier at 1e-4 marginal error)
@@ -75,6 +74,23 @@ class GATConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """The weights of RecGOAT's loss terms beside BPR (model/recgoat_loss.py):
+    loss = bpr + l2_weight * l2 + cl_weight * cmcl + ot_weight * ot."""
+
+    l2_weight: float = 1e-4  # squared L2 of the batch's ego embeddings
+    cl_weight: float = 0.0  # CMCL (model.cmcl); 0: no CMCL term
+    cl_tau: float = 0.2  # InfoNCE temperature (CMCL and the Lemma 3.3 diagnostic)
+    cl_w: float = 0.5  # CMCL = (1 - cl_w) user-item + cl_w modality-item
+    cl_rows: int = 0  # CMCL on the first cl_rows rows of each batch (0 = all; InfoNCE costs B^2)
+    ot_weight: float = 0.0  # the paper OAT's Sinkhorn term (model.oat=paper); 0: none
+
+    RANGES: ClassVar[dict] = {
+        "l2_weight": NON_NEGATIVE, "cl_weight": NON_NEGATIVE, "cl_tau": POSITIVE,
+        "cl_w": UNIT, "cl_rows": at_least(0), "ot_weight": NON_NEGATIVE}
+
+
+@dataclasses.dataclass(frozen=True)
 class RecGOATConfig:
     name: str = "recgoat"
     dim: int = 64
@@ -98,7 +114,17 @@ class RecGOATConfig:
     fusion: str = "oat"
     init_weights: tuple[tuple[str, float], ...] = (("image", 0.05), ("text", 0.8))  # fusion=oat
     ot: OTConfig = OTConfig()
+    loss: LossConfig = LossConfig()
 
+    # former train keys -> (their key here, what a model without it lacks)
+    FORMER_KEYS: ClassVar[dict] = {
+        "train.reg_weight": ("loss.l2_weight", "L2 loss"),
+        "train.lambda_cl": ("loss.cl_weight", "contrastive loss"),
+        "train.cl_tau": ("loss.cl_tau", "contrastive loss"),
+        "train.cl_w": ("loss.cl_w", "contrastive loss"),
+        "train.cl_rows": ("loss.cl_rows", "contrastive loss"),
+        "train.lambda_ot": ("loss.ot_weight", "OT loss")}
+    HONOURS: ClassVar[tuple] = ("train.mixed_precision",)  # config.TrainConfig.MODEL_SPECIFIC
     CHOICES: ClassVar[dict] = {
         "init": INITS, "ui_encoder": ("lightgcn", "gat"),
         "user_branch": ("auto", "on", "off", "cf", "cf_if_text"),

@@ -50,9 +50,9 @@ def paper_align(m, z, e_items, *, dim: int, compute_dtype=None):
     return alignment.PaperOAT(dim, compute_dtype=compute_dtype, name=f"oat_{m}")(z), {}
 
 
-def reference_align(m, z, e_items, *, dim: int, scale: float, epsilon: float,
+def reference_align(m, z, e_items, *, dim: int, cost_scale: float, epsilon: float,
                     iterations: int, compute_dtype=None):
-    zhat, diag = alignment.ReferenceOAT(dim, scale, epsilon, iterations,
+    zhat, diag = alignment.ReferenceOAT(dim, cost_scale, epsilon, iterations,
                                         compute_dtype=compute_dtype, name=f"oat_{m}")(
         z, e_items)
     return zhat, {f"oat/{m}/{k}": v for k, v in diag.items()}
@@ -71,13 +71,14 @@ def ui_encoder(kind: str, *, dim: int, n_layers: int, heads: int, dropout: float
     }[kind]()
 
 
-def aligner(kind: str, *, dim: int, scale: float, epsilon: float, iterations: int,
+def aligner(kind: str, *, dim: int, cost_scale: float, epsilon: float, iterations: int,
             compute_dtype=None):
-    """model.oat -> aligner function. compute_dtype bfloat16 (train.mixed_precision): the
+    """model.oat -> aligner function (cost_scale, epsilon, iterations: model.ot.reference's,
+    read by the reference variant only). compute_dtype bfloat16 (train.mixed_precision): the
     z (I + Delta) / z (T + Delta) map in bf16 with float32 output."""
     return {
         "paper": lambda: functools.partial(paper_align, dim=dim, compute_dtype=compute_dtype),
-        "reference": lambda: functools.partial(reference_align, dim=dim, scale=scale,
+        "reference": lambda: functools.partial(reference_align, dim=dim, cost_scale=cost_scale,
                                                epsilon=epsilon, iterations=iterations,
                                                compute_dtype=compute_dtype),
         "none": lambda: no_align,

@@ -1,69 +1,29 @@
-"""Model name -> its config dataclass and its `build`, so neither the config loader nor the
-trainer knows a model by name.
+"""Model name -> its built model, so neither the config loader nor the trainer knows a
+model by name.
 
-The config classes (model/*_config.py, standard library only) are imported here; a
-model's own module (JAX, flax) only when `build_model` first builds it, so config.py asks
-`config_class` which dataclass a `model:` section is without importing JAX. A new model
-is a module with `build(cfg, shapes) -> model` (model/base.py: a Model, trained, or a
-FittedModel, fitted in one pass), a frozen config
-dataclass (its `model:` keys, `name` first, checks in CHOICES / RANGES) and one line in
-MODELS. The model modules import nothing from here.
+The table (name -> config dataclass, "module:function" of its build) is the leaf
+model/configs.py, which config.py reads; this module adds building: a model's own module
+(JAX, flax) is imported only when `build_model` first builds it. The model modules
+import nothing from here. The table's names are re-exported here for callers that
+register a model (registry.MODELS[name] = registry.Entry(config, build)).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-from typing import Any
+from typing import Any, Mapping
 
-from recgoat_jax.errors import ConfigError, did_you_mean
-from recgoat_jax.model.freedom_config import FREEDOMConfig
-from recgoat_jax.model.lightgcn_config import LightGCNConfig, MFConfig
-from recgoat_jax.model.memory_config import BlendConfig, ItemKNNConfig
-from recgoat_jax.model.recgoat_config import RecGOATConfig
+from recgoat_jax.model.base import Shapes
+from recgoat_jax.model.configs import (MODELS, Entry, config_class,  # noqa: F401 (re-exported)
+                                       models_with_key, names)
 
 
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    config: type  # the model's `model:` section
-    # "module:function" in recgoat_jax.model, build(cfg, shapes) -> model; or the function
-    # itself (a model registered from outside the package, e.g. an experiment's variant)
-    build: Any
-
-
-MODELS: dict[str, Entry] = {
-    "mf": Entry(MFConfig, "lightgcn:build_mf"),
-    "lightgcn": Entry(LightGCNConfig, "lightgcn:build"),
-    "freedom": Entry(FREEDOMConfig, "freedom:build"),
-    "recgoat": Entry(RecGOATConfig, "recgoat:build"),
-    # memory-based: fitted in one pass, not trained (model/base.py FittedModel)
-    "itemknn": Entry(ItemKNNConfig, "memory:build_itemknn"),
-    "blend": Entry(BlendConfig, "memory:build_blend"),
-}
-
-
-def names() -> list[str]:
-    return sorted(MODELS)
-
-
-def config_class(name: str) -> type:
-    """The dataclass of model `name`'s config section; ConfigError for an unknown name."""
-    if name not in MODELS:
-        hint = did_you_mean(name, names())
-        raise ConfigError(f"config key 'model.name': unknown model {name!r}; "
-                          f"{hint + ' ' if hint else ''}expected one of {', '.join(names())}")
-    return MODELS[name].config
-
-
-def models_with_key(key: str) -> list[str]:
-    """The models whose config section has `key` (for 'not a <model> key' errors)."""
-    return [n for n in names() if key in {f.name for f in dataclasses.fields(MODELS[n].config)}]
-
-
-def build_model(cfg: Any, shapes: dict):
-    """cfg: config.Config (cfg.model is the model's own config); shapes:
-    graphs/inputs.py shapes_of(dataset) ({"n_users", "n_items", "item_feature_dims":
-    {m: d_m}, "user_feature_dim": int | None})."""
+def build_model(cfg: Any, shapes: Shapes | Mapping):
+    """cfg: config.Config (cfg.model is the model's own config); shapes: what the model is
+    built for (Shapes.of(dataset)). A mapping of Shapes' fields, what callers outside the
+    package passed before the record, is converted here, so every build takes Shapes."""
+    if not isinstance(shapes, Shapes):
+        shapes = Shapes(**shapes)
     build = MODELS[cfg.model.name].build
     if isinstance(build, str):
         module, function = build.split(":")

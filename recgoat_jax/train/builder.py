@@ -7,8 +7,8 @@ Trainer), `recommend` (load_run) and the benchmarks (which build Trainers):
     state = setup.abstract_state()            # TrainState of ShapeDtypeStructs
     user_emb, item_emb = setup.model.embed(params, setup.inputs)
 
-Everything here is on one device of one process; placement on a mesh (train.data_parallel,
-train.model_parallel) is the Trainer's.
+Everything here is on one device of one process; placement on a mesh (run.data_parallel,
+run.model_parallel) is the Trainer's.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from recgoat_jax.data.dataset import Dataset
 from recgoat_jax.data.load import load_dataset
 from recgoat_jax.errors import ConfigError
 from recgoat_jax.evaluate import Evaluator
-from recgoat_jax.graphs.inputs import model_inputs, shapes_of
+from recgoat_jax.graphs.inputs import model_inputs
+from recgoat_jax.model.base import Shapes
 from recgoat_jax.model.registry import build_model
 from recgoat_jax.train.step import init_state
 
@@ -45,14 +46,14 @@ def run_keys(cfg: Config) -> tuple[jax.Array, jax.Array]:
 class RunSetup:
     """A run's pieces, built once from its config (build_run).
 
-    shapes: graphs/inputs.py shapes_of(dataset), what the model was built for;
+    shapes: Shapes.of(dataset) (model/base.py), what the model was built for;
     inputs: the device arrays the model `needs` (graphs/inputs.py model_inputs);
     tx: the optimizer (optimizer(cfg)); init_key / dropout_key: run_keys(cfg).
     """
 
     cfg: Config
     dataset: Dataset
-    shapes: dict
+    shapes: Shapes
     model: Any
     inputs: dict
     tx: optax.GradientTransformation
@@ -80,7 +81,7 @@ def build_run(cfg: Config, dataset: Dataset | None = None) -> RunSetup:
     for its shapes, the model's inputs, the optimizer, the keys and the evaluator."""
     dataset = dataset if dataset is not None else load_dataset(cfg.data)
     check_ks(cfg, dataset)
-    shapes = shapes_of(dataset)
+    shapes = Shapes.of(dataset)
     model = build_model(cfg, shapes)
     inputs = model_inputs(model, dataset, cfg)
     init_key, dropout_key = run_keys(cfg)

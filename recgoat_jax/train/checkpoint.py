@@ -1,7 +1,7 @@
 """orbax checkpoints of a run: `latest` (resume) and `best` (params at best valid).
 
 They hold the logical (unpadded) state: train() saves Trainer.logical(state), so a
-checkpoint does not depend on train.model_parallel (train/sharding.py pads tables)."""
+checkpoint does not depend on run.model_parallel (train/sharding.py pads tables)."""
 
 from __future__ import annotations
 

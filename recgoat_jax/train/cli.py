@@ -74,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a killed run from its latest checkpoint, with its saved config")
     p.add_argument("--no-tensorboard", action="store_true",
-                   help="shorthand for --set train.tensorboard=false (no event files in "
+                   help="shorthand for --set run.tensorboard=false (no event files in "
                         "<run-dir>/tb/)")
     return add_verbosity(add_progress(p))
 
@@ -117,7 +117,7 @@ def overrides_of(args) -> list[str]:
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
     if args.no_tensorboard:
-        overrides.append("train.tensorboard=false")
+        overrides.append("run.tensorboard=false")
     return overrides
 
 
@@ -132,6 +132,9 @@ def choose_config(args) -> tuple[Path | None, str]:
     overrides = overrides_of(args)
     model = str(last_set(overrides, "model", "name") or DEFAULT_MODEL)
     dataset = str(last_set(overrides, "data", "dataset") or DEFAULT_DATASET)
+    from recgoat_jax.model import configs  # the model table alone: no JAX import
+
+    configs.config_class(model)  # an unknown model is the first line printed, not a config
     found = config_lib.find_config(model, dataset)
     if found is None:
         return None, (f"none found for model {model} on dataset {dataset}: the schema "

@@ -19,7 +19,7 @@ import jax
 
 
 def initialize(cfg) -> bool:
-    """jax.distributed.initialize() when cfg.train.distributed (must run before any other
+    """jax.distributed.initialize() when cfg.run.distributed (must run before any other
     JAX call); True when it initialised (or already had).
 
     On Cloud TPU pods and SLURM / Open MPI clusters jax detects the coordinator, process
@@ -27,7 +27,7 @@ def initialize(cfg) -> bool:
     it), JAX_NUM_PROCESSES and JAX_PROCESS_ID (read here: jax 0.10.2 itself does not).
     On CPU the cross-process collectives are gloo (jax's default; set explicitly so an
     old default of 'none' cannot silently leave the processes unable to all-reduce)."""
-    if not cfg.train.distributed:
+    if not cfg.run.distributed:
         return False
     if jax.distributed.is_initialized():
         return True

@@ -6,10 +6,10 @@ Run directory:
                   and the model's evaluation-time "diagnostics" when it has the hook)
   results.json    dataset, model, best_epoch, valid/test at the best valid epoch, times,
                   "groups": test metrics of the best checkpoint by user activity
-                  (train/rundir.py group_results; needs train.checkpoint)
+                  (train/rundir.py group_results; needs run.checkpoint)
   checkpoints/    orbax: latest (for --resume) and best (params at the best valid epoch),
-                  logical (unpadded) arrays whatever train.model_parallel (Trainer.logical)
-  tb/             TensorBoard event files of metrics.jsonl's scalars (train.tensorboard)
+                  logical (unpadded) arrays whatever run.model_parallel (Trainer.logical)
+  tb/             TensorBoard event files of metrics.jsonl's scalars (run.tensorboard)
 
 A fitted (memory-based) model has no epochs: train() hands it to train/fit.py.
 
@@ -41,6 +41,7 @@ from recgoat_jax.model.base import is_fitted
 from recgoat_jax.train.builder import build_run
 from recgoat_jax.train.checkpoint import Checkpoints
 from recgoat_jax.train.distributed import is_main_process
+from recgoat_jax.train.fit import fit
 from recgoat_jax.train.parallel import maybe_initialize_distributed
 from recgoat_jax.train.resume import Progress, restore
 from recgoat_jax.train.rundir import (default_run_dir, group_results, groups_line,  # noqa: F401
@@ -62,7 +63,7 @@ def check_finite(epoch: int, losses: dict, cfg: Config, run_dir: Path | str = ""
     raise TrainingDiverged(
         f"epoch {epoch}: the training loss is not finite ({terms}); try a lower learning "
         f"rate (--set train.lr={lr / 10:g}, now {lr:g}), smaller loss weights "
-        f"(train.lambda_cl / train.lambda_ot) or another train.seed; the last good "
+        f"(model.loss.cl_weight / model.loss.ot_weight) or another train.seed; the last good "
         f"checkpoint is in {run_dir or 'the run directory'}")
 
 
@@ -76,29 +77,29 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False,
     FittedModel) is fitted once instead (train/fit.py), with the same outputs."""
     log = log or logging.getLogger(__name__).info
     t0 = time.perf_counter()
-    maybe_initialize_distributed(cfg)  # train.distributed: before any other JAX call
+    maybe_initialize_distributed(cfg)  # run.distributed: before any other JAX call
     main = is_main_process()  # process 0 alone logs and writes files (orbax: every process)
     if not main:
         log, progress = (lambda *a, **k: None), False
+    ts = time.perf_counter()
     setup = build_run(cfg, dataset)
     if is_fitted(setup.model):
-        from recgoat_jax.train.fit import fit  # a small module, only for fitted models
-
         if resume:
             log(f"--resume: {cfg.model.name} is fitted in one pass, nothing to resume; "
                 "fitting again")
-        return fit(setup, run_dir=run_dir, log=log, out=out if main else log)
+        return fit(setup, run_dir=run_dir, log=log, out=out if main else log,
+                   setup_s=time.perf_counter() - ts)
     trainer = Trainer(cfg, setup=setup)
     run_dir = Path(run_dir or cfg.run_dir or default_run_dir(cfg, trainer.dataset.name))
     run_dir.mkdir(parents=True, exist_ok=True)
     log_setup(trainer, log)
 
-    ckpt = Checkpoints(run_dir) if cfg.train.checkpoint else None
+    ckpt = Checkpoints(run_dir) if cfg.run.checkpoint else None
     state, done = restore(trainer, ckpt, run_dir, resume, log)
     if main:  # written only now, so a refused --resume leaves the run's config as it was
         (run_dir / "config.yaml").write_text(config_lib.dump_yaml(cfg))
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in done.history))
-    tb = open_writer(cfg, run_dir, done.history)  # None unless train.tensorboard (process 0 only)
+    tb = open_writer(cfg, run_dir, done.history)  # None unless run.tensorboard (process 0 only)
 
     aux_names = trainer.aux_names(state)
     step, compile_s, eval_compile_s = compile_step(trainer, state, aux_names, done.next_epoch)
@@ -244,7 +245,7 @@ def best_groups(trainer: Trainer, ckpt: Checkpoints, state) -> dict | None:
 def save(ckpt: Checkpoints | None, trainer: Trainer, state, done: Progress, epoch: int,
          improved: bool, wall_time_s: float) -> None:
     """Checkpoints of an evaluated epoch (logical arrays): `best` when it improved, then
-    `latest` with the progress (train.checkpoint; none when ckpt is None)."""
+    `latest` with the progress (run.checkpoint; none when ckpt is None)."""
     if ckpt is None:
         return
     if improved:

@@ -1,6 +1,6 @@
 """Data parallelism: one jitted step over a device mesh ('data' x 'model'), XLA SPMD.
 
-This docstring covers 'model' = 1 (train.model_parallel = 1, the default); row-sharded
+This docstring covers 'model' = 1 (run.model_parallel = 1, the default); row-sharded
 tables over 'model' > 1 are in train/sharding.py.
 
 Layout (see docs/parallel.md):
@@ -14,7 +14,7 @@ XLA's SPMD partitioner inserts the all-reduce of the gradients (and of the loss 
 so that every device applies the same optax update. Nothing in the model knows about it.
 
 A batch size that the device count does not divide is a ConfigError (no silent padding).
-Multi-host (TPU pods, multi-node GPU): set train.distributed=true and run the same command
+Multi-host (TPU pods, multi-node GPU): set run.distributed=true and run the same command
 on every host; train/distributed.py calls jax.distributed.initialize(), after which
 jax.devices() lists the devices of all processes and the mesh spans them.
 """
@@ -45,7 +45,7 @@ def make_mesh(devices: Sequence[Any] | None = None, model_parallel: int = 1) -> 
     if not devices:
         raise ValueError("make_mesh: no devices")
     if len(devices) % model_parallel:
-        raise ConfigError(f"config key 'train.model_parallel': {model_parallel} does not "
+        raise ConfigError(f"config key 'run.model_parallel': {model_parallel} does not "
                           f"divide the {len(devices)} devices; use a divisor of "
                           f"{len(devices)}")
     grid = np.asarray(devices).reshape(len(devices) // model_parallel, model_parallel)
@@ -71,8 +71,8 @@ def check_batch_size(batch_size: int, n_devices: int, n_model: int = 1) -> None:
         hint = f"{lo} or {hi}" if lo else str(hi)
         raise ConfigError(
             f"config key 'train.batch_size': {batch_size} is not divisible by the "
-            f"{n_devices} devices of train.data_parallel"
-            f"{f' (x {n_model} of train.model_parallel)' if n_model > 1 else ''}; "
+            f"{n_devices} devices of run.data_parallel"
+            f"{f' (x {n_model} of run.model_parallel)' if n_model > 1 else ''}; "
             f"use a multiple of {n_devices} "
             f"(e.g. {hint})")
 

@@ -1,6 +1,6 @@
 """Row-sharded tables on a 2-D mesh ('data' x 'model'), XLA SPMD.
 
-Layout (train.model_parallel = M > 1, N devices: a mesh of N/M x M):
+Layout (run.model_parallel = M > 1, N devices: a mesh of N/M x M):
   batches [n_steps, B]                       P(None, 'data')   B split over the N/M rows
   big 2-D params and their Adam mu / nu      P('model', None)  rows split over M devices
     (user / item embedding tables, FREEDOM's trainable feature tables, the modality

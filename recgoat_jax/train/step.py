@@ -4,11 +4,11 @@ The epoch's triples live on device as [n_steps, B] arrays; the step slices row `
 itself, so the host only dispatches (no transfer, no sync per step). State and the
 metric accumulator are donated so XLA updates them in place.
 
-With a mesh (train.data_parallel, see train/parallel.py) the same function is jitted
+With a mesh (run.data_parallel, see train/parallel.py) the same function is jitted
 with shardings: batches split on B over 'data', everything else replicated; XLA SPMD
 all-reduces the gradients, so the update equals the single-device one.
 
-Padded tables (train.model_parallel, train/sharding.py): the state holds tables padded
+Padded tables (run.model_parallel, train/sharding.py): the state holds tables padded
 to a multiple of M rows; the step crops the params to their logical rows before the
 loss, so pad rows get an exactly zero gradient and stay zero under Adam.
 """

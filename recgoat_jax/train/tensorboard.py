@@ -39,9 +39,9 @@ class EventWriter:
         try:
             from tensorboardX import SummaryWriter
         except ImportError:
-            raise UserError(f"train.tensorboard: tensorboardX is not installed (pip install "
+            raise UserError(f"run.tensorboard: tensorboardX is not installed (pip install "
                             f"{PIN}), or turn it off with --no-tensorboard / --set "
-                            "train.tensorboard=false") from None
+                            "run.tensorboard=false") from None
         self.dir = Path(run_dir) / SUBDIR
         if self.dir.exists():
             shutil.rmtree(self.dir)  # replayed below from metrics.jsonl
@@ -62,9 +62,9 @@ class EventWriter:
 
 
 def open_writer(cfg, run_dir: str | Path, rows: list[dict]) -> EventWriter | None:
-    """An EventWriter when cfg.train.tensorboard is on (on process 0 only), else None."""
+    """An EventWriter when cfg.run.tensorboard is on (on process 0 only), else None."""
     import jax
 
-    if not cfg.train.tensorboard or jax.process_index() != 0:
+    if not cfg.run.tensorboard or jax.process_index() != 0:
         return None
     return EventWriter(run_dir, rows)

@@ -1,8 +1,8 @@
 """The Trainer: a RunSetup (train/builder.py) placed for training, and the functions the
 epoch loop (train/loop.py) calls: the jitted step, the model's hooks, evaluation.
 
-Placement: with train.data_parallel the batch is split over all devices and the rest is
-replicated (train/parallel.py); with train.model_parallel = M > 1 the state's tables are
+Placement: with run.data_parallel the batch is split over all devices and the rest is
+replicated (train/parallel.py); with run.model_parallel = M > 1 the state's tables are
 stored padded to a multiple of M rows and row-sharded (train/sharding.py). Checkpoints
 and exports hold the logical (unpadded) arrays (Trainer.logical).
 """
@@ -33,10 +33,10 @@ class Trainer:
     def __init__(self, cfg: Config, dataset: Dataset | None = None,
                  setup: RunSetup | None = None):
         """setup: build_run(cfg, dataset) when already built (then dataset is unused)."""
-        # train.data_parallel: batch split over all devices, the rest replicated (parallel.py);
-        # train.model_parallel > 1: tables row-sharded over the mesh's 'model' axis too.
-        self.dp = (DataParallel(cfg.train.batch_size, model_parallel=cfg.train.model_parallel)
-                   if cfg.train.data_parallel else None)
+        # run.data_parallel: batch split over all devices, the rest replicated (parallel.py);
+        # run.model_parallel > 1: tables row-sharded over the mesh's 'model' axis too.
+        self.dp = (DataParallel(cfg.train.batch_size, model_parallel=cfg.run.model_parallel)
+                   if cfg.run.data_parallel else None)
         self.setup = setup = setup if setup is not None else build_run(cfg, dataset)
         self.cfg, self.dataset, self.shapes = cfg, setup.dataset, setup.shapes
         self.model = setup.model

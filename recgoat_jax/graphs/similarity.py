@@ -1,4 +1,5 @@
-"""The score matrices of the memory-based recommenders (model/memory.py), NumPy only.
+"""The score matrices of the memory-based recommenders (model/memory.py reads them as
+inputs, graphs/inputs.py builds them), NumPy only.
 
 R [n_users, n_items] is the 0/1 train matrix. Similarities are cosines in float64;
 each keeps a row's k largest off-diagonal entries (graphs/knn.py keep_top_k, k = 0: all).
