@@ -58,8 +58,8 @@ def main(name: str | None = None, argv: list[str] | None = None) -> int:
     ap.add_argument("--runs-dir", default=spec.RUNS_DIR, help="(%(default)s)")
     ap.add_argument("--out", default=spec.OUT, help="report JSON; .md beside it (%(default)s)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="an override for every run (e.g. train.patience=50; use a runs "
-                         "dir and --out of its own)")
+                    help="an override for every trained run (e.g. train.patience=50; use "
+                         "a runs dir and --out of its own)")
     ap.add_argument("--note", help="a Markdown file of findings kept in the report")
     ap.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
     ap.add_argument("--summarise-only", action="store_true", help="report the finished runs")

@@ -119,6 +119,17 @@ def test_lookup_reads_the_groups_of_results_json_or_an_older_buckets_json(tmp_pa
     assert lookup("a/g/p2_s0") is None
 
 
+def test_a_fitted_row_gets_no_training_overrides(tmp_path):
+    study = Study("t", "T", (Row("knn", "itemknn", seeds=(None,), common=False),
+                             Row("mf", "mf", seeds=(None,))),
+                  (Data("a", {"main": "dir_a"}),), common=("train.epochs=3",), groups=True)
+    got = {t["row"]: t["overrides"] for t in
+           runner.tasks(study, runner.lookup_in([tmp_path]), 1, ["train.patience=5"])}
+    assert got == {"knn": ["data.dataset=dir_a"],
+                   "mf": ["data.dataset=dir_a", "train.epochs=3", f"{runner.CHECKPOINT}=true",
+                          "train.patience=5"]}
+
+
 def test_a_task_is_claimed_once(tmp_path):
     spec = tmp_path / "tasks.json"
     assert [runner.claim(spec, 0), runner.claim(spec, 0), runner.claim(spec, 1)] == [

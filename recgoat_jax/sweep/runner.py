@@ -63,7 +63,8 @@ def _task(study: Study, ds, row, point: int, seed, extra: list[str]) -> dict:
     sets += [f"{CHECKPOINT}=true"] if keep else []
     return {"key": run_key(ds.name, row.name, point, seed), "row": row.name,
             "model": row.model, "config": row.config or parent.config,
-            "overrides": sets + list(extra), "drop_checkpoints": keep, "cost": row.cost}
+            "overrides": sets + (list(extra) if row.common else []),  # extra: like common
+            "drop_checkpoints": keep, "cost": row.cost}
 
 
 def tasks(study: Study, lookup, phase: int, extra: list[str] = ()) -> list[dict]:

@@ -37,8 +37,8 @@ class Row:
     seeds: tuple[int | None, ...] | None = None  # None: the study's
     cost: float = 1.0  # larger runs first, so the last worker is not left with a long one
     opt_in: bool = False  # runs only when asked for by name
-    common: bool = True  # the study's common overrides and checkpoints apply (a fitted
-    # model, itemknn / blend, reads no training keys: False)
+    common: bool = True  # the study's common and --set overrides and checkpoints apply
+    # (a fitted model, itemknn / blend, reads no training keys: False)
 
 
 @dataclasses.dataclass(frozen=True)
