@@ -43,11 +43,12 @@ def _table(study: Study, rows: dict) -> list[str]:
             *[f"test {_name(m)}" for m in study.metrics], "best epochs", "s/epoch"]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for name, r in rows.items():
-        secs = r.get("s_per_epoch")
+        secs, best = r.get("s_per_epoch"), r.get("best_epochs")
+        best = "fitted" if best and set(best) == {None} else str(best or "")  # no epochs
         out.append("| " + " | ".join([
             name, ", ".join(r["overrides"]) or "(config's)", str(r["n_seeds"]), cell(r.get(v)),
             *[cell(r.get(f"test_{m}")) for m in study.metrics],
-            str(r.get("best_epochs", "")), "" if secs is None else f"{secs:.2f}"]) + " |")
+            best, "" if secs is None else f"{secs:.2f}"]) + " |")
     return out
 
 
