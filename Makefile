@@ -38,7 +38,7 @@ $(VENV)/.test: $(VENV)/.features requirements-notebook.txt requirements-dev.txt
 install: $(VENV)/.test  ## create .venv and install every pinned requirement (what the tests need)
 
 install-check: $(VENV)/.core  ## fresh venv + `pip install .` resolving every pin, then the installed `recgoat` trains -> experiments/results/clean_install.json
-	$(PY) experiments/clean_install.py --python $(PYTHON_SYS) $(ARGS)
+	$(PY) -m experiments.clean_install --python $(PYTHON_SYS) $(ARGS)
 
 train: $(VENV)/.core  ## train MODEL on DATASET (default: RecGOAT on the built-in demo data)
 	$(RECGOAT) train --dataset $(DATASET) --model $(MODEL) $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
@@ -63,9 +63,9 @@ CMCL_ARGS ?=
 # Every measured step is printed with the time XLA's cost analysis predicts on an H100 and
 # a TPU v5e ("predicted": experiments/roofline.py).
 bench: $(VENV)/.core  ## speed / memory / FLOP benchmarks -> experiments/results/bench_<device>.json, step_breakdown_<device>.json, cmcl_blockwise_<device>.json
-	$(PY) experiments/bench.py --runs $(BENCH_RUNS) $(ARGS)
-	$(PY) experiments/bench_step.py $(STEP_ARGS)
-	$(PY) experiments/bench_cmcl.py $(CMCL_ARGS)
+	$(PY) -m experiments.bench --runs $(BENCH_RUNS) $(ARGS)
+	$(PY) -m experiments.bench_step $(STEP_ARGS)
+	$(PY) -m experiments.bench_cmcl $(CMCL_ARGS)
 
 # Item kNN graph build, numpy vs xla backend, each in its own subprocess (time, peak RSS,
 # GFLOP/s, equal graphs?); Electronics shape by default, KNN_ARGS="--shape 8000x4096" to
@@ -73,40 +73,45 @@ bench: $(VENV)/.core  ## speed / memory / FLOP benchmarks -> experiments/results
 KNN_ARGS ?=
 
 bench-knn: $(VENV)/.core  ## item kNN build, numpy vs xla, Electronics shape -> experiments/results/knn_build_<device>.json
-	$(PY) experiments/bench_knn.py $(KNN_ARGS)
+	$(PY) -m experiments.bench_knn $(KNN_ARGS)
 
 # The side by side against the authors' PyTorch + DGL code on one pinned core: their
 # checkout and the Baby split are passed, never part of this repository; it builds their
 # venv from their pins under .cache/authors-bench (experiments/bench_authors.py):
 # ARGS="--authors-repo DIR --data BABY_SPLIT_DIR" (--smoke: 1 epoch, d 64)
 bench-authors: $(VENV)/.core  ## theirs vs ours s/epoch, evaluation, peak RSS on one core -> experiments/results/authors_side_by_side.json
-	$(PY) experiments/bench_authors.py $(ARGS)
+	$(PY) -m experiments.bench_authors $(ARGS)
 
 # On a GPU / TPU machine, which has JAX but not this venv: its python3 (wheels for what it
-# lacks in .whl/, experiments/device_check.py --download-wheels .whl). Not part of make test.
+# lacks in .whl/, python -m experiments.device_check --download-wheels .whl). Not part of make test.
 DEVICE_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 
 device-check:  ## accelerator check (at most 450 s of parts: --budget): its tests, step at Baby d 800 f32 + bf16 vs peak, short Baby training -> experiments/results/device_<kind>.json (ARGS=--small on a CPU)
-	$(DEVICE_PY) experiments/device_check.py $(ARGS)
+	$(DEVICE_PY) -m experiments.device_check $(ARGS)
 
 bench-plan: $(VENV)/.core  ## memory model: AOT step memory Baby .. 10M users, checked at 3 sizes -> experiments/results/memory_model.*
-	$(PY) experiments/bench_plan.py $(ARGS)
+	$(PY) -m experiments.bench_plan $(ARGS)
 
-reproduce-baselines: $(VENV)/.core  ## MF-BPR + LightGCN grids on the real Baby split -> experiments/results/baby_baselines.*
-	$(PY) experiments/reproduce_baselines.py $(ARGS)
+# Every study runs as `python -m experiments.study NAME` (experiments/studies/NAME.py, on the
+# sweep harness recgoat_jax/sweep/): finished runs are reused, --dry-run lists the runs,
+# --jobs N trains N at once, --summarise-only rewrites the report.
+reproduce-baselines: $(VENV)/.core  ## MF-BPR + LightGCN grids on the real Baby split -> experiments/results/baby_baselines.* (ARGS="--data baby=DIR")
+	$(PY) -m experiments.study baselines $(ARGS)
 
 ablation: $(VENV)/.core  ## RecGOAT ablation on the demo data -> experiments/results/demo_ablation.*
-	$(PY) experiments/ablation.py $(ARGS)
+	$(PY) -m experiments.study ablation $(ARGS)
 
-# Real development sets, built first with `make data` + `make features` (see the script's --help):
-# ARGS="--data ml100k-dev=data/ml100k-dev --data debian-deps-dev=data/debian-deps-dev --jobs 2"
+# Real development sets, built first with `make data` + `make features` (python -m
+# experiments.study realdata --help): ARGS="--data ml100k-dev=data/ml100k-dev --data
+# debian-deps-dev=data/debian-deps-dev --jobs 2"; a build with the users file adds the
+# user-text rows: --data debian-deps-dev:text=data/debian-ut
 realdata: $(VENV)/.core  ## every model tuned on VALID on real dev sets -> experiments/results/realdata.*
-	$(PY) experiments/realdata.py $(ARGS)
+	$(PY) -m experiments.study realdata $(ARGS)
 
 # Each model's shipped config with no overrides, one run per dataset, beside realdata's tuned
 # means: ARGS="--data debian-deps-dev=data/debian-deps-dev --data ml100k-dev=data/ml100k-dev"
 defaults: $(VENV)/.core  ## MF, LightGCN, FREEDOM, RecGOAT as `make train` runs them, no overrides -> experiments/results/defaults.*
-	$(PY) experiments/defaults.py $(ARGS)
+	$(PY) -m experiments.study defaults $(ARGS)
 
 data: $(VENV)/.core  ## raw Amazon dumps -> MMRec files for DATASET
 	$(RECGOAT) data --dataset $(DATASET) $(ARGS)

@@ -23,10 +23,10 @@ interactions after 5-core; recgoat_jax.data.synthetic.SHAPES) with 4096-d image 
 
 Each (shape, model) runs in its own subprocess, so peak memory is that run's alone.
 
-    python experiments/bench.py                                   # Baby, both models, d=64
-    python experiments/bench.py --shapes baby,sports,electronics --models lightgcn --steps 5
-    python experiments/bench.py --dim 800 --mixed-precision on    # paper-size RecGOAT (GPU)
-    python experiments/bench.py --trace /tmp/trace                # + a profiler trace
+    python -m experiments.bench                                   # Baby, both models, d=64
+    python -m experiments.bench --shapes baby,sports,electronics --models lightgcn --steps 5
+    python -m experiments.bench --dim 800 --mixed-precision on    # paper-size RecGOAT (GPU)
+    python -m experiments.bench --trace /tmp/trace                # + a profiler trace
 
 Results: experiments/results/bench_<platform>.json (machine, versions, the command).
 """
@@ -36,78 +36,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from experiments import roofline
+from experiments.bench_common import FEATURE_DIMS, cost, device_peak_bytes, header, \
+    matmul_peak, rss_peak_bytes, write_json
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "experiments"))
-
-import roofline  # noqa: E402  (predicted accelerator times from the cost analysis)
-
-FEATURE_DIMS = {"image": 4096, "text": 384}
 
 
 # ----------------------------------------------------------------------------- children
-def _platform() -> str:
-    import jax
-
-    return jax.devices()[0].platform
-
-
-def _device_peak_bytes() -> int | None:
-    import jax
-
-    try:
-        stats = jax.devices()[0].memory_stats()
-    except Exception:  # CPU: not implemented / None
-        return None
-    return None if not stats else int(stats.get("peak_bytes_in_use", 0)) or None
-
-
-def _rss_peak_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-
-
-def _cost(compiled) -> dict:
-    cost = compiled.cost_analysis()
-    if isinstance(cost, (list, tuple)):  # older JAX: one dict per program
-        cost = cost[0] if cost else {}
-    cost = cost or {}
-    return {"flops": float(cost.get("flops", 0.0)) or None,
-            "bytes_accessed": float(cost.get("bytes accessed", 0.0)) or None}
-
-
 def child_matmul(spec: dict) -> dict:
     """Dense matmul throughput: the peak the step's FLOP/s is compared with."""
     import jax
-    import jax.numpy as jnp
 
-    from recgoat_jax.train.loop import versions
+    from recgoat_jax.provenance import versions
 
-    plat = _platform()
+    plat = jax.devices()[0].platform
     n = spec["matmul_n"] or (2048 if plat == "cpu" else 8192)
-    dtypes = ["float32"] if plat == "cpu" else ["float32", "bfloat16"]
-    out = {"platform": plat, "n": n, "versions": versions()}
-    for name in dtypes:
-        dt = jnp.dtype(name)
-        a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dt)
-        b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32).astype(dt)
-        f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
-        f(a, b).block_until_ready()
-        best = float("inf")
-        reps = 3 if plat == "cpu" else 20
-        for _ in range(reps):
-            t = time.perf_counter()
-            f(a, b).block_until_ready()
-            best = min(best, time.perf_counter() - t)
-        out[name] = {"seconds": best, "flops_per_s": 2.0 * n ** 3 / best}
-    return out
+    return {"platform": plat, "versions": versions(),
+            **matmul_peak(n, ["float32"] if plat == "cpu" else ["float32", "bfloat16"])}
 
 
 def child_run(spec: dict) -> dict:
@@ -123,7 +74,7 @@ def child_run(spec: dict) -> dict:
 
     shape, model = spec["shape"], spec["model"]
     res: dict = {"shape": shape, "model": model, "dim": spec["dim"],
-                 "batch_size": spec["batch_size"], "platform": _platform()}
+                 "batch_size": spec["batch_size"], "platform": jax.devices()[0].platform}
     t = time.perf_counter()
     feats = FEATURE_DIMS if model == "recgoat" else {}
     dims = SHAPES[shape] if shape in SHAPES else tuple(int(x) for x in shape.split("x"))
@@ -143,8 +94,8 @@ def child_run(spec: dict) -> dict:
         data={"root": spec["data_root"]},
         model={"name": model, "dim": spec["dim"],
                **({"gat": {"heads": heads}} if model == "recgoat" else {})},
-        train={"batch_size": spec["batch_size"], "checkpoint": False, "mixed_precision": mp,
-               "data_parallel": spec["data_parallel"], "seed": spec["seed"]},
+        train={"batch_size": spec["batch_size"], "mixed_precision": mp, "seed": spec["seed"]},
+        run={"checkpoint": False, "data_parallel": spec["data_parallel"]},
         eval={"batch_users": spec["eval_batch_users"]})
     res["mixed_precision"] = bool(mp)
     res["data_parallel"] = spec["data_parallel"]
@@ -170,7 +121,8 @@ def child_run(spec: dict) -> dict:
     t = time.perf_counter()
     step = tr.step_fn.lower(state, acc, tr.inputs, batches, jnp.int32(0), key).compile()
     res["compile_s"] = time.perf_counter() - t
-    res.update({f"xla_{k}": v for k, v in _cost(step).items()})
+    c = cost(step)
+    res.update(xla_flops=c["flops"] or None, xla_bytes_accessed=c["bytes"] or None)
     if model == "recgoat":  # the dominant matmuls, counted by hand: x W forward, x^T g for dW
         res["projection_flops_analytic"] = 2 * 2 * ds.n_items * sum(feats.values()) * spec["dim"]
 
@@ -216,14 +168,14 @@ def child_run(spec: dict) -> dict:
             res["eval_s"] = float(np.median(eval_times[1:]))
         res["eval_users"] = {s: tr.evaluator.n_evaluated(s) for s in ("valid", "test")}
         res["valid_recall@20_after_few_steps"] = metrics["valid"].get("recall@20")
-    res["peak_rss_bytes"] = _rss_peak_bytes()
-    res["device_peak_bytes"] = _device_peak_bytes()
+    res["peak_rss_bytes"] = rss_peak_bytes()
+    res["device_peak_bytes"] = device_peak_bytes()
     return res
 
 
 # ----------------------------------------------------------------------------- parent
 def _spawn(kind: str, spec: dict, timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, json.dumps(spec)]
+    cmd = [sys.executable, "-m", "experiments.bench", "--child", kind, json.dumps(spec)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
     t = time.perf_counter()
@@ -253,7 +205,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto",
                     help="bf16 feature projections; auto = on for GPU/TPU, off on CPU")
     ap.add_argument("--data-parallel", action="store_true",
-                    help="train.data_parallel: split the batch over all devices")
+                    help="run.data_parallel: split the batch over all devices")
     ap.add_argument("--eval-runs", type=int, default=2,
                     help="full evaluations (first includes compile; 0 = skip) (2)")
     ap.add_argument("--eval-repeat-max-s", type=float, default=60.0,
@@ -323,18 +275,10 @@ def main(argv=None) -> int:
                   f"{(r.get('xla_bytes_accessed') or 0) / 1e9:.3g} GB accessed)",
                   file=sys.stderr, flush=True)
 
-    result = {
-        "command": shlex.join(["python", "experiments/bench.py",
-                               *(sys.argv[1:] if argv is None else argv)]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                    "cpu_count": os.cpu_count(), "device_platform": plat,
-                    "device": peak["versions"].get("device"),
-                    "n_devices": peak["versions"].get("n_devices"),
-                    "loadavg_1_5_15_start": load_start, "loadavg_1_5_15_end": os.getloadavg()},
+    result = {  # the parent imports no JAX: the versions are the matmul child's
+        **header(args.note, load_start, plat, with_versions=False),
         "versions": peak["versions"],
         "matmul_peak": {k: v for k, v in peak.items() if k in ("n", "float32", "bfloat16")},
-        "note": args.note,
         "definitions": {
             "step_s_median": "median wall time of one train step (blocked), after a warm-up step",
             "epoch_s_estimate": "step_s_median x steps_per_epoch (an estimate; no full epoch run)",
@@ -352,8 +296,7 @@ def main(argv=None) -> int:
         "total_wall_s": time.perf_counter() - t0,
     }
     out = Path(args.out or ROOT / "experiments" / "results" / f"bench_{plat}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result)
     print(f"[bench] wrote {out}", file=sys.stderr)
     return 1 if any("error" in r for r in runs) else 0
 

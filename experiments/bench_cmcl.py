@@ -1,6 +1,6 @@
 """Blockwise CMCL against the dense form it replaced, side by side in ONE process.
 
-The dense form (recgoat_jax.losses._dense_info_nce: the [B, B] logits held whole) is
+The dense form (recgoat_jax.infonce.dense_info_nce: the [B, B] logits held whole) is
 swapped in for the blockwise InfoNCE while a program is traced, so both run the same
 CMCL code otherwise. Programs alternate A B A B ... after one warm-up call each, so load
 changes hit both; medians and minima are reported, and ratios of both.
@@ -11,19 +11,19 @@ changes hit both; medians and minima are reported, and ratios of both.
   steps   the whole jitted train step (train/step.py) at a published shape (Baby by
           default) and --dim, batch --batch-size: the released code's variants
           (model.oat=reference, model.cmcl=reference, negatives from all items) and the
-          paper's (model.oat=paper, model.cmcl=paper, lambda_ot 0.1), both with the
-          published Baby loss weights (recgoat_jax/configs/recgoat_baby.yaml: lambda_cl
+          paper's (model.oat=paper, model.cmcl=paper, model.loss.ot_weight 0.1), both
+          with the published Baby loss weights (recgoat_baby.yaml: model.loss.cl_weight
           0.032, cl_rows 0 = the whole batch).
 
 Each program also gets XLA's cost analysis (FLOPs, bytes accessed) and the roofline time
 it predicts on an H100 and a TPU v5e (experiments/roofline.py; labelled "predicted").
 XLA counts a while-loop body once, so the blockwise term is costed traced with its tile
-loops unrolled (losses.unrolled_tiles); a blockwise step's cost is its rolled cost plus
+loops unrolled (infonce.info_nce(..., unroll=True)); a blockwise step's cost is its rolled cost plus
 that difference for its CMCL term ("loop-corrected").
 
-    python experiments/bench_cmcl.py                         # B 4096, d 64, Baby steps
-    python experiments/bench_cmcl.py --no-steps --dim 200 --reps 5
-    python experiments/bench_cmcl.py --batch-size 8192 --no-steps
+    python -m experiments.bench_cmcl                         # B 4096, d 64, Baby steps
+    python -m experiments.bench_cmcl --no-steps --dim 200 --reps 5
+    python -m experiments.bench_cmcl --batch-size 8192 --no-steps
 
 Results: experiments/results/cmcl_blockwise_<platform>.json (machine, versions, command).
 """
@@ -33,29 +33,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import roofline
+from experiments.bench_common import FEATURE_DIMS, add_malloc, choose_malloc, cost, header, \
+    matmul_peak, write_json
+from recgoat_jax import config as config_lib, infonce
+from recgoat_jax.model import alignment
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from recgoat_jax import config as config_lib, losses  # noqa: E402
-from recgoat_jax.model import alignment  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "experiments"))
-import roofline  # noqa: E402
-import allocator  # noqa: E402  (--malloc)
-from bench_step import cost, matmul_peak, run_header  # noqa: E402
-
-FEATURE_DIMS = {"image": 4096, "text": 384}
 IMPLS = ("dense", "blockwise")
 
 
@@ -63,14 +56,17 @@ TILE: dict = {}  # block_rows / block_cols for the blockwise InfoNCE (--block-ro
 
 
 @contextlib.contextmanager
-def info_nce_impl(impl: str):
+def info_nce_impl(impl: str, unroll: bool = False):
     """alignment.info_nce (what both CMCL forms call) is the dense form while inside, or
-    the blockwise one with the --block-rows / --block-cols tile."""
+    the blockwise one with the --block-rows / --block-cols tile (unroll: its tile loops
+    written out, whatever the caller asks, for the cost analysis)."""
     saved = alignment.info_nce
     if impl == "dense":
-        alignment.info_nce = losses._dense_info_nce
-    elif TILE:
-        alignment.info_nce = functools.partial(losses.info_nce, **TILE)
+        alignment.info_nce = lambda a, b, tau, weight=None, **_: infonce.dense_info_nce(
+            a, b, tau, weight)
+    elif TILE or unroll:
+        alignment.info_nce = lambda *a, **k: infonce.info_nce(
+            *a, **{**k, **TILE, **({"unroll": True} if unroll else {})})
     try:
         yield
     finally:
@@ -135,7 +131,7 @@ def bench_terms(args, peak_fps, log) -> list[dict]:
         v_b, g_b = vals["blockwise"]
         err = max(float(jnp.max(jnp.abs(a - b))) / max(float(jnp.max(jnp.abs(a))), 1e-30)
                   for a, b in zip(g_d, g_b))
-        with losses.unrolled_tiles(), info_nce_impl("blockwise"):
+        with info_nce_impl("blockwise", unroll=True):
             unrolled = jax.jit(vg).lower(views).compile()
         times = alternate({impl: functools.partial(
             lambda c, v: jax.block_until_ready(c(v)), comp[impl], views) for impl in IMPLS},
@@ -177,8 +173,8 @@ def step_config(variant: str, args):
         ROOT / "recgoat_jax" / "configs" / "recgoat_baby.yaml", args.set,
         data={"root": args.data_root},
         model={"dim": args.dim, "gat": {"heads": heads}, **sets["model"]},
-        train={"batch_size": args.batch_size, "checkpoint": False, "mixed_precision": False,
-               "seed": args.seed, "tensorboard": False, **sets["train"]})
+        train={"batch_size": args.batch_size, "mixed_precision": False, "seed": args.seed,
+               **sets["train"]}, run={"checkpoint": False, "tensorboard": False})
 
 
 def bench_steps(args, ds, terms, peak_fps, log) -> list[dict]:
@@ -218,9 +214,9 @@ def bench_steps(args, ds, terms, peak_fps, log) -> list[dict]:
         r = {"variant": variant, "shape": args.shape, "dim": args.dim, "batch": args.batch_size,
              "loss_terms": [n for n, _, _ in tr.model.terms],
              "overrides": {"model.oat": cfg.model.oat, "model.cmcl": cfg.model.cmcl,
-                           "train.lambda_cl": cfg.train.lambda_cl,
-                           "train.lambda_ot": cfg.train.lambda_ot,
-                           "train.cl_rows": cfg.train.cl_rows,
+                           "model.loss.cl_weight": cfg.model.loss.cl_weight,
+                           "model.loss.ot_weight": cfg.model.loss.ot_weight,
+                           "model.loss.cl_rows": cfg.model.loss.cl_rows,
                            "train.exclude_train_negatives": cfg.train.exclude_train_negatives},
              "steps_per_epoch": host.n_steps, "impls": {}}
         term = next((t for t in terms if t["term"] == term_of[variant]), None)
@@ -259,9 +255,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tau", type=float, default=0.2)
     ap.add_argument("--cl-w", type=float, default=0.5)
     ap.add_argument("--block-rows", type=int, default=None,
-                    help="blockwise tile rows (default: losses.tile_shape's)")
+                    help="blockwise tile rows (default: infonce.tile_shape's)")
     ap.add_argument("--block-cols", type=int, default=None,
-                    help="blockwise tile columns (default: losses.tile_shape's)")
+                    help="blockwise tile columns (default: infonce.tile_shape's)")
     ap.add_argument("--reps", type=int, default=7, help="timed rounds per term (7)")
     ap.add_argument("--shape", default="baby", help="step data shape (baby)")
     ap.add_argument("--steps", default="released,paper",
@@ -272,19 +268,16 @@ def main(argv=None) -> int:
                     help="config override for the steps (repeatable)")
     ap.add_argument("--data-root", default="data", help="kNN graphs are cached in ROOT/.cache")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--malloc", choices=("auto", "tuned", "system"), default="auto",
-                    help="host allocator (recgoat_jax/hostmem.py), as bench_step.py (auto)")
+    add_malloc(ap)
     ap.add_argument("--note", default="", help="free text stored in the JSON (machine load)")
     ap.add_argument("--out", help="default experiments/results/cmcl_blockwise_<platform>.json")
     args = ap.parse_args(argv)
     if argv is None:  # run as a script: the allocator must be set before the process starts
-        allocator.choose(args.malloc)
-    command = shlex.join(["python", "experiments/bench_cmcl.py",
-                          *(sys.argv[1:] if argv is None else argv)])
+        choose_malloc(args.malloc)
 
     TILE.update({k: v for k, v in (("block_rows", args.block_rows),
                                    ("block_cols", args.block_cols)) if v})
-    tile = losses.tile_shape(args.batch_size, args.batch_size, args.block_rows, args.block_cols)
+    tile = infonce.tile_shape(args.batch_size, args.batch_size, args.block_rows, args.block_cols)
     t0, load_start = time.perf_counter(), os.getloadavg()
     plat = jax.devices()[0].platform
     log = functools.partial(print, file=sys.stderr, flush=True)
@@ -301,7 +294,7 @@ def main(argv=None) -> int:
         ds = generate(*dims, feature_dims=FEATURE_DIMS, seed=args.seed, name=args.shape)
         steps = bench_steps(args, ds, terms, peak_fps, log)
     result = {
-        **run_header(command, args.note, plat, load_start),
+        **header(args.note, load_start, plat),
         "matmul_peak": peak,
         "tile": {"block_rows": tile[0], "block_cols": tile[1]},
         "terms": terms,
@@ -322,8 +315,7 @@ def main(argv=None) -> int:
         "total_wall_s": time.perf_counter() - t0,
     }
     out = Path(args.out or ROOT / "experiments" / "results" / f"cmcl_blockwise_{plat}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result)
     log(f"[cmcl] wrote {out} in {result['total_wall_s']:.0f} s")
     ok = all(x["finite_loss"] for s in steps for x in s["impls"].values())
     return 0 if ok else 1

@@ -8,9 +8,9 @@ RSS (getrusage ru_maxrss) is its own. Reported per backend: wall time per modali
 (XLA: compile included) and in total, peak RSS, achieved GFLOP/s of the similarity
 matmuls (2 n^2 d per modality), and whether the graphs equal the first backend's.
 
-    python experiments/bench_knn.py                        # Electronics, numpy and xla
-    python experiments/bench_knn.py --shape 8000x4096      # a small check
-    python experiments/bench_knn.py --shape baby --backends xla
+    python -m experiments.bench_knn                        # Electronics, numpy and xla
+    python -m experiments.bench_knn --shape 8000x4096      # a small check
+    python -m experiments.bench_knn --shape baby --backends xla
 
 Results: experiments/results/knn_build_<platform>.json (other shapes than Electronics:
 knn_build_<platform>_<shape>.json), with machine, versions and the command.
@@ -21,24 +21,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
-import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from experiments.bench_common import FEATURE_DIMS, header, rss_peak_bytes, write_json
+from recgoat_jax.config import load_yaml
+from recgoat_jax.data.synthetic import SHAPES
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-
-from recgoat_jax.config import load_yaml  # noqa: E402
-from recgoat_jax.data.synthetic import SHAPES  # noqa: E402
-
-FEATURE_DIMS = {"image": 4096, "text": 384}  # the presets' modalities (experiments/bench.py)
 K_CONFIG = ROOT / "recgoat_jax" / "configs" / "recgoat_electronics.yaml"
 
 
@@ -64,8 +59,8 @@ def features(n: int, d: int, seed: int) -> np.ndarray:
 def child(spec: dict) -> dict:
     """Build every modality's graph with one backend; graphs saved under spec["dir"]."""
     import jax
-    import jaxlib
 
+    from recgoat_jax import provenance
     from recgoat_jax.graphs import knn
 
     n, k, out = spec["n"], spec["k"], {"backend": spec["backend"], "modalities": {}}
@@ -82,16 +77,15 @@ def child(spec: dict) -> dict:
                                    "gflop_per_s": 2 * n * n * d / dt / 1e9}
         del x, s, r
     out["total_s"] = total
-    out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB
+    out["peak_rss_bytes"] = rss_peak_bytes()
     out["device_platform"] = jax.default_backend()
     out["device"] = str(jax.devices()[0])
-    out["versions"] = {"python": platform.python_version(), "numpy": np.__version__,
-                       "jax": jax.__version__, "jaxlib": jaxlib.__version__}
+    out["versions"] = provenance.versions()
     return out
 
 
 def _spawn(spec: dict, timeout: float) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "experiments.bench_knn", "--child", json.dumps(spec)]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -163,18 +157,11 @@ def main(argv=None) -> int:
 
     first = next((r for r in runs if "error" not in r), {})
     plat = first.get("device_platform", "unknown")
-    result = {
-        "command": shlex.join(["python", "experiments/bench_knn.py",
-                               *(sys.argv[1:] if argv is None else argv)]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                    "cpu_count": os.cpu_count(), "device_platform": plat,
-                    "device": first.get("device"),
-                    "loadavg_1_5_15_start": load_start, "loadavg_1_5_15_end": os.getloadavg()},
-        "versions": first.get("versions"),
+    result = {  # the parent imports no JAX: versions and device from the first child
+        **header(args.note, load_start, plat, with_versions=False),
+        "device": first.get("device"), "versions": first.get("versions"),
         "shape": {"name": args.shape, "n_items": n, "feature_dims": dims, "k": k,
                   "block": args.block, "seed": args.seed},
-        "note": args.note,
         "definitions": {
             "build_s": "wall time of graphs.knn.item_knn for one modality: normalise, "
                        "blocked similarity + top-k, symmetrise (XLA: its compile included)",
@@ -188,8 +175,7 @@ def main(argv=None) -> int:
     suffix = "" if args.shape == "electronics" else f"_{args.shape}"
     out = Path(args.out) if args.out else (
         ROOT / "experiments" / "results" / f"knn_build_{plat}{suffix}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result)
     print(f"[bench_knn] wrote {out}", file=sys.stderr)
     return 0 if all("error" not in r for r in runs) else 1
 

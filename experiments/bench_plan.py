@@ -1,4 +1,4 @@
-"""Memory model of the train step (experiments/memory_model.py), and its check.
+"""Memory model of the train step (recgoat_jax/train/memory_plan.py), and its check.
 
   plan     compile (AOT, abstract shapes, nothing allocated) the step of each model at
            each scale (Baby ... 10M users x 1M items) on 1 device, on 8 devices with
@@ -16,8 +16,8 @@
            (recgoat_jax/hostmem.py) keeps freed memory mapped, which adds to the
            process peak (--malloc tuned measures that).
 
-    python experiments/bench_plan.py                       # both, -> experiments/results/
-    python experiments/bench_plan.py --skip-measure --scales baby,10m
+    python -m experiments.bench_plan                       # both, -> experiments/results/
+    python -m experiments.bench_plan --skip-measure --scales baby,10m
 
 Results: experiments/results/memory_model.json and .md (machine, versions, command).
 """
@@ -27,18 +27,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "experiments"))
+from experiments.bench_common import header
+from recgoat_jax import hostmem  # no JAX import
 
-from recgoat_jax import hostmem  # noqa: E402  (no JAX import)
+ROOT = Path(__file__).resolve().parents[1]
 
 N_DEV = 8
 GB = 10**9
@@ -57,23 +54,12 @@ def _cfg(model: str, dim: int, batch: int):
 
 
 def _scale(name: str, model: str):
-    import memory_model as memory
+    from recgoat_jax.train import memory_plan as memory
 
     s = memory.SCALES[name]
     if model in ("recgoat", "freedom"):
         s = memory.Scale(s.name, s.n_users, s.n_items, s.n_train, FEATURES)
     return s
-
-
-def _versions() -> dict:
-    import flax
-    import jax
-    import jaxlib
-
-    return {"python": platform.python_version(), "jax": jax.__version__,
-            "jaxlib": jaxlib.__version__, "flax": flax.__version__,
-            "platform": platform.platform(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "device": jax.devices()[0].platform}
 
 
 def _status_kb(field: str) -> int:
@@ -87,7 +73,7 @@ def _status_kb(field: str) -> int:
 def child_plan(args) -> None:
     import jax
 
-    import memory_model as memory
+    from recgoat_jax.train import memory_plan as memory
 
     rows = []
     for model in args.models.split(","):
@@ -110,7 +96,7 @@ def child_measure(args) -> None:
 
     import jax
 
-    import memory_model as memory
+    from recgoat_jax.train import memory_plan as memory
 
     cfg = _cfg("lightgcn", args.dim, args.batch)
     r = memory.plan_step(cfg, _scale(args.scales, "lightgcn"), jax.devices()[:1], 1)
@@ -145,7 +131,8 @@ def _run_child(argv: list[str], n_dev: int, malloc: str = "system") -> dict | li
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
                         f" --xla_force_host_platform_device_count={n_dev}").strip()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    out = subprocess.run([sys.executable, __file__, *argv], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "experiments.bench_plan", *argv], env=env,
+                         capture_output=True,
                          text=True, cwd=ROOT)
     if out.returncode:
         raise SystemExit(f"child {argv} failed:\n{out.stderr[-4000:]}")
@@ -173,7 +160,7 @@ def _tables(r) -> str:
 def _markdown(plan: list, measured: list, meta: dict) -> str:
     lines = ["# Memory model of the train step", "",
              f"`{meta['command']}` on {meta['versions']['platform']} "
-             f"({meta['versions']['cpus']} CPUs), jax {meta['versions']['jax']}. "
+             f"({meta['machine']['cpu_count']} CPUs), jax {meta['versions']['jax']}. "
              "Per device, MiB. Predicted peak = XLA argument + output - alias + temp of the "
              "step compiled ahead of time for these shapes (CPU backend; GPU/TPU buffer "
              "assignment differs in the temp term). Epoch batches are the whole epoch's "
@@ -232,12 +219,8 @@ def main() -> None:
     measured = [] if args.skip_measure else [
         _run_child(["--child", "measure", "--scales", s, *common], 1, args.malloc)
         for s in MEASURE_SCALES]
-    import jax  # noqa: F401 (versions only, after the children)
-
-    meta = {"command": "python experiments/bench_plan.py " + shlex.join(sys.argv[1:]),
-            "versions": _versions(), "devices_gb": DEVICES_GB,
-            "measure_malloc": None if args.skip_measure else args.malloc,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+    meta = {**header(), "devices_gb": DEVICES_GB,  # JAX imported only now, after the children
+            "measure_malloc": None if args.skip_measure else args.malloc}
     for r in plan:
         r["fits"] = _fits(r)
     out = Path(args.out)

@@ -7,8 +7,8 @@ from another directory, runs the installed console script: `recgoat --help`, the
 MMRec's layout, and `recgoat report` over the two runs (table + PNG curves). Records the
 time of each step, `pip freeze` of the new environment and the command.
 
-    python experiments/clean_install.py                  # needs the package index (PyPI)
-    python experiments/clean_install.py --python python3.12
+    python -m experiments.clean_install                  # needs the package index (PyPI)
+    python -m experiments.clean_install --python python3.12
 
 Unlike tests/test_cli.py's wheel test (--no-deps, offline, in CI), this resolves the
 dependencies, so it needs the network and takes minutes; run it when pins change.
@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from recgoat_jax import provenance
+from recgoat_jax.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,9 +49,6 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "experiments" / "results" / "clean_install.json"))
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = p.parse_args(argv)
-
-    sys.path.insert(0, str(ROOT))
-    from recgoat_jax.data import synthetic
 
     tmp = Path(tempfile.mkdtemp(prefix="recgoat-clean-"))
     venv, work = tmp / "venv", tmp / "work"
@@ -78,11 +77,10 @@ def main(argv=None) -> int:
         [str(recgoat), "report", str(work / "runs" / "mf"), str(work / "runs" / "recgoat"),
          "--plots", str(work / "plots")], work)
     plots = sorted(x.name for x in (work / "plots").glob("*.png"))
-    out = {"what": "fresh venv, `pip install <checkout>` resolving dependencies from the "
+    out = {**provenance.header(with_versions=False),  # the new venv's: pip_freeze
+           "what": "fresh venv, `pip install <checkout>` resolving dependencies from the "
                    "package index, then the installed `recgoat` from another directory",
-           "command": " ".join(["python"] + [str(a) for a in sys.argv]),
-           "python": _run([str(py), "--version"], tmp)[1].strip(),
-           "platform": platform.platform(), "steps_s": {k: round(v, 1) for k, v in steps.items()},
+           "python": _run([str(py), "--version"], tmp)[1].strip(), "steps_s": {k: round(v, 1) for k, v in steps.items()},
            "pip_freeze": freeze.split(), "help_first_line": help_out.splitlines()[0],
            "train": results, "report_table": table.splitlines(), "plots": plots}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -28,10 +28,10 @@ part's result, time and output tail); --small writes device_<kind>_smoke.json.
 
     make device-check                       # on the GPU / TPU machine
     make device-check ARGS="--small"        # the same code path on a CPU, small shapes (~5 min)
-    python experiments/device_check.py --parts bench,train --epochs 5
+    python -m experiments.device_check --parts bench,train --epochs 5
 
 The lent GPU machines have JAX but not every package the project uses, and no network:
-`python experiments/device_check.py --download-wheels .whl` (here, with network) fetches
+`python -m experiments.device_check --download-wheels .whl` (here, with network) fetches
 the missing pure-Python ones as wheels for Python 3.12; carry .whl along and the check
 installs them (pip --no-index --target .cache/device-site) before it starts.
 """
@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shlex
 import subprocess
@@ -49,11 +48,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "experiments"))
+from experiments import roofline  # published peaks
+from experiments.bench_common import FEATURE_DIMS, header, write_json
 
-import roofline  # noqa: E402  (published peaks)
+ROOT = Path(__file__).resolve().parents[1]
 
 # the project's imports the lent GPU image lacks (KINDS.md's package list, 2026-11-17), with
 # the versions requirements.txt / the .venv pin; pure Python, so one wheel serves all
@@ -68,7 +66,6 @@ TEST_GROUPS = {
     "lowering": (["tests/test_lowering.py"], 100),
     "parallel": (["tests/test_parallel.py"], 70),
 }
-FEATURE_DIMS = {"image": 4096, "text": 384}
 
 
 def log(*a):
@@ -124,7 +121,7 @@ def install_wheels(wheels: Path) -> None:
     files = sorted(str(p) for p in wheels.glob("*.whl")) if wheels.is_dir() else []
     if not files:
         log(f"missing modules {missing} and no wheels in {wheels}: the parts that import "
-            f"them will fail (python experiments/device_check.py --download-wheels {wheels} "
+            f"them will fail (python -m experiments.device_check --download-wheels {wheels} "
             "on a machine with network)")
         return
     log(f"installing {len(files)} wheels from {wheels} into {SITE} (missing: {missing})")
@@ -133,7 +130,7 @@ def install_wheels(wheels: Path) -> None:
     env = dict(os.environ, DEVICE_CHECK_SITE="1",
                PYTHONPATH=os.pathsep.join([str(SITE), str(ROOT),
                                            os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
 
 # ----------------------------------------------------------------------------- parts
@@ -189,7 +186,7 @@ def part_tests(args, groups: list[str]) -> dict:
 def part_bench(args, out_dir: Path, kind: str) -> dict:
     out = out_dir / "bench_step.json"
     out.unlink(missing_ok=True)  # only this run's results are read back
-    cmd = [sys.executable, str(ROOT / "experiments" / "bench_step.py"),
+    cmd = [sys.executable, "-m", "experiments.bench_step",
            "--shape", args.shape, "--dim", str(args.dim), "--batch-size", str(args.batch),
            "--impls", "csr,csr+bf16", "--mixed-precision", "off", "--no-parts",
            "--steps", str(args.steps), "--out", str(out), "--note", "device_check.py"]
@@ -236,7 +233,7 @@ def part_bench(args, out_dir: Path, kind: str) -> dict:
 def part_train(args, out_dir: Path) -> dict:
     out = out_dir / "train.json"
     out.unlink(missing_ok=True)  # only this run's results are read back
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_train-child", str(out),
+    cmd = [sys.executable, "-m", "experiments.device_check", "--_train-child", str(out),
            "--shape", args.shape, "--dim", str(args.dim), "--batch-size", str(args.batch),
            "--epochs", str(args.epochs)]
     r = run_part("train", cmd, args.train_timeout)
@@ -264,8 +261,8 @@ def train_child(path: Path, shape: str, dim: int, batch: int, epochs: int) -> in
     accel = jax.devices()[0].platform != "cpu"
     heads = 8 if dim % 8 == 0 else 1
     overrides = [f"model.dim={dim}", f"model.gat.heads={heads}", f"train.epochs={epochs}",
-                 f"train.batch_size={batch}", "train.checkpoint=false",
-                 "train.tensorboard=false", "train.eval_every=1",
+                 f"train.batch_size={batch}", "run.checkpoint=false",
+                 "run.tensorboard=false", "train.eval_every=1",
                  f"train.mixed_precision={str(accel).lower()}",
                  f"data.root={ROOT / '.cache' / 'device-check'}"]
     cfg = config_lib.make_config(ROOT / "recgoat_jax" / "configs" / "recgoat_baby.yaml",
@@ -332,19 +329,15 @@ def main(argv=None) -> int:
     if args._train_child:
         return train_child(args._train_child, args.shape, args.dim, args.batch, args.epochs)
     install_wheels(args.wheels)
-    command = shlex.join(["python", "experiments/device_check.py",
-                          *(sys.argv[1:] if argv is None else argv)])
-    t0 = time.perf_counter()
+    t0, load_start = time.perf_counter(), os.getloadavg()
     import jax
-
-    from recgoat_jax.train.loop import versions
 
     dev = jax.devices()[0]
     kind = getattr(dev, "device_kind", "") or dev.platform
     name = slug(kind if dev.platform != "cpu" else "cpu") + ("_smoke" if small else "")
     log(f"device {dev.platform}: {kind} ({jax.device_count()} device(s)); "
         f"jax {jax.__version__}")
-    vers = versions()
+    head = header(load_start=load_start, device_platform=dev.platform)
     del jax  # the parts run in their own processes; this one holds no device memory
     out_dir = ROOT / ".cache" / "device-check"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -370,13 +363,9 @@ def main(argv=None) -> int:
         smi = None
     ok = all(r.get("ok") for r in res.get("tests", {}).values()) and all(
         res[p].get("ok") for p in ("bench", "train") if p in res)
+    head["machine"].update(device_kind=kind, nvidia_smi=smi)
     result = {
-        "command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "small": small,
-        "ok": ok,
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "device_platform": dev.platform, "device_kind": kind, "nvidia_smi": smi,
-                    "loadavg_1_5_15": os.getloadavg()},
-        "versions": vers,
+        **head, "small": small, "ok": ok,
         "settings": {"shape": args.shape, "dim": args.dim, "batch_size": args.batch,
                      "steps": args.steps, "epochs": args.epochs, "parts": parts,
                      "budget_s": args.budget},
@@ -395,8 +384,7 @@ def main(argv=None) -> int:
         "total_wall_s": time.perf_counter() - t0,
     }
     out = args.out or ROOT / "experiments" / "results" / f"device_{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_json(out, json.loads(json.dumps(result, default=str)))
     log(f"{'all parts passed' if ok else 'SOME PARTS FAILED'} in "
         f"{result['total_wall_s']:.0f} s; wrote {out}")
     return 0 if ok else 1

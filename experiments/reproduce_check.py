@@ -8,9 +8,9 @@ epoch's loss terms and valid/test metrics at full precision, with the commit the
   real_recgoat    RecGOAT's real-data defaults (recgoat.yaml) on a built dev set
   real_freedom    FREEDOM (freedom.yaml) on the same set
 
-    python experiments/reproduce_check.py --baby DIR --real DIR --label before
+    python -m experiments.reproduce_check --baby DIR --real DIR --label before
     ... change the code ...
-    python experiments/reproduce_check.py --baby DIR --real DIR --label after
+    python -m experiments.reproduce_check --baby DIR --real DIR --label after
 
 Each call adds its label to the JSON; once two labels are there, the report compares them
 run by run: equal bit for bit, or the largest absolute difference of any recorded number.
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
+from recgoat_jax import provenance
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 CONFIGS = ROOT / "recgoat_jax" / "configs"
 RUNS = {  # name -> (config file, dataset flag, epochs)
@@ -54,7 +54,7 @@ def run(name: str, data: dict, runs_dir: Path) -> list[dict]:
     from recgoat_jax.train.loop import train
 
     cfg_file, which, epochs = RUNS[name]
-    sets = [f"train.epochs={epochs}", "train.checkpoint=false", "train.tensorboard=false"]
+    sets = [f"train.epochs={epochs}", "run.checkpoint=false", "run.tensorboard=false"]
     if which is not None:
         sets.append(f"data.dataset={data[which]}")
     cfg = make_config(CONFIGS / cfg_file, sets)
@@ -91,14 +91,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.is_file() else {"labels": {}}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=ROOT, capture_output=True, text=True).stdout.strip())
-    from recgoat_jax.train.loop import versions
-
-    entry = {"commit": commit, "dirty": dirty, "command": " ".join([Path(sys.executable).name, *sys.argv]),
-             "versions": versions(), "runs": {}}
+    entry = {**provenance.header(), "runs": {}}
     data = {"baby": args.baby, "real": args.real}
     for name in [r for r in args.runs.split(",") if r]:
         entry["runs"][name] = run(name, data, Path(args.runs_dir) / args.label)

@@ -74,16 +74,13 @@ def test_wanted_on_cpu_only_glibc_linux_without_tunables_or_opt_out():
     assert not wanted({hostmem.OPT_OUT: "system", "JAX_PLATFORMS": "cpu"}, accelerator=True)
 
 
-def test_accelerator_plugins_are_found_by_module_name(tmp_path):
+def test_accelerator_plugins_are_found_by_module_name(tmp_path, monkeypatch):
     """A module named like JAX's CUDA plugin on the path counts; the test venv has none."""
     assert not hostmem.accelerator_plugin_installed()
     (tmp_path / "jax_cuda12_plugin").mkdir()
     (tmp_path / "jax_cuda12_plugin" / "__init__.py").write_text("")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        assert hostmem.accelerator_plugin_installed()
-    finally:
-        sys.path.remove(str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))  # undone after the test
+    assert hostmem.accelerator_plugin_installed()
 
 
 @pytest.mark.slow  # two child interpreters with JAX: ~2.5-4 s

@@ -1,4 +1,4 @@
-"""The memory model (experiments/memory_model.py): the AOT-compiled step's per-device bytes add up
+"""The memory model (recgoat_jax/train/memory_plan.py): the AOT-compiled step's per-device bytes add up
 to the arrays it is given, shrink with sharded tables, and predict the measured peak."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 
 from recgoat_jax import config as config_lib
 
+from recgoat_jax.train import memory_plan as memory
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
-import memory_model as memory  # noqa: E402  (a benchmark tool: experiments/, not the package)
 
 SMALL = memory.Scale("small", 3_000, 1_000, 20_000)
 D = 32
@@ -64,10 +64,9 @@ def _child(code: str, n_dev: int) -> dict:
 @pytest.mark.slow  # 2 compiles on 8 CPU devices (~15 s)
 def test_sharded_tables_cut_state_per_device():
     r = _child("""
-import json, sys, jax
-sys.path.insert(0, "experiments")
+import json, jax
 from recgoat_jax import config as config_lib
-import memory_model as memory
+from recgoat_jax.train import memory_plan as memory
 cfg = config_lib.make_config(None, [], model={"name": "lightgcn", "dim": 32},
                              train={"batch_size": 512})
 s = memory.Scale("small", 3_000, 1_000, 20_000)
@@ -98,7 +97,7 @@ def test_prediction_matches_measured_peak():
     arguments and running 3 steps, against argument + output - alias + temp."""
     env = dict(os.environ, JAX_PLATFORMS="cpu",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    out = subprocess.run([sys.executable, "experiments/bench_plan.py", "--child", "measure",
+    out = subprocess.run([sys.executable, "-m", "experiments.bench_plan", "--child", "measure",
                           "--scales", "300k"], env=env, capture_output=True, text=True,
                          timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-4000:]

@@ -39,7 +39,7 @@ Generative model
   missing images); its content revealed the clusters less well than the co-interactions
   did (10-NN cluster purity text 0.52, image 0.03 = chance: the mean rows were every
   item's nearest image neighbours), so the demo could not show what content adds
-  (experiments/demo_ceiling.py, experiments/results/demo_ablation_note.md).
+  (experiments/results/demo_ceiling.json, demo_ablation_note.md).
 * Optional user features ("LLM profile" embeddings), user_profile=
   - "taste" (default): a noisy non-linear view of the user's tastes, the weighted mix of
     its favourite clusters' centres, as if the LLM had read more than this split's
@@ -162,7 +162,7 @@ def generate_with_truth(
     [I, 16], content [I, 16] (what the item features show), cluster [I], pop [I],
     favs / w [U, 6], user_f [U, 16], pop_cluster [clusters]
     (popularity mass per cluster before filtering; the generator draws within a cluster
-    by it). For tests and for estimating the data's ceiling (experiments/demo_ceiling.py)."""
+    by it). For tests and for estimating the data's ceiling (experiments/results/demo_ceiling.json)."""
     if feature_dims is None:
         feature_dims = DEFAULT_FEATURE_DIMS
     if user_profile not in USER_PROFILES:

@@ -22,7 +22,7 @@ from recgoat_jax.data.dataset import Dataset
 from recgoat_jax.evaluate.evaluator import Evaluator
 
 # (lo, hi) train items per user, both inclusive; hi None: no upper bound
-# (experiments/realdata.py's BUCKETS, which writes the open end as 10**9)
+# (experiments/realdata.py@6e4742d's BUCKETS, which wrote the open end as 10**9)
 ACTIVITY_BUCKETS: tuple[tuple[int, int | None], ...] = ((0, 4), (5, 6), (7, 10), (11, None))
 _OPEN = 10**9  # an upper edge this large counts as open (realdata.py's spelling)
 

@@ -52,7 +52,7 @@ from recgoat_jax.model.recgoat_types import NetOutput
 
 
 # the collaborative user branch's gate at init (learned from there): the value screened
-# on the Debian dev set's valid split (experiments/user_cf_explore.py)
+# on the Debian dev set's valid split (experiments/results/user_cf_explore.json)
 USER_CF_INIT = 0.5
 
 

@@ -4,31 +4,12 @@ metrics and the printed results."""
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
-import jax
-import numpy as np
-import optax
-
-from recgoat_jax import hostmem
 from recgoat_jax.config import Config
 from recgoat_jax.evaluate import activity_groups, format_table, group_metrics
-
-
-def versions() -> dict:
-    import flax
-    import jaxlib
-
-    dev = jax.devices()[0]
-    return {"python": platform.python_version(), "jax": jax.__version__,
-            "jaxlib": jaxlib.__version__, "flax": flax.__version__,
-            "optax": optax.__version__, "numpy": np.__version__,
-            "platform": platform.platform(), "machine": platform.machine(),
-            "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
-            "n_devices": jax.device_count(),
-            "host_malloc": hostmem.setting()["malloc"]}
+from recgoat_jax.provenance import versions  # results.json's record (re-exported here)
 
 
 def default_run_dir(cfg: Config, dataset_name: str) -> Path:

@@ -1,6 +1,6 @@
 """Memory model of the train step: compile it ahead of time for abstract shapes (nothing
-allocated) and read the per-device bytes from XLA. Used by experiments/bench_plan.py
-(make bench-plan) and tests/test_memory.py.
+allocated) and read the per-device bytes from XLA: how much memory a step needs at a
+scale before any array exists (make bench-plan checks it against measured peaks).
 
 plan_step(cfg, scale, devices, model_parallel) ->
   params_bytes, opt_bytes, inputs_bytes, batches_bytes   per device, from the shardings

@@ -1,0 +1,1 @@
+"""One spec per study (realdata, user_text, defaults, ablation, baselines): experiments.study."""
