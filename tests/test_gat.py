@@ -163,14 +163,14 @@ def test_modality_encoder():
     # any input width, any number of layers: structure via eval_shape (nothing compiled)
     for width in (5, 11):
         f = np.zeros((N, width), np.float32)
-        enc = ModalityEncoder(dim, gat_layers=2, heads=2)
+        enc = ModalityEncoder(dim, layers=2, heads=2)
         v = jax.eval_shape(enc.init, jax.random.PRNGKey(0), f, s, r)
         assert set(v["params"]) == {"proj", "gat_0", "gat_1"}
         assert v["params"]["proj"]["kernel"].shape == (width, dim)
         assert jax.eval_shape(enc.apply, v, f, s, r).shape == (N, dim)
 
     proj_only = ModalityEncoder(dim, use_gat=False)
-    one = ModalityEncoder(dim, gat_layers=1, heads=2)
+    one = ModalityEncoder(dim, layers=1, heads=2)
     p0 = _random_params(proj_only, x, s, r, seed=1)
     p1 = _random_params(one, x, s, r, seed=2)
     assert set(p0) == {"proj"}

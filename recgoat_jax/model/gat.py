@@ -229,13 +229,13 @@ class ModalityEncoder(nn.Module):
     """Item encoder for one modality: Linear projection, then L x (GAT, LeakyReLU 0.2, dropout).
 
     features: [n, d_m] (any d_m), senders/receivers: int32 [n_edges] with self loops
-    -> z: [n, dim]. use_gat False or gat_layers 0: projection only. heads * (dim // heads)
-    must equal dim. One instance per modality.
+    -> z: [n, dim]. use_gat False or layers 0: projection only (model.gat.on_items /
+    model.gat.layers). heads * (dim // heads) must equal dim. One instance per modality.
     """
 
     dim: int
-    gat_layers: int = 1
-    heads: int = 8
+    layers: int = 1  # model.gat.layers
+    heads: int = 8  # model.gat.heads
     dropout: float = 0.1
     use_gat: bool = True
 
@@ -248,7 +248,7 @@ class ModalityEncoder(nn.Module):
                           compute_dtype=jnp.bfloat16 if bf16 else None)(features)
         if not self.use_gat:
             return h
-        for layer in range(self.gat_layers):
+        for layer in range(self.layers):
             g = graph_from_edges(h, senders, receivers)
             h = GATLayer(
                 self.dim,
